@@ -1,0 +1,78 @@
+"""Shackleton: a real-time LiveKit voice assistant for Home Assistant."""
+
+from __future__ import annotations
+
+from homeassistant.const import Platform
+from homeassistant.core import HomeAssistant
+from homeassistant.exceptions import ConfigEntryAuthFailed
+from homeassistant.helpers import issue_registry as ir
+
+from .const import (
+    CONF_LIVEKIT_API_KEY,
+    CONF_LIVEKIT_API_SECRET,
+    CONF_LIVEKIT_URL,
+    DOMAIN,
+    ISSUE_NO_LIVEKIT,
+)
+from .livekit_server import LiveKitInvalidAuth, LiveKitLink
+from .models import ShackletonConfigEntry, ShackletonData, ShackletonRuntime
+
+PLATFORMS: list[Platform] = [Platform.BINARY_SENSOR, Platform.SENSOR, Platform.SWITCH]
+
+
+async def async_setup_entry(hass: HomeAssistant, entry: ShackletonConfigEntry) -> bool:
+    """Set up Shackleton from a config entry."""
+    has_server = CONF_LIVEKIT_URL in entry.data
+    runtime = ShackletonRuntime(livekit_configured=has_server)
+    link: LiveKitLink | None = None
+    if has_server:
+        ir.async_delete_issue(hass, DOMAIN, f"{ISSUE_NO_LIVEKIT}_{entry.entry_id}")
+        link = LiveKitLink(
+            hass,
+            entry,
+            runtime,
+            entry.data[CONF_LIVEKIT_URL],
+            entry.data[CONF_LIVEKIT_API_KEY],
+            entry.data[CONF_LIVEKIT_API_SECRET],
+        )
+        try:
+            # A refused key stops set-up and starts reauth. An unreachable server does
+            # not: text, tools and announcements work without it, and the link retries.
+            await link.async_first_check()
+        except LiveKitInvalidAuth as err:
+            raise ConfigEntryAuthFailed(
+                translation_domain=DOMAIN, translation_key="livekit_invalid_auth"
+            ) from err
+    else:
+        ir.async_create_issue(
+            hass,
+            DOMAIN,
+            f"{ISSUE_NO_LIVEKIT}_{entry.entry_id}",
+            is_fixable=False,
+            is_persistent=False,
+            severity=ir.IssueSeverity.WARNING,
+            translation_key=ISSUE_NO_LIVEKIT,
+            translation_placeholders={"title": entry.title},
+        )
+
+    entry.runtime_data = ShackletonData(runtime=runtime, link=link)
+    await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
+    if link is not None:
+        link.async_start()
+    entry.async_on_unload(entry.add_update_listener(_async_options_updated))
+    return True
+
+
+async def _async_options_updated(hass: HomeAssistant, entry: ShackletonConfigEntry) -> None:
+    """Reload so every part sees the new options."""
+    await hass.config_entries.async_reload(entry.entry_id)
+
+
+async def async_unload_entry(hass: HomeAssistant, entry: ShackletonConfigEntry) -> bool:
+    """Unload a config entry."""
+    return await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
+
+
+async def async_remove_entry(hass: HomeAssistant, entry: ShackletonConfigEntry) -> None:
+    """Remove what the entry left behind outside itself."""
+    ir.async_delete_issue(hass, DOMAIN, f"{ISSUE_NO_LIVEKIT}_{entry.entry_id}")

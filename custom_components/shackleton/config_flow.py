@@ -1,0 +1,480 @@
+"""Config, reauth, reconfigure and options flows for Shackleton."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import voluptuous as vol
+
+from homeassistant.config_entries import (
+    SOURCE_RECONFIGURE,
+    ConfigEntry,
+    ConfigFlow,
+    ConfigFlowResult,
+    OptionsFlow,
+)
+from homeassistant.core import callback
+from homeassistant.data_entry_flow import section
+from homeassistant.helpers.aiohttp_client import async_get_clientsession
+from homeassistant.helpers.selector import (
+    BooleanSelector,
+    LanguageSelector,
+    NumberSelector,
+    NumberSelectorConfig,
+    NumberSelectorMode,
+    SelectSelector,
+    SelectSelectorConfig,
+    SelectSelectorMode,
+    TextSelector,
+    TextSelectorConfig,
+    TextSelectorType,
+)
+
+from .const import (
+    CONF_CONFIRM_DOMAINS,
+    CONF_INSTRUCTIONS,
+    CONF_LANGUAGE,
+    CONF_LIVEKIT_API_KEY,
+    CONF_LIVEKIT_API_SECRET,
+    CONF_LIVEKIT_URL,
+    CONF_MAX_ENDPOINTING_DELAY,
+    CONF_MIN_ENDPOINTING_DELAY,
+    CONF_MIN_INTERRUPTION_DURATION,
+    CONF_MIN_SILENCE_DURATION,
+    CONF_MIN_SPEECH_DURATION,
+    CONF_PREFIX_PADDING,
+    CONF_TOOL_GROUPS,
+    CONF_TRANSCRIPT_RETENTION_DAYS,
+    CONF_TRANSCRIPTS_IN_EVENTS,
+    CONF_VAD_ACTIVATION_THRESHOLD,
+    CONF_VOICE,
+    CONF_VOICE_MODE,
+    CONFIRMABLE_TARGETS,
+    DEFAULT_OPTIONS,
+    DOMAIN,
+    PIPELINE_STAGES,
+    STAGE_LLM,
+    STAGE_REALTIME,
+    TOOL_GROUPS,
+    VOICE_MODE_PIPELINE,
+    VOICE_MODE_REALTIME,
+    VOICE_MODES,
+    api_key_key,
+    base_url_key,
+    model_key,
+    provider_key,
+)
+from .livekit_server import LiveKitError, async_check_livekit, normalize_livekit_url
+from .providers import (
+    PROVIDER_OPENAI,
+    PROVIDERS,
+    ProviderError,
+    async_check_provider,
+    normalize_base_url,
+    providers_for,
+)
+
+_SECRET = TextSelector(TextSelectorConfig(type=TextSelectorType.PASSWORD))
+_TEXT = TextSelector()
+_URL = TextSelector(TextSelectorConfig(type=TextSelectorType.URL))
+
+SECTION_TURN_TAKING = "turn_taking"
+SECTION_TOOLS = "tools"
+SECTION_PRIVACY = "privacy"
+
+
+def _seconds(maximum: float, step: float = 0.05) -> NumberSelector:
+    return NumberSelector(
+        NumberSelectorConfig(
+            min=0.0, max=maximum, step=step, unit_of_measurement="s", mode=NumberSelectorMode.BOX
+        )
+    )
+
+
+# Section -> option key -> selector. Persona fields sit above the sections.
+OPTION_SECTIONS: dict[str, dict[str, Any]] = {
+    SECTION_TURN_TAKING: {
+        CONF_VAD_ACTIVATION_THRESHOLD: NumberSelector(
+            NumberSelectorConfig(min=0.05, max=0.95, step=0.05, mode=NumberSelectorMode.SLIDER)
+        ),
+        CONF_MIN_SPEECH_DURATION: _seconds(2.0),
+        CONF_MIN_SILENCE_DURATION: _seconds(3.0),
+        CONF_PREFIX_PADDING: _seconds(2.0),
+        CONF_MIN_INTERRUPTION_DURATION: _seconds(2.0),
+        CONF_MIN_ENDPOINTING_DELAY: _seconds(5.0),
+        CONF_MAX_ENDPOINTING_DELAY: _seconds(10.0),
+    },
+    SECTION_TOOLS: {
+        CONF_TOOL_GROUPS: SelectSelector(
+            SelectSelectorConfig(
+                options=list(TOOL_GROUPS), multiple=True, translation_key=CONF_TOOL_GROUPS
+            )
+        ),
+        CONF_CONFIRM_DOMAINS: SelectSelector(
+            SelectSelectorConfig(
+                options=list(CONFIRMABLE_TARGETS),
+                multiple=True,
+                custom_value=True,
+                translation_key=CONF_CONFIRM_DOMAINS,
+            )
+        ),
+    },
+    SECTION_PRIVACY: {
+        CONF_TRANSCRIPT_RETENTION_DAYS: NumberSelector(
+            NumberSelectorConfig(
+                min=0, max=365, step=1, unit_of_measurement="d", mode=NumberSelectorMode.BOX
+            )
+        ),
+        CONF_TRANSCRIPTS_IN_EVENTS: BooleanSelector(),
+    },
+}
+
+
+def stages_in_use(data: Mapping[str, Any]) -> list[str]:
+    """Return the stages the chosen voice mode needs; the LLM also serves text."""
+    if data.get(CONF_VOICE_MODE) == VOICE_MODE_REALTIME:
+        return [STAGE_LLM, STAGE_REALTIME]
+    return list(PIPELINE_STAGES)
+
+
+def stage_provider(data: Mapping[str, Any], stage: str) -> str:
+    """Return the provider serving a stage; realtime is OpenAI's."""
+    if stage == STAGE_REALTIME:
+        return PROVIDER_OPENAI
+    return str(data[provider_key(stage)])
+
+
+def providers_in_use(data: Mapping[str, Any]) -> list[str]:
+    """Return the providers the configuration uses, in display order."""
+    used = {stage_provider(data, stage) for stage in stages_in_use(data)}
+    return [name for name in PROVIDERS if name in used]
+
+
+def _uid(data: Mapping[str, Any]) -> str | None:
+    if CONF_LIVEKIT_URL not in data:
+        return None
+    return f"{data[CONF_LIVEKIT_URL]}|{data[CONF_LIVEKIT_API_KEY]}"
+
+
+def _title(data: Mapping[str, Any]) -> str:
+    if CONF_LIVEKIT_URL not in data:
+        return "Shackleton"
+    host = normalize_livekit_url(data[CONF_LIVEKIT_URL]).split("://", 1)[1]
+    return f"Shackleton ({host})"
+
+
+class ShackletonConfigFlow(ConfigFlow, domain=DOMAIN):
+    """Set up Shackleton: the LiveKit server (optional), then the assistant."""
+
+    VERSION = 1
+    MINOR_VERSION = 1
+
+    def __init__(self) -> None:
+        """Start with nothing chosen."""
+        self._data: dict[str, Any] = {}
+
+    @staticmethod
+    @callback
+    def async_get_options_flow(config_entry: ConfigEntry) -> ShackletonOptionsFlow:
+        """Return the options flow."""
+        return ShackletonOptionsFlow()
+
+    async def async_step_user(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """Ask whether there is a LiveKit server yet."""
+        return self.async_show_menu(step_id="user", menu_options=["livekit", "skip_livekit"])
+
+    async def async_step_skip_livekit(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Go on without voice rooms: text, tools and announcements still work."""
+        return await self.async_step_assistant()
+
+    async def async_step_livekit(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Ask for the LiveKit server and check it with a real API call."""
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            try:
+                server = await self._async_validate_livekit(user_input)
+            except LiveKitError as err:
+                errors["base"] = err.reason
+            else:
+                await self.async_set_unique_id(_uid(server))
+                self._abort_if_unique_id_configured()
+                self._data.update(server)
+                return await self.async_step_assistant()
+        schema = vol.Schema(
+            {
+                vol.Required(CONF_LIVEKIT_URL): _URL,
+                vol.Required(CONF_LIVEKIT_API_KEY): _TEXT,
+                vol.Required(CONF_LIVEKIT_API_SECRET): _SECRET,
+            }
+        )
+        return self.async_show_form(
+            step_id="livekit",
+            data_schema=self.add_suggested_values_to_schema(schema, _without_secrets(user_input)),
+            errors=errors,
+        )
+
+    async def async_step_assistant(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Choose the voice mode and a provider per stage."""
+        if user_input is not None:
+            self._data.update(user_input)
+            return await self.async_step_credentials()
+        fields: dict[Any, Any] = {
+            vol.Required(
+                CONF_VOICE_MODE, default=self._data.get(CONF_VOICE_MODE, VOICE_MODE_PIPELINE)
+            ): SelectSelector(
+                SelectSelectorConfig(
+                    options=list(VOICE_MODES),
+                    translation_key=CONF_VOICE_MODE,
+                    mode=SelectSelectorMode.LIST,
+                )
+            )
+        }
+        for stage in PIPELINE_STAGES:
+            choices = providers_for(stage)
+            fields[
+                vol.Required(provider_key(stage), default=self._data.get(provider_key(stage), choices[0]))
+            ] = SelectSelector(SelectSelectorConfig(options=choices, translation_key="provider"))
+        return self.async_show_form(step_id="assistant", data_schema=vol.Schema(fields))
+
+    async def async_step_credentials(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Ask for the keys, URLs and models of the chosen providers, and check each key."""
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            errors, cleaned = await self._async_validate_providers(user_input)
+            if not errors:
+                self._data.update(cleaned)
+                return await self._async_finish()
+        keep_blank = self.source == SOURCE_RECONFIGURE
+        fields: dict[Any, Any] = {}
+        for name in providers_in_use(self._data):
+            spec = PROVIDERS[name]
+            if spec.needs_api_key and not (keep_blank and self._data.get(api_key_key(name))):
+                fields[vol.Required(api_key_key(name))] = _SECRET
+            else:
+                fields[vol.Optional(api_key_key(name))] = _SECRET
+            url = self._data.get(base_url_key(name), spec.default_base_url)
+            if spec.default_base_url is None:
+                fields[vol.Required(base_url_key(name), default=url or vol.UNDEFINED)] = _URL
+            else:
+                fields[vol.Optional(base_url_key(name), default=url)] = _URL
+        for stage in stages_in_use(self._data):
+            default = self._data.get(model_key(stage)) or PROVIDERS[
+                stage_provider(self._data, stage)
+            ].default_models.get(stage)
+            fields[vol.Required(model_key(stage), default=default or vol.UNDEFINED)] = _TEXT
+        schema = vol.Schema(fields)
+        return self.async_show_form(
+            step_id="credentials",
+            data_schema=self.add_suggested_values_to_schema(schema, _without_secrets(user_input)),
+            errors=errors,
+        )
+
+    async def async_step_reauth(self, entry_data: Mapping[str, Any]) -> ConfigFlowResult:
+        """Start reauthentication after a server or provider refused a secret."""
+        return await self.async_step_reauth_confirm()
+
+    async def async_step_reauth_confirm(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Ask again for the secrets; a blank provider key keeps the stored one."""
+        entry = self._get_reauth_entry()
+        fields: dict[Any, Any] = {}
+        if CONF_LIVEKIT_URL in entry.data:
+            fields[
+                vol.Required(CONF_LIVEKIT_API_KEY, default=entry.data[CONF_LIVEKIT_API_KEY])
+            ] = _TEXT
+            fields[vol.Required(CONF_LIVEKIT_API_SECRET)] = _SECRET
+        for name in providers_in_use(entry.data):
+            fields[vol.Optional(api_key_key(name))] = _SECRET
+        schema = vol.Schema(fields)
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            merged = {**entry.data, **{k: v for k, v in user_input.items() if v}}
+            try:
+                if CONF_LIVEKIT_URL in merged:
+                    merged.update(await self._async_validate_livekit(merged))
+            except LiveKitError as err:
+                errors["base"] = err.reason
+            else:
+                self._data = merged
+                errors, cleaned = await self._async_validate_providers(merged)
+                errors = _onto_form(errors, schema)
+                if not errors:
+                    if self._uid_taken(_uid(merged), entry):
+                        return self.async_abort(reason="already_configured")
+                    return self.async_update_reload_and_abort(
+                        entry, unique_id=_uid(merged), data={**merged, **cleaned}
+                    )
+        return self.async_show_form(
+            step_id="reauth_confirm",
+            data_schema=schema,
+            errors=errors,
+            description_placeholders={"title": entry.title},
+        )
+
+    async def async_step_reconfigure(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Change the LiveKit server (blank URL: none), then the providers."""
+        entry = self._get_reconfigure_entry()
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            data = {
+                k: v
+                for k, v in entry.data.items()
+                if k not in (CONF_LIVEKIT_URL, CONF_LIVEKIT_API_KEY, CONF_LIVEKIT_API_SECRET)
+            }
+            if user_input.get(CONF_LIVEKIT_URL):
+                server = {
+                    CONF_LIVEKIT_URL: user_input[CONF_LIVEKIT_URL],
+                    CONF_LIVEKIT_API_KEY: user_input.get(CONF_LIVEKIT_API_KEY, ""),
+                    CONF_LIVEKIT_API_SECRET: user_input.get(CONF_LIVEKIT_API_SECRET)
+                    or entry.data.get(CONF_LIVEKIT_API_SECRET, ""),
+                }
+                try:
+                    data.update(await self._async_validate_livekit(server))
+                except LiveKitError as err:
+                    errors["base"] = err.reason
+            if not errors:
+                if self._uid_taken(_uid(data), entry):
+                    return self.async_abort(reason="already_configured")
+                self._data = data
+                return await self.async_step_assistant()
+        schema = vol.Schema(
+            {
+                vol.Optional(CONF_LIVEKIT_URL): _URL,
+                vol.Optional(CONF_LIVEKIT_API_KEY): _TEXT,
+                vol.Optional(CONF_LIVEKIT_API_SECRET): _SECRET,
+            }
+        )
+        suggested = _without_secrets(user_input if user_input is not None else entry.data)
+        return self.async_show_form(
+            step_id="reconfigure",
+            data_schema=self.add_suggested_values_to_schema(schema, suggested),
+            errors=errors,
+        )
+
+    async def _async_finish(self) -> ConfigFlowResult:
+        if self.source == SOURCE_RECONFIGURE:
+            entry = self._get_reconfigure_entry()
+            return self.async_update_reload_and_abort(
+                entry, unique_id=_uid(self._data), title=_title(self._data), data=self._data
+            )
+        options = {**DEFAULT_OPTIONS, CONF_LANGUAGE: self.hass.config.language}
+        return self.async_create_entry(title=_title(self._data), data=self._data, options=options)
+
+    def _uid_taken(self, uid: str | None, entry: ConfigEntry) -> bool:
+        return uid is not None and any(
+            other.unique_id == uid and other.entry_id != entry.entry_id
+            for other in self._async_current_entries(include_ignore=False)
+        )
+
+    async def _async_validate_livekit(self, user_input: Mapping[str, Any]) -> dict[str, str]:
+        """Return the cleaned server settings, or raise a LiveKitError."""
+        url = normalize_livekit_url(user_input[CONF_LIVEKIT_URL])
+        key = str(user_input[CONF_LIVEKIT_API_KEY]).strip()
+        secret = str(user_input[CONF_LIVEKIT_API_SECRET]).strip()
+        await async_check_livekit(async_get_clientsession(self.hass), url, key, secret)
+        return {CONF_LIVEKIT_URL: url, CONF_LIVEKIT_API_KEY: key, CONF_LIVEKIT_API_SECRET: secret}
+
+    async def _async_validate_providers(
+        self, user_input: Mapping[str, Any]
+    ) -> tuple[dict[str, str], dict[str, Any]]:
+        """Check every provider in use with one call each; return (errors, cleaned data)."""
+        errors: dict[str, str] = {}
+        cleaned: dict[str, Any] = {}
+        session = async_get_clientsession(self.hass)
+        stages = stages_in_use(self._data)
+        for stage in stages:
+            if model := str(user_input.get(model_key(stage), self._data.get(model_key(stage), ""))):
+                cleaned[model_key(stage)] = model.strip()
+        for name in providers_in_use(self._data):
+            spec = PROVIDERS[name]
+            key_field, url_field = api_key_key(name), base_url_key(name)
+            api_key = (user_input.get(key_field) or self._data.get(key_field) or "").strip()
+            raw_url = user_input.get(url_field) or spec.default_base_url or ""
+            try:
+                base_url = normalize_base_url(raw_url)
+                listed = await async_check_provider(session, base_url, api_key or None)
+            except ProviderError as err:
+                errors[key_field if err.reason == "invalid_api_key" else url_field] = err.reason
+                continue
+            if api_key:
+                cleaned[key_field] = api_key
+            if base_url != spec.default_base_url:
+                cleaned[url_field] = base_url
+            else:
+                cleaned.pop(url_field, None)
+                self._data.pop(url_field, None)
+            if spec.lists_all_models:
+                for stage in stages:
+                    model = cleaned.get(model_key(stage))
+                    if stage_provider(self._data, stage) == name and model not in listed:
+                        errors[model_key(stage)] = "model_not_found"
+        return errors, cleaned
+
+
+SECRET_FIELDS = frozenset({CONF_LIVEKIT_API_SECRET, *(api_key_key(name) for name in PROVIDERS)})
+
+
+def _without_secrets(values: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """Return form values fit to show again: never echo a secret back."""
+    if values is None:
+        return None
+    return {k: v for k, v in values.items() if k not in SECRET_FIELDS}
+
+
+def _onto_form(errors: dict[str, str], schema: vol.Schema) -> dict[str, str]:
+    """Move errors of fields a form does not show onto its `base`."""
+    shown = {str(key) for key in schema.schema}
+    return {(key if key in shown else "base"): reason for key, reason in errors.items()}
+
+
+class ShackletonOptionsFlow(OptionsFlow):
+    """Tune the persona, turn-taking, tools and privacy."""
+
+    async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """Show every option; sections keep the advanced ones folded."""
+        errors: dict[str, str] = {}
+        current = {**DEFAULT_OPTIONS, **self.config_entry.options}
+        if user_input is not None:
+            flat = {k: v for k, v in user_input.items() if k not in OPTION_SECTIONS}
+            for name in OPTION_SECTIONS:
+                flat.update(user_input.get(name, {}))
+            if flat[CONF_MIN_ENDPOINTING_DELAY] > flat[CONF_MAX_ENDPOINTING_DELAY]:
+                errors["base"] = "endpointing_order"
+            else:
+                flat[CONF_TRANSCRIPT_RETENTION_DAYS] = int(flat[CONF_TRANSCRIPT_RETENTION_DAYS])
+                return self.async_create_entry(data={**current, **flat})
+            current = {**current, **flat}
+        fields: dict[Any, Any] = {
+            vol.Required(CONF_INSTRUCTIONS): TextSelector(TextSelectorConfig(multiline=True)),
+            vol.Required(
+                CONF_LANGUAGE, default=current.get(CONF_LANGUAGE, self.hass.config.language)
+            ): LanguageSelector(),
+            vol.Optional(CONF_VOICE): _TEXT,
+        }
+        suggested: dict[str, Any] = {
+            CONF_INSTRUCTIONS: current[CONF_INSTRUCTIONS],
+            CONF_VOICE: current[CONF_VOICE],
+        }
+        for name, selectors in OPTION_SECTIONS.items():
+            fields[vol.Required(name)] = section(
+                vol.Schema({vol.Required(key): sel for key, sel in selectors.items()}),
+                {"collapsed": name != SECTION_TOOLS},
+            )
+            suggested[name] = {key: current[key] for key in selectors}
+        return self.async_show_form(
+            step_id="init",
+            data_schema=self.add_suggested_values_to_schema(vol.Schema(fields), suggested),
+            errors=errors,
+        )

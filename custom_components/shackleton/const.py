@@ -1,0 +1,134 @@
+"""Constants for the Shackleton integration."""
+
+from __future__ import annotations
+
+import logging
+from typing import Final
+
+DOMAIN: Final = "shackleton"
+LOGGER = logging.getLogger(__package__)
+
+# Entry data: the LiveKit server (absent when the user skipped that step).
+CONF_LIVEKIT_URL: Final = "livekit_url"
+CONF_LIVEKIT_API_KEY: Final = "livekit_api_key"
+CONF_LIVEKIT_API_SECRET: Final = "livekit_api_secret"  # noqa: S105 - a key name, not a secret
+
+# Entry data: the assistant.
+CONF_VOICE_MODE: Final = "voice_mode"
+VOICE_MODE_PIPELINE: Final = "pipeline"
+VOICE_MODE_REALTIME: Final = "realtime"
+VOICE_MODES: Final = (VOICE_MODE_PIPELINE, VOICE_MODE_REALTIME)
+
+STAGE_STT: Final = "stt"
+STAGE_LLM: Final = "llm"
+STAGE_TTS: Final = "tts"
+STAGE_REALTIME: Final = "realtime"
+PIPELINE_STAGES: Final = (STAGE_STT, STAGE_LLM, STAGE_TTS)
+
+
+def provider_key(stage: str) -> str:
+    """Return the entry-data key naming the provider of a stage."""
+    return f"{stage}_provider"
+
+
+def model_key(stage: str) -> str:
+    """Return the entry-data key naming the model of a stage."""
+    return f"{stage}_model"
+
+
+def api_key_key(provider: str) -> str:
+    """Return the entry-data key holding a provider's API key."""
+    return f"{provider}_api_key"
+
+
+def base_url_key(provider: str) -> str:
+    """Return the entry-data key holding a provider's base URL."""
+    return f"{provider}_base_url"
+
+
+# Options: persona.
+CONF_INSTRUCTIONS: Final = "instructions"
+CONF_LANGUAGE: Final = "language"
+CONF_VOICE: Final = "voice"
+# Options: turn-taking (seconds, except the threshold).
+CONF_VAD_ACTIVATION_THRESHOLD: Final = "vad_activation_threshold"
+CONF_MIN_SPEECH_DURATION: Final = "min_speech_duration"
+CONF_MIN_SILENCE_DURATION: Final = "min_silence_duration"
+CONF_PREFIX_PADDING: Final = "prefix_padding"
+CONF_MIN_INTERRUPTION_DURATION: Final = "min_interruption_duration"
+CONF_MIN_ENDPOINTING_DELAY: Final = "min_endpointing_delay"
+CONF_MAX_ENDPOINTING_DELAY: Final = "max_endpointing_delay"
+# Options: tools.
+CONF_TOOL_GROUPS: Final = "tool_groups"
+CONF_CONFIRM_DOMAINS: Final = "confirm_domains"
+# Options: privacy.
+CONF_TRANSCRIPT_RETENTION_DAYS: Final = "transcript_retention_days"
+CONF_TRANSCRIPTS_IN_EVENTS: Final = "transcripts_in_events"
+
+TOOL_GROUPS: Final = ("devices", "calendars", "timers", "notes")
+# Domains, or domain.device_class, whose actions need a spoken "yes" first.
+CONFIRMABLE_TARGETS: Final = (
+    "lock",
+    "alarm_control_panel",
+    "cover.garage",
+    "cover.door",
+    "cover.gate",
+    "cover",
+    "valve",
+    "climate",
+    "siren",
+)
+
+DEFAULT_INSTRUCTIONS: Final = (
+    "You are Shackleton, the voice assistant of this home. Answer in one or two short "
+    "spoken sentences, without markdown. Use the tools to act on the home, and never say "
+    "you did something unless a tool call did it."
+)
+DEFAULT_OPTIONS: Final[dict[str, object]] = {
+    CONF_INSTRUCTIONS: DEFAULT_INSTRUCTIONS,
+    CONF_VOICE: "",
+    CONF_VAD_ACTIVATION_THRESHOLD: 0.5,
+    CONF_MIN_SPEECH_DURATION: 0.05,
+    CONF_MIN_SILENCE_DURATION: 0.55,
+    CONF_PREFIX_PADDING: 0.5,
+    # LiveKit's default is 0.5 s; a short word like "stop" must be able to barge in.
+    CONF_MIN_INTERRUPTION_DURATION: 0.2,
+    CONF_MIN_ENDPOINTING_DELAY: 0.5,
+    CONF_MAX_ENDPOINTING_DELAY: 3.0,
+    CONF_TOOL_GROUPS: list(TOOL_GROUPS),
+    CONF_CONFIRM_DOMAINS: ["lock", "alarm_control_panel", "cover.garage", "cover.door", "cover.gate"],
+    CONF_TRANSCRIPT_RETENTION_DAYS: 7,
+    CONF_TRANSCRIPTS_IN_EVENTS: False,
+}
+
+# Assistant states, as shown by the state sensor.
+STATE_OFFLINE: Final = "offline"
+STATE_IDLE: Final = "idle"
+STATE_LISTENING: Final = "listening"
+STATE_THINKING: Final = "thinking"
+STATE_SPEAKING: Final = "speaking"
+ASSISTANT_STATES: Final = (STATE_OFFLINE, STATE_IDLE, STATE_LISTENING, STATE_THINKING, STATE_SPEAKING)
+
+# Network checks made by the flows and at set-up: short, so a dead host fails fast.
+VALIDATION_TIMEOUT: Final = 5.0
+# How often a healthy LiveKit link is re-checked, and the ceiling of the retry backoff.
+LIVEKIT_HEALTH_INTERVAL: Final = 60.0
+LIVEKIT_RETRY_MAX: Final = 60.0
+
+ISSUE_NO_LIVEKIT: Final = "no_livekit_server"
+
+# Keys whose values never leave HA in diagnostics, events or logs.
+REDACT_KEYS: Final = frozenset(
+    {
+        CONF_LIVEKIT_API_KEY,
+        CONF_LIVEKIT_API_SECRET,
+        "openai_api_key",
+        "groq_api_key",
+        "compatible_api_key",
+        "token",
+        "access_token",
+        "transcript",
+        "latitude",
+        "longitude",
+    }
+)

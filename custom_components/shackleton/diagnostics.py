@@ -1,0 +1,22 @@
+"""Diagnostics for Shackleton: settings and live state, with secrets redacted."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from homeassistant.components.diagnostics import async_redact_data
+from homeassistant.core import HomeAssistant
+
+from .const import REDACT_KEYS
+from .models import ShackletonConfigEntry
+
+
+async def async_get_config_entry_diagnostics(
+    hass: HomeAssistant, entry: ShackletonConfigEntry
+) -> dict[str, Any]:
+    """Return the entry's settings and runtime state."""
+    return {
+        "data": async_redact_data(dict(entry.data), REDACT_KEYS),
+        "options": async_redact_data(dict(entry.options), REDACT_KEYS),
+        "runtime": async_redact_data(entry.runtime_data.runtime.as_dict(), REDACT_KEYS),
+    }

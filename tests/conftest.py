@@ -1,0 +1,91 @@
+"""Fixtures for Shackleton's tests."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from pytest_homeassistant_custom_component.common import MockConfigEntry
+
+from custom_components.shackleton.const import (
+    CONF_LIVEKIT_API_KEY,
+    CONF_LIVEKIT_API_SECRET,
+    CONF_LIVEKIT_URL,
+    CONF_VOICE_MODE,
+    DEFAULT_OPTIONS,
+    DOMAIN,
+)
+from homeassistant.core import HomeAssistant
+
+from .fakes import FakeLiveKit, FakeOpenAI, start_app
+
+
+@pytest.fixture(autouse=True)
+def auto_enable_custom_integrations(enable_custom_integrations: None) -> None:
+    """Let HA load the integration from custom_components."""
+
+
+@pytest.fixture
+async def fake_livekit(socket_enabled: None) -> AsyncIterator[FakeLiveKit]:
+    """Serve a fake LiveKit twirp API on 127.0.0.1."""
+    server = FakeLiveKit()
+    runner, server.url = await start_app(server.app())
+    yield server
+    await runner.cleanup()
+
+
+@pytest.fixture
+async def fake_openai(socket_enabled: None) -> AsyncIterator[FakeOpenAI]:
+    """Serve a fake OpenAI-compatible API on 127.0.0.1."""
+    server = FakeOpenAI()
+    runner, server.url = await start_app(server.app())
+    yield server
+    await runner.cleanup()
+
+
+def entry_data(fake_livekit: FakeLiveKit | None, fake_openai: FakeOpenAI) -> dict[str, Any]:
+    """Return entry data for a pipeline on OpenAI, with or without a LiveKit server."""
+    data: dict[str, Any] = {
+        CONF_VOICE_MODE: "pipeline",
+        "stt_provider": "openai",
+        "llm_provider": "openai",
+        "tts_provider": "openai",
+        "openai_api_key": "sk-test",
+        "openai_base_url": fake_openai.base_url,
+        "stt_model": "gpt-4o-mini-transcribe",
+        "llm_model": "gpt-4.1-mini",
+        "tts_model": "gpt-4o-mini-tts",
+    }
+    if fake_livekit is not None:
+        key, secret = next(iter(fake_livekit.keys.items()))
+        data |= {
+            CONF_LIVEKIT_URL: fake_livekit.url,
+            CONF_LIVEKIT_API_KEY: key,
+            CONF_LIVEKIT_API_SECRET: secret,
+        }
+    return data
+
+
+@pytest.fixture
+def mock_config_entry(
+    hass: HomeAssistant, fake_livekit: FakeLiveKit, fake_openai: FakeOpenAI
+) -> MockConfigEntry:
+    """Return a (not yet added) entry pointed at the fake servers."""
+    return MockConfigEntry(
+        domain=DOMAIN,
+        title="Shackleton (127.0.0.1)",
+        unique_id=f"{fake_livekit.url}|devkey",
+        data=entry_data(fake_livekit, fake_openai),
+        options={**DEFAULT_OPTIONS, "language": "en"},
+        entry_id="01JSHACKLETON0000000000000",
+    )
+
+
+@pytest.fixture
+async def loaded_entry(hass: HomeAssistant, mock_config_entry: MockConfigEntry) -> MockConfigEntry:
+    """Add the entry and set it up."""
+    mock_config_entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(mock_config_entry.entry_id)
+    await hass.async_block_till_done()
+    return mock_config_entry
