@@ -5,8 +5,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+from homeassistant.core import HomeAssistant
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
+from pytest_homeassistant_custom_component.syrupy import HomeAssistantSnapshotExtension
+from syrupy.assertion import SnapshotAssertion
 
 from custom_components.shackleton.const import (
     CONF_LIVEKIT_API_KEY,
@@ -16,7 +19,6 @@ from custom_components.shackleton.const import (
     DEFAULT_OPTIONS,
     DOMAIN,
 )
-from homeassistant.core import HomeAssistant
 
 from .fakes import FakeLiveKit, FakeOpenAI, start_app
 
@@ -24,6 +26,12 @@ from .fakes import FakeLiveKit, FakeOpenAI, start_app
 @pytest.fixture(autouse=True)
 def auto_enable_custom_integrations(enable_custom_integrations: None) -> None:
     """Let HA load the integration from custom_components."""
+
+
+@pytest.fixture
+def snapshot(snapshot: SnapshotAssertion) -> SnapshotAssertion:
+    """Serialize HA objects (registry entries, states) without volatile ids and times."""
+    return snapshot.use_extension(HomeAssistantSnapshotExtension)
 
 
 @pytest.fixture

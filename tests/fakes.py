@@ -34,9 +34,13 @@ def closed_port_url(scheme: str = "http") -> str:
 class FakeLiveKit:
     """LiveKit's RoomService over twirp, verifying real access tokens."""
 
-    keys: dict[str, str] = field(default_factory=lambda: {"devkey": "devsecret-devsecret-devsecret-00"})
+    keys: dict[str, str] = field(
+        default_factory=lambda: {"devkey": "devsecret-devsecret-devsecret-00"}
+    )
     rooms: list[str] = field(default_factory=list)
     fail_status: int | None = None
+    # A valid key whose grants the server does not accept (LiveKit answers 403).
+    forbid: bool = False
     requests: int = 0
     url: str = ""
 
@@ -60,7 +64,7 @@ class FakeLiveKit:
             claims = api.TokenVerifier(issuer, self.keys[issuer]).verify(token)
         except (jwt.PyJWTError, KeyError):
             return self._error(401, "unauthenticated", "invalid token")
-        if not claims.video or not claims.video.room_list:
+        if self.forbid or not claims.video or not claims.video.room_list:
             return self._error(403, "permission_denied", "no room_list grant")
         api.ListRoomsRequest.FromString(await request.read())
         body = api.ListRoomsResponse(rooms=[api.Room(name=name) for name in self.rooms])
@@ -84,6 +88,7 @@ class FakeOpenAI:
     )
     fail_status: int | None = None
     not_json: bool = False
+    bad_shape: bool = False
     delay: float = 0.0
     requests: list[dict[str, Any]] = field(default_factory=list)
     url: str = ""
@@ -114,6 +119,8 @@ class FakeOpenAI:
             return web.json_response({"error": {"message": "bad key"}}, status=401)
         if self.not_json:
             return web.Response(text="<html>not an API</html>", content_type="text/html")
+        if self.bad_shape:
+            return web.json_response({"object": "list"})
         return web.json_response(
             {"object": "list", "data": [{"id": m, "object": "model"} for m in self.models]}
         )

@@ -5,6 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 from freezegun.api import FrozenDateTimeFactory
+from homeassistant.config_entries import SOURCE_REAUTH, ConfigEntryState
+from homeassistant.const import STATE_OFF, STATE_ON, STATE_UNAVAILABLE
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers import issue_registry as ir
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
 
@@ -13,10 +17,6 @@ from custom_components.shackleton.const import (
     LIVEKIT_HEALTH_INTERVAL,
     LIVEKIT_RETRY_MAX,
 )
-from homeassistant.config_entries import SOURCE_REAUTH, ConfigEntryState
-from homeassistant.const import STATE_OFF, STATE_ON, STATE_UNAVAILABLE
-from homeassistant.core import HomeAssistant
-from homeassistant.helpers import issue_registry as ir
 
 from .conftest import entry_data
 from .fakes import FakeLiveKit, FakeOpenAI, closed_port_url
@@ -53,7 +53,9 @@ async def test_reload(hass: HomeAssistant, loaded_entry: MockConfigEntry) -> Non
     assert hass.states.get(CONNECTED).state == STATE_ON
 
 
-async def test_options_change_reloads(hass: HomeAssistant, loaded_entry: MockConfigEntry, fake_livekit: FakeLiveKit) -> None:
+async def test_options_change_reloads(
+    hass: HomeAssistant, loaded_entry: MockConfigEntry, fake_livekit: FakeLiveKit
+) -> None:
     """Changing options reloads the entry, which checks the server again."""
     before = fake_livekit.requests
     hass.config_entries.async_update_entry(

@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import voluptuous as vol
-
 from homeassistant.config_entries import (
     SOURCE_RECONFIGURE,
     ConfigEntry,
@@ -30,6 +28,7 @@ from homeassistant.helpers.selector import (
     TextSelectorConfig,
     TextSelectorType,
 )
+import voluptuous as vol
 
 from .const import (
     CONF_CONFIRM_DOMAINS,
@@ -239,7 +238,9 @@ class ShackletonConfigFlow(ConfigFlow, domain=DOMAIN):
         for stage in PIPELINE_STAGES:
             choices = providers_for(stage)
             fields[
-                vol.Required(provider_key(stage), default=self._data.get(provider_key(stage), choices[0]))
+                vol.Required(
+                    provider_key(stage), default=self._data.get(provider_key(stage), choices[0])
+                )
             ] = SelectSelector(SelectSelectorConfig(options=choices, translation_key="provider"))
         return self.async_show_form(step_id="assistant", data_schema=vol.Schema(fields))
 
@@ -289,9 +290,9 @@ class ShackletonConfigFlow(ConfigFlow, domain=DOMAIN):
         entry = self._get_reauth_entry()
         fields: dict[Any, Any] = {}
         if CONF_LIVEKIT_URL in entry.data:
-            fields[
-                vol.Required(CONF_LIVEKIT_API_KEY, default=entry.data[CONF_LIVEKIT_API_KEY])
-            ] = _TEXT
+            fields[vol.Required(CONF_LIVEKIT_API_KEY, default=entry.data[CONF_LIVEKIT_API_KEY])] = (
+                _TEXT
+            )
             fields[vol.Required(CONF_LIVEKIT_API_SECRET)] = _SECRET
         for name in providers_in_use(entry.data):
             fields[vol.Optional(api_key_key(name))] = _SECRET
@@ -395,8 +396,12 @@ class ShackletonConfigFlow(ConfigFlow, domain=DOMAIN):
         session = async_get_clientsession(self.hass)
         stages = stages_in_use(self._data)
         for stage in stages:
-            if model := str(user_input.get(model_key(stage), self._data.get(model_key(stage), ""))):
-                cleaned[model_key(stage)] = model.strip()
+            field_name = model_key(stage)
+            model = str(user_input.get(field_name) or self._data.get(field_name) or "").strip()
+            if model:
+                cleaned[field_name] = model
+            else:
+                errors[field_name] = "model_required"
         for name in providers_in_use(self._data):
             spec = PROVIDERS[name]
             key_field, url_field = api_key_key(name), base_url_key(name)
@@ -410,15 +415,15 @@ class ShackletonConfigFlow(ConfigFlow, domain=DOMAIN):
                 continue
             if api_key:
                 cleaned[key_field] = api_key
-            if base_url != spec.default_base_url:
-                cleaned[url_field] = base_url
-            else:
-                cleaned.pop(url_field, None)
-                self._data.pop(url_field, None)
+            cleaned[url_field] = base_url
             if spec.lists_all_models:
                 for stage in stages:
-                    model = cleaned.get(model_key(stage))
-                    if stage_provider(self._data, stage) == name and model not in listed:
+                    listed_model = cleaned.get(model_key(stage))
+                    if (
+                        listed_model
+                        and stage_provider(self._data, stage) == name
+                        and listed_model not in listed
+                    ):
                         errors[model_key(stage)] = "model_not_found"
         return errors, cleaned
 

@@ -96,7 +96,13 @@ DEFAULT_OPTIONS: Final[dict[str, object]] = {
     CONF_MIN_ENDPOINTING_DELAY: 0.5,
     CONF_MAX_ENDPOINTING_DELAY: 3.0,
     CONF_TOOL_GROUPS: list(TOOL_GROUPS),
-    CONF_CONFIRM_DOMAINS: ["lock", "alarm_control_panel", "cover.garage", "cover.door", "cover.gate"],
+    CONF_CONFIRM_DOMAINS: [
+        "lock",
+        "alarm_control_panel",
+        "cover.garage",
+        "cover.door",
+        "cover.gate",
+    ],
     CONF_TRANSCRIPT_RETENTION_DAYS: 7,
     CONF_TRANSCRIPTS_IN_EVENTS: False,
 }
@@ -107,7 +113,13 @@ STATE_IDLE: Final = "idle"
 STATE_LISTENING: Final = "listening"
 STATE_THINKING: Final = "thinking"
 STATE_SPEAKING: Final = "speaking"
-ASSISTANT_STATES: Final = (STATE_OFFLINE, STATE_IDLE, STATE_LISTENING, STATE_THINKING, STATE_SPEAKING)
+ASSISTANT_STATES: Final = (
+    STATE_OFFLINE,
+    STATE_IDLE,
+    STATE_LISTENING,
+    STATE_THINKING,
+    STATE_SPEAKING,
+)
 
 # Network checks made by the flows and at set-up: short, so a dead host fails fast.
 VALIDATION_TIMEOUT: Final = 5.0

@@ -7,12 +7,11 @@ import random
 from typing import TYPE_CHECKING, Final
 
 import aiohttp
-from livekit import api
-from yarl import URL
-
 from homeassistant.core import HassJob, HomeAssistant, callback
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.event import async_call_later
+from livekit import api
+from yarl import URL
 
 from .const import LIVEKIT_HEALTH_INTERVAL, LIVEKIT_RETRY_MAX, LOGGER, VALIDATION_TIMEOUT
 
@@ -46,11 +45,12 @@ class LiveKitInvalidUrl(LiveKitError):
 
 def normalize_livekit_url(raw: str) -> str:
     """Return the URL trimmed of spaces and trailing slash, or raise LiveKitInvalidUrl."""
+    raw = raw.strip()
     try:
-        url = URL(raw.strip())
+        url = URL(raw)
     except ValueError as err:
         raise LiveKitInvalidUrl from err
-    if url.scheme not in LIVEKIT_SCHEMES or not url.host:
+    if url.scheme not in LIVEKIT_SCHEMES or not url.host or any(c.isspace() for c in raw):
         raise LiveKitInvalidUrl
     return str(url).rstrip("/")
 
@@ -60,8 +60,6 @@ async def async_check_livekit(
     url: str,
     api_key: str,
     api_secret: str,
-    *,
-    timeout: float = VALIDATION_TIMEOUT,
 ) -> int:
     """List the server's rooms with a short timeout and return how many there are."""
     client = api.LiveKitAPI(
@@ -69,7 +67,7 @@ async def async_check_livekit(
         api_key,
         api_secret,
         session=session,
-        timeout=aiohttp.ClientTimeout(total=timeout),
+        timeout=aiohttp.ClientTimeout(total=VALIDATION_TIMEOUT),
         failover=False,
     )
     try:
@@ -81,8 +79,6 @@ async def async_check_livekit(
         ):
             raise LiveKitInvalidAuth from err
         raise LiveKitCannotConnect from err
-    except aiohttp.InvalidURL as err:
-        raise LiveKitInvalidUrl from err
     except (aiohttp.ClientError, TimeoutError) as err:
         raise LiveKitCannotConnect from err
     return len(response.rooms)
@@ -113,7 +109,9 @@ class LiveKitLink:
         self._api_secret = api_secret
         self._failures = 0
         self._cancel_timer: Callable[[], None] | None = None
-        self._job = HassJob(self._async_timer_fired, "shackleton livekit check", cancel_on_shutdown=True)
+        self._job = HassJob(
+            self._async_timer_fired, "shackleton livekit check", cancel_on_shutdown=True
+        )
 
     async def async_first_check(self) -> None:
         """Check once during set-up; bad credentials raise, a dead server only logs."""

@@ -66,19 +66,6 @@ class ShackletonRuntime:
             self.voice_enabled = enabled
             self._notify()
 
-    @callback
-    def async_set_agent(self, *, state: str | None = None, sessions: int | None = None) -> None:
-        """Record the voice worker's state and session count."""
-        changed = False
-        if state is not None and state != self.agent_state:
-            self.agent_state = state
-            changed = True
-        if sessions is not None and sessions != self.active_sessions:
-            self.active_sessions = sessions
-            changed = True
-        if changed:
-            self._notify()
-
     def as_dict(self) -> dict[str, Any]:
         """Return the state for diagnostics."""
         return {

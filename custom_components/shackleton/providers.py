@@ -86,8 +86,6 @@ async def async_check_provider(
     session: aiohttp.ClientSession,
     base_url: str,
     api_key: str | None,
-    *,
-    timeout: float = VALIDATION_TIMEOUT,
 ) -> set[str]:
     """Make one authenticated GET /models call and return the model ids it lists.
 
@@ -97,7 +95,9 @@ async def async_check_provider(
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     try:
         async with session.get(
-            f"{base_url}/models", headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)
+            f"{base_url}/models",
+            headers=headers,
+            timeout=aiohttp.ClientTimeout(total=VALIDATION_TIMEOUT),
         ) as resp:
             if resp.status in (401, 403):
                 raise ProviderError("invalid_api_key")
@@ -112,5 +112,3 @@ async def async_check_provider(
     if not isinstance(data, list):
         raise ProviderError("provider_error")
     return {str(item["id"]) for item in data if isinstance(item, dict) and "id" in item}
-
-

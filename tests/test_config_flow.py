@@ -1,0 +1,513 @@
+"""Config, reauth, reconfigure and options flows: every error, then recovery."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from homeassistant.config_entries import SOURCE_USER, ConfigEntryState
+from homeassistant.core import HomeAssistant
+from homeassistant.data_entry_flow import FlowResultType
+import pytest
+from pytest_homeassistant_custom_component.common import MockConfigEntry
+
+from custom_components.shackleton.const import DEFAULT_INSTRUCTIONS, DEFAULT_OPTIONS, DOMAIN
+
+from .conftest import entry_data
+from .fakes import FakeLiveKit, FakeOpenAI, closed_port_url
+
+SECRET = "devsecret-devsecret-devsecret-00"
+
+
+def _server(fake_livekit: FakeLiveKit, **overrides: str) -> dict[str, str]:
+    return {
+        "livekit_url": fake_livekit.url.replace("http://", "ws://") + "/",
+        "livekit_api_key": "devkey",
+        "livekit_api_secret": SECRET,
+    } | overrides
+
+
+def _openai_everywhere(fake_openai: FakeOpenAI) -> dict[str, Any]:
+    return {
+        "openai_api_key": "sk-test",
+        "openai_base_url": fake_openai.base_url,
+        "stt_model": "gpt-4o-mini-transcribe",
+        "llm_model": "gpt-4.1-mini",
+        "tts_model": "gpt-4o-mini-tts",
+    }
+
+
+PIPELINE_OPENAI = {
+    "voice_mode": "pipeline",
+    "stt_provider": "openai",
+    "llm_provider": "openai",
+    "tts_provider": "openai",
+}
+
+
+async def _start(hass: HomeAssistant, menu_choice: str) -> dict[str, Any]:
+    result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": SOURCE_USER})
+    assert result["type"] is FlowResultType.MENU
+    assert result["menu_options"] == ["livekit", "skip_livekit"]
+    return await hass.config_entries.flow.async_configure(
+        result["flow_id"], {"next_step_id": menu_choice}
+    )
+
+
+async def test_full_flow_with_server(
+    hass: HomeAssistant, fake_livekit: FakeLiveKit, fake_openai: FakeOpenAI
+) -> None:
+    """A reachable server and a good key create an entry with normalized data."""
+    result = await _start(hass, "livekit")
+    assert result["step_id"] == "livekit"
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], _server(fake_livekit)
+    )
+    assert result["step_id"] == "assistant"
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], PIPELINE_OPENAI)
+    assert result["step_id"] == "credentials"
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], _openai_everywhere(fake_openai)
+    )
+    await hass.async_block_till_done()
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    ws_url = fake_livekit.url.replace("http://", "ws://")
+    assert result["title"] == f"Shackleton ({ws_url.removeprefix('ws://')})"
+    assert result["result"].unique_id == f"{ws_url}|devkey"
+    assert result["data"] == {
+        "livekit_url": ws_url,
+        "livekit_api_key": "devkey",
+        "livekit_api_secret": SECRET,
+        **PIPELINE_OPENAI,
+        **_openai_everywhere(fake_openai),
+    }
+    assert result["options"] == {**DEFAULT_OPTIONS, "language": "en"}
+    assert result["result"].state is ConfigEntryState.LOADED
+
+
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [
+        ({"livekit_url": "ftp://example.com"}, "invalid_url"),
+        ({"livekit_url": "not a url at all"}, "invalid_url"),
+        ({"livekit_url": "http://[::1"}, "invalid_url"),
+        ({"livekit_url": "ws://exa mple.com"}, "invalid_url"),
+        ({"livekit_api_secret": "wrong-secret-wrong-secret-wrong-0"}, "invalid_auth"),
+        ({"livekit_api_key": "nokey"}, "invalid_auth"),
+        ({"livekit_url": closed_port_url("ws")}, "cannot_connect"),
+    ],
+)
+async def test_server_errors_then_recovery(
+    hass: HomeAssistant,
+    fake_livekit: FakeLiveKit,
+    fake_openai: FakeOpenAI,
+    change: dict[str, str],
+    error: str,
+) -> None:
+    """Each bad server setting gets its own error; the user can fix it and go on."""
+    result = await _start(hass, "livekit")
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], _server(fake_livekit, **change)
+    )
+    assert result["type"] is FlowResultType.FORM
+    assert result["errors"] == {"base": error}
+    # The secret is never echoed back into the form.
+    suggested = {
+        str(key): key.description.get("suggested_value")
+        for key in result["data_schema"].schema
+        if key.description
+    }
+    assert "livekit_api_secret" not in suggested
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], _server(fake_livekit)
+    )
+    assert result["step_id"] == "assistant"
+
+
+@pytest.mark.parametrize("status", [500, 404])
+async def test_server_error_status_is_cannot_connect(
+    hass: HomeAssistant, fake_livekit: FakeLiveKit, status: int
+) -> None:
+    """A server that answers with an error is not a usable LiveKit server."""
+    fake_livekit.fail_status = status
+    result = await _start(hass, "livekit")
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], _server(fake_livekit)
+    )
+    assert result["errors"] == {"base": "cannot_connect"}
+
+
+async def test_forbidden_key_is_invalid_auth(
+    hass: HomeAssistant, fake_livekit: FakeLiveKit
+) -> None:
+    """A 403 from the server is an authorization problem, not a network one."""
+    fake_livekit.forbid = True
+    result = await _start(hass, "livekit")
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], _server(fake_livekit)
+    )
+    assert result["errors"] == {"base": "invalid_auth"}
+
+
+async def test_same_server_aborts(
+    hass: HomeAssistant, fake_livekit: FakeLiveKit, fake_openai: FakeOpenAI
+) -> None:
+    """The same URL and key cannot be added twice."""
+    MockConfigEntry(
+        domain=DOMAIN,
+        unique_id=f"{fake_livekit.url.replace('http://', 'ws://')}|devkey",
+        data=entry_data(fake_livekit, fake_openai),
+    ).add_to_hass(hass)
+    result = await _start(hass, "livekit")
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], _server(fake_livekit)
+    )
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "already_configured"
+
+
+async def test_skip_server_with_local_compatible_and_groq(
+    hass: HomeAssistant, fake_openai: FakeOpenAI
+) -> None:
+    """No LiveKit server, Groq STT, a keyless compatible server for LLM and TTS."""
+    fake_openai.api_keys = set()  # the compatible server needs no key...
+    result = await _start(hass, "skip_livekit")
+    assert result["step_id"] == "assistant"
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"],
+        {
+            "voice_mode": "pipeline",
+            "stt_provider": "groq",
+            "llm_provider": "compatible",
+            "tts_provider": "compatible",
+        },
+    )
+    schema_keys = [str(key) for key in result["data_schema"].schema]
+    assert schema_keys == [
+        "groq_api_key",
+        "groq_base_url",
+        "compatible_api_key",
+        "compatible_base_url",
+        "stt_model",
+        "llm_model",
+        "tts_model",
+    ]
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"],
+        {
+            "groq_api_key": "gsk-any",
+            "groq_base_url": fake_openai.base_url,
+            "compatible_base_url": fake_openai.base_url + "/",
+            "stt_model": "whisper-large-v3-turbo",
+            "llm_model": "qwen3:4b",  # not listed: compatible servers often list only some
+            "tts_model": "kokoro",
+        },
+    )
+    await hass.async_block_till_done()
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert result["title"] == "Shackleton"
+    assert result["result"].unique_id is None
+    assert "livekit_url" not in result["data"]
+    assert "compatible_api_key" not in result["data"]
+    assert result["data"]["compatible_base_url"] == fake_openai.base_url
+    assert result["data"]["groq_api_key"] == "gsk-any"
+    assert result["data"]["groq_base_url"] == fake_openai.base_url
+    # ...and no Authorization header was sent where there was no key.
+    assert {"path": "/v1/models", "auth": False} in fake_openai.requests
+
+
+async def test_realtime_mode(hass: HomeAssistant, fake_openai: FakeOpenAI) -> None:
+    """Realtime asks for OpenAI and the text LLM's provider, and the realtime model."""
+    result = await _start(hass, "skip_livekit")
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {**PIPELINE_OPENAI, "voice_mode": "realtime"}
+    )
+    assert [str(key) for key in result["data_schema"].schema] == [
+        "openai_api_key",
+        "openai_base_url",
+        "llm_model",
+        "realtime_model",
+    ]
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"],
+        {
+            "openai_api_key": "sk-test",
+            "openai_base_url": fake_openai.base_url,
+            "llm_model": "gpt-4.1-mini",
+            "realtime_model": "gpt-realtime",
+        },
+    )
+    await hass.async_block_till_done()
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert result["data"]["realtime_model"] == "gpt-realtime"
+
+
+@pytest.mark.parametrize(
+    ("setup", "change", "errors"),
+    [
+        ("", {"openai_api_key": "sk-wrong"}, {"openai_api_key": "invalid_api_key"}),
+        ("", {"openai_base_url": "nonsense"}, {"openai_base_url": "invalid_base_url"}),
+        ("", {"openai_base_url": "http://[::1"}, {"openai_base_url": "invalid_base_url"}),
+        ("closed", {}, {"openai_base_url": "provider_cannot_connect"}),
+        ("500", {}, {"openai_base_url": "provider_error"}),
+        ("html", {}, {"openai_base_url": "provider_error"}),
+        ("no_list", {}, {"openai_base_url": "provider_error"}),
+        ("", {"llm_model": "gpt-9000"}, {"llm_model": "model_not_found"}),
+        ("", {"tts_model": "  "}, {"tts_model": "model_required"}),
+    ],
+)
+async def test_provider_errors_then_recovery(
+    hass: HomeAssistant,
+    fake_openai: FakeOpenAI,
+    setup: str,
+    change: dict[str, str],
+    errors: dict[str, str],
+) -> None:
+    """Each provider failure lands on its own field; fixing it creates the entry."""
+    good = _openai_everywhere(fake_openai)
+    bad = good | change
+    if setup == "closed":
+        bad["openai_base_url"] = closed_port_url() + "/v1"
+    elif setup == "500":
+        fake_openai.fail_status = 500
+    elif setup == "html":
+        fake_openai.not_json = True
+    elif setup == "no_list":
+        fake_openai.bad_shape = True
+    result = await _start(hass, "skip_livekit")
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], PIPELINE_OPENAI)
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], bad)
+    assert result["type"] is FlowResultType.FORM
+    assert result["errors"] == errors
+    fake_openai.fail_status = None
+    fake_openai.not_json = fake_openai.bad_shape = False
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], good)
+    await hass.async_block_till_done()
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+
+
+async def test_reauth(
+    hass: HomeAssistant,
+    loaded_entry: MockConfigEntry,
+    fake_livekit: FakeLiveKit,
+    fake_openai: FakeOpenAI,
+) -> None:
+    """Reauth checks the new secret, shows failures, then stores and reloads."""
+    fake_livekit.keys = {"devkey2": "rotated-secret-rotated-secret-00"}
+    fake_openai.api_keys = {"sk-rotated"}
+    result = await loaded_entry.start_reauth_flow(hass)
+    assert result["step_id"] == "reauth_confirm"
+    assert result["description_placeholders"]["title"] == loaded_entry.title
+
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {"livekit_api_key": "devkey", "livekit_api_secret": SECRET}
+    )
+    assert result["errors"] == {"base": "invalid_auth"}
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"],
+        {"livekit_api_key": "devkey2", "livekit_api_secret": "rotated-secret-rotated-secret-00"},
+    )
+    # The stored OpenAI key was rotated too.
+    assert result["errors"] == {"openai_api_key": "invalid_api_key"}
+    fake_openai.fail_status = 500
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"],
+        {
+            "livekit_api_key": "devkey2",
+            "livekit_api_secret": "rotated-secret-rotated-secret-00",
+            "openai_api_key": "sk-rotated",
+        },
+    )
+    # The base URL field is not on this form, so its error shows on the form itself.
+    assert result["errors"] == {"base": "provider_error"}
+    fake_openai.fail_status = None
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"],
+        {
+            "livekit_api_key": "devkey2",
+            "livekit_api_secret": "rotated-secret-rotated-secret-00",
+            "openai_api_key": "sk-rotated",
+        },
+    )
+    await hass.async_block_till_done()
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "reauth_successful"
+    assert loaded_entry.data["livekit_api_key"] == "devkey2"
+    assert loaded_entry.data["openai_api_key"] == "sk-rotated"
+    assert loaded_entry.unique_id == f"{fake_livekit.url}|devkey2"
+    assert loaded_entry.state is ConfigEntryState.LOADED
+
+
+async def test_reauth_onto_another_entry_aborts(
+    hass: HomeAssistant,
+    loaded_entry: MockConfigEntry,
+    fake_livekit: FakeLiveKit,
+    fake_openai: FakeOpenAI,
+) -> None:
+    """Reauth cannot turn an entry into a copy of another one."""
+    fake_livekit.keys["other"] = "other-secret-other-secret-other-0"
+    MockConfigEntry(domain=DOMAIN, unique_id=f"{fake_livekit.url}|other").add_to_hass(hass)
+    result = await loaded_entry.start_reauth_flow(hass)
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"],
+        {"livekit_api_key": "other", "livekit_api_secret": "other-secret-other-secret-other-0"},
+    )
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "already_configured"
+
+
+async def test_reauth_without_server(hass: HomeAssistant, fake_openai: FakeOpenAI) -> None:
+    """An entry without LiveKit reauths only its provider keys; blank keeps them."""
+    entry = MockConfigEntry(domain=DOMAIN, title="Shackleton", data=entry_data(None, fake_openai))
+    entry.add_to_hass(hass)
+    result = await entry.start_reauth_flow(hass)
+    assert [str(key) for key in result["data_schema"].schema] == ["openai_api_key"]
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], {})
+    assert result["reason"] == "reauth_successful"
+    assert entry.data["openai_api_key"] == "sk-test"
+
+
+async def test_reconfigure_drop_then_add_server(
+    hass: HomeAssistant,
+    loaded_entry: MockConfigEntry,
+    fake_livekit: FakeLiveKit,
+    fake_openai: FakeOpenAI,
+) -> None:
+    """Reconfigure removes the server, switches providers, and keeps unchanged secrets."""
+    result = await loaded_entry.start_reconfigure_flow(hass)
+    assert result["step_id"] == "reconfigure"
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], {})
+    assert result["step_id"] == "assistant"
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {**PIPELINE_OPENAI, "stt_provider": "groq"}
+    )
+    # The stored OpenAI key may stay blank; Groq is new, so its key is required.
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"],
+        {
+            "openai_base_url": fake_openai.base_url,
+            "groq_api_key": "sk-test",
+            "groq_base_url": fake_openai.base_url,
+            "stt_model": "whisper-large-v3-turbo",
+            "llm_model": "gpt-4.1-mini",
+            "tts_model": "gpt-4o-mini-tts",
+        },
+    )
+    await hass.async_block_till_done()
+    assert result["reason"] == "reconfigure_successful"
+    assert "livekit_url" not in loaded_entry.data
+    assert loaded_entry.unique_id is None
+    assert loaded_entry.title == "Shackleton"
+    assert loaded_entry.data["openai_api_key"] == "sk-test"
+    assert loaded_entry.data["stt_provider"] == "groq"
+
+    # And back: a bad secret first, then the right one; the secret is kept blank-able.
+    result = await loaded_entry.start_reconfigure_flow(hass)
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"],
+        {"livekit_url": fake_livekit.url, "livekit_api_key": "devkey", "livekit_api_secret": "x"},
+    )
+    assert result["errors"] == {"base": "invalid_auth"}
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], _server(fake_livekit)
+    )
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], PIPELINE_OPENAI)
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"],
+        {**_openai_everywhere(fake_openai), "openai_base_url": closed_port_url() + "/v1"},
+    )
+    # An unreachable provider URL: the field says so, and nothing is lost.
+    assert result["errors"] == {"openai_base_url": "provider_cannot_connect"}
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], _openai_everywhere(fake_openai)
+    )
+    await hass.async_block_till_done()
+    assert result["reason"] == "reconfigure_successful"
+    assert loaded_entry.data["livekit_url"] == fake_livekit.url.replace("http://", "ws://")
+    assert loaded_entry.state is ConfigEntryState.LOADED
+
+
+async def test_reconfigure_keeps_secret_and_guards_duplicates(
+    hass: HomeAssistant,
+    loaded_entry: MockConfigEntry,
+    fake_livekit: FakeLiveKit,
+    fake_openai: FakeOpenAI,
+) -> None:
+    """A blank secret keeps the stored one; another entry's server aborts."""
+    result = await loaded_entry.start_reconfigure_flow(hass)
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {"livekit_url": fake_livekit.url, "livekit_api_key": "devkey"}
+    )
+    assert result["step_id"] == "assistant"
+
+    MockConfigEntry(domain=DOMAIN, unique_id=f"{fake_livekit.url}|twin").add_to_hass(hass)
+    fake_livekit.keys["twin"] = "twin-secret-twin-secret-twin-000"
+    result = await loaded_entry.start_reconfigure_flow(hass)
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"],
+        {
+            "livekit_url": fake_livekit.url,
+            "livekit_api_key": "twin",
+            "livekit_api_secret": "twin-secret-twin-secret-twin-000",
+        },
+    )
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "already_configured"
+
+
+async def test_options_flow(hass: HomeAssistant, loaded_entry: MockConfigEntry) -> None:
+    """Options are shown in sections, checked, and stored flat; the entry reloads."""
+    result = await hass.config_entries.options.async_init(loaded_entry.entry_id)
+    assert result["step_id"] == "init"
+    turn_taking = {
+        "vad_activation_threshold": 0.6,
+        "min_speech_duration": 0.1,
+        "min_silence_duration": 0.4,
+        "prefix_padding": 0.3,
+        "min_interruption_duration": 0.15,
+        "min_endpointing_delay": 2.0,
+        "max_endpointing_delay": 1.0,
+    }
+    user_input = {
+        "instructions": "Be brief.",
+        "language": "de",
+        "voice": "nova",
+        "turn_taking": turn_taking,
+        "tools": {"tool_groups": ["devices"], "confirm_domains": ["lock", "valve"]},
+        "privacy": {"transcript_retention_days": 0, "transcripts_in_events": True},
+    }
+    result = await hass.config_entries.options.async_configure(result["flow_id"], user_input)
+    assert result["type"] is FlowResultType.FORM
+    assert result["errors"] == {"base": "endpointing_order"}
+
+    user_input["turn_taking"] = turn_taking | {"max_endpointing_delay": 4.0}
+    result = await hass.config_entries.options.async_configure(result["flow_id"], user_input)
+    await hass.async_block_till_done()
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert loaded_entry.options == {
+        "instructions": "Be brief.",
+        "language": "de",
+        "voice": "nova",
+        **turn_taking,
+        "max_endpointing_delay": 4.0,
+        "tool_groups": ["devices"],
+        "confirm_domains": ["lock", "valve"],
+        "transcript_retention_days": 0,
+        "transcripts_in_events": True,
+    }
+    assert isinstance(loaded_entry.options["transcript_retention_days"], int)
+    assert loaded_entry.state is ConfigEntryState.LOADED
+
+
+async def test_options_defaults_for_old_entry(
+    hass: HomeAssistant, fake_livekit: FakeLiveKit, fake_openai: FakeOpenAI
+) -> None:
+    """An entry with no options yet shows the defaults."""
+    entry = MockConfigEntry(domain=DOMAIN, data=entry_data(None, fake_openai))
+    entry.add_to_hass(hass)
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    suggested = {
+        str(key): key.description.get("suggested_value")
+        for key in result["data_schema"].schema
+        if key.description
+    }
+    assert suggested["instructions"] == DEFAULT_INSTRUCTIONS

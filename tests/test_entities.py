@@ -1,0 +1,60 @@
+"""Entities of Shackleton: registry snapshots, pushed states and the voice switch."""
+
+from __future__ import annotations
+
+from homeassistant.const import ATTR_ENTITY_ID, STATE_OFF, STATE_ON
+from homeassistant.core import HomeAssistant, State
+from homeassistant.helpers import device_registry as dr, entity_registry as er
+from pytest_homeassistant_custom_component.common import MockConfigEntry, mock_restore_cache
+from syrupy.assertion import SnapshotAssertion
+
+SWITCH = "switch.shackleton_127_0_0_1_voice_assistant"
+STATE = "sensor.shackleton_127_0_0_1_assistant_state"
+
+
+async def test_entities(
+    hass: HomeAssistant,
+    loaded_entry: MockConfigEntry,
+    entity_registry: er.EntityRegistry,
+    snapshot: SnapshotAssertion,
+) -> None:
+    """Every entity's registry entry and state match the snapshot."""
+    entities = er.async_entries_for_config_entry(entity_registry, loaded_entry.entry_id)
+    assert {entity.domain for entity in entities} == {"binary_sensor", "sensor", "switch"}
+    for entity in sorted(entities, key=lambda e: e.entity_id):
+        assert entity == snapshot(name=f"{entity.entity_id}-entry")
+        assert hass.states.get(entity.entity_id) == snapshot(name=f"{entity.entity_id}-state")
+
+
+async def test_service_device(
+    hass: HomeAssistant, loaded_entry: MockConfigEntry, device_registry: dr.DeviceRegistry
+) -> None:
+    """All entities hang off one service device per entry."""
+    devices = dr.async_entries_for_config_entry(device_registry, loaded_entry.entry_id)
+    assert len(devices) == 1
+    assert devices[0].entry_type is dr.DeviceEntryType.SERVICE
+    assert devices[0].name == "Shackleton (127.0.0.1)"
+
+
+async def test_voice_switch_takes_assistant_offline(
+    hass: HomeAssistant, loaded_entry: MockConfigEntry
+) -> None:
+    """Turning voice off shows the assistant offline; on again, idle."""
+    await hass.services.async_call("switch", "turn_off", {ATTR_ENTITY_ID: SWITCH}, blocking=True)
+    assert hass.states.get(SWITCH).state == STATE_OFF
+    assert hass.states.get(STATE).state == "offline"
+    await hass.services.async_call("switch", "turn_on", {ATTR_ENTITY_ID: SWITCH}, blocking=True)
+    assert hass.states.get(SWITCH).state == STATE_ON
+    assert hass.states.get(STATE).state == "idle"
+
+
+async def test_voice_switch_survives_restart(
+    hass: HomeAssistant, mock_config_entry: MockConfigEntry
+) -> None:
+    """A switched-off assistant stays off after Home Assistant restarts."""
+    mock_restore_cache(hass, [State(SWITCH, STATE_OFF)])
+    mock_config_entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(mock_config_entry.entry_id)
+    await hass.async_block_till_done()
+    assert hass.states.get(SWITCH).state == STATE_OFF
+    assert hass.states.get(STATE).state == "offline"
