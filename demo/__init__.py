@@ -1,0 +1,1 @@
+"""The Shackleton demo: a real Home Assistant with a throwaway configuration."""
