@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 from dataclasses import dataclass, field
+import io
+import json
+import math
 import socket
+import struct
+import time
 from typing import Any
+import wave
 
 from aiohttp import web
 import jwt
@@ -72,8 +79,27 @@ class FakeLiveKit:
 
 
 @dataclass
+class ChatReply:
+    """One scripted chat completion: text, tool calls, or a fault."""
+
+    text: str = ""
+    tool_calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    # None, "500", "hang" (never answers), "cut" (stream stops mid-way), "garbage"
+    fault: str | None = None
+
+
+def pcm_tone(seconds: float, rate: int = 24000, freq: float = 220.0) -> bytes:
+    """Return 16-bit mono PCM of a quiet tone: audible, deterministic, cheap."""
+    count = int(seconds * rate)
+    return b"".join(
+        struct.pack("<h", int(3000 * math.sin(2 * math.pi * freq * i / rate)))
+        for i in range(count)
+    )
+
+
+@dataclass
 class FakeOpenAI:
-    """An OpenAI-compatible API under /v1, with per-request faults."""
+    """An OpenAI-compatible API under /v1, with scripted answers and injected faults."""
 
     api_keys: set[str] = field(default_factory=lambda: {"sk-test"})
     models: list[str] = field(
@@ -92,6 +118,21 @@ class FakeOpenAI:
     delay: float = 0.0
     requests: list[dict[str, Any]] = field(default_factory=list)
     url: str = ""
+    # Chat: replies are taken in order; when none are left, `default_reply` answers.
+    chat_script: list[ChatReply] = field(default_factory=list)
+    default_reply: str = "Okay."
+    chat_requests: list[dict[str, Any]] = field(default_factory=list)
+    # Speech to text: transcripts in order, then `default_transcript`.
+    transcripts: list[str] = field(default_factory=list)
+    default_transcript: str = ""
+    stt_fault: str | None = None
+    stt_audio_seconds: list[float] = field(default_factory=list)
+    # Text to speech: seconds of audio per character spoken.
+    tts_seconds_per_char: float = 0.03
+    tts_fault: str | None = None
+    tts_inputs: list[str] = field(default_factory=list)
+    # Extra latency per request, per endpoint ("chat", "stt", "tts").
+    latency: dict[str, float] = field(default_factory=dict)
 
     @property
     def base_url(self) -> str:
@@ -102,6 +143,9 @@ class FakeOpenAI:
         """Return the aiohttp application."""
         app = web.Application()
         app.router.add_get("/v1/models", self._models)
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/v1/audio/transcriptions", self._transcriptions)
+        app.router.add_post("/v1/audio/speech", self._speech)
         return app
 
     def _authorized(self, request: web.Request) -> bool:
@@ -124,3 +168,106 @@ class FakeOpenAI:
         return web.json_response(
             {"object": "list", "data": [{"id": m, "object": "model"} for m in self.models]}
         )
+
+    async def _gate(self, request: web.Request, endpoint: str) -> web.Response | None:
+        """Apply latency and auth; return an error response, or None to go on."""
+        if wait := self.latency.get(endpoint):
+            await asyncio.sleep(wait)
+        if not self._authorized(request):
+            return web.json_response({"error": {"message": "bad key"}}, status=401)
+        return None
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        self.chat_requests.append(body)
+        if (refused := await self._gate(request, "chat")) is not None:
+            return refused
+        reply = self.chat_script.pop(0) if self.chat_script else ChatReply(self.default_reply)
+        if reply.fault == "500":
+            return web.json_response({"error": {"message": "injected"}}, status=500)
+        if reply.fault == "hang":
+            await asyncio.sleep(3600)
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        created = int(time.time())
+
+        async def send(delta: dict[str, Any], finish: str | None = None) -> None:
+            chunk = {
+                "id": "chatcmpl-fake",
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": body.get("model", "fake"),
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            }
+            await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
+
+        await send({"role": "assistant", "content": ""})
+        if reply.fault == "garbage":
+            await response.write(b"data: {not json\n\n")
+        words = reply.text.split(" ") if reply.text else []
+        for i, word in enumerate(words):
+            await send({"content": word if i == 0 else " " + word})
+            if reply.fault == "cut" and i == len(words) // 2:
+                # Drop the connection mid-stream, like a crashed server.
+                assert request.transport is not None
+                request.transport.close()
+                return response
+        for index, (name, arguments) in enumerate(reply.tool_calls):
+            call = {
+                "index": index,
+                "id": f"call_{len(self.chat_requests)}_{index}",
+                "type": "function",
+                "function": {"name": name, "arguments": json.dumps(arguments)},
+            }
+            await send({"tool_calls": [call]})
+        await send({}, "tool_calls" if reply.tool_calls else "stop")
+        usage = {"prompt_tokens": 50, "completion_tokens": max(1, len(words)), "total_tokens": 51}
+        final = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": created,
+                 "model": body.get("model", "fake"), "choices": [], "usage": usage}  # fmt: skip
+        await response.write(f"data: {json.dumps(final)}\n\ndata: [DONE]\n\n".encode())
+        await response.write_eof()
+        return response
+
+    async def _transcriptions(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        if (refused := await self._gate(request, "stt")) is not None:
+            return refused
+        upload = form["file"]
+        assert isinstance(upload, web.FileField)
+        with wave.open(io.BytesIO(upload.file.read())) as wav:
+            self.stt_audio_seconds.append(wav.getnframes() / wav.getframerate())
+        if self.stt_fault == "500":
+            return web.json_response({"error": {"message": "injected"}}, status=500)
+        if self.stt_fault == "hang":
+            await asyncio.sleep(3600)
+        text = self.transcripts.pop(0) if self.transcripts else self.default_transcript
+        return web.json_response({"text": text})
+
+    async def _speech(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        if (refused := await self._gate(request, "tts")) is not None:
+            return refused
+        self.tts_inputs.append(body["input"])
+        if self.tts_fault == "500":
+            return web.json_response({"error": {"message": "injected"}}, status=500)
+        if self.tts_fault == "hang":
+            await asyncio.sleep(3600)
+        audio = pcm_tone(max(0.2, len(body["input"]) * self.tts_seconds_per_char))
+        sse = body.get("stream_format") == "sse"
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream" if sse else "audio/pcm"}
+        )
+        await response.prepare(request)
+        step = 4800  # 100 ms at 24 kHz, 16-bit
+        for start in range(0, len(audio), step):
+            chunk = audio[start : start + step]
+            if sse:
+                event = {"type": "speech.audio.delta", "audio": base64.b64encode(chunk).decode()}
+                await response.write(f"data: {json.dumps(event)}\n\n".encode())
+            else:
+                await response.write(chunk)
+        if sse:
+            done = {"type": "speech.audio.done", "usage": {"input_tokens": 5, "output_tokens": 9}}
+            await response.write(f"data: {json.dumps(done)}\n\n".encode())
+        await response.write_eof()
+        return response

@@ -1,0 +1,119 @@
+"""Getting the voice packages: install through HA's requirements, import off the loop.
+
+The LiveKit voice stack cannot be a manifest requirement: it has no musl wheels (HA OS
+and Container) and clashes with some HA releases' pins. So it is installed, when it can
+be, the first time an entry needs it; when it cannot, voice is unavailable and a repair
+issue says why, while everything else keeps working.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+import importlib
+import sys
+import time
+from typing import Final
+
+from homeassistant.core import HomeAssistant
+from homeassistant.requirements import RequirementsNotFound, async_process_requirements
+from homeassistant.util.hass_dict import HassKey
+
+from .const import DOMAIN, LOGGER
+
+# Kept equal to requirements/voice.txt by a test.
+VOICE_REQUIREMENTS: Final = [
+    "livekit-agents==1.5.16",
+    "livekit-plugins-silero==1.5.16",
+    "livekit-plugins-openai==1.5.16",
+    "livekit-plugins-groq==1.5.16",
+    "livekit==1.1.8",
+    "livekit-api==1.2.1",
+]
+# Slow to import (seconds, and SSL/ONNX set-up): always in the executor.
+HEAVY_MODULES: Final = ("livekit.rtc", "livekit.agents", "openai", "onnxruntime", "numpy")
+# Register themselves with livekit-agents at import, which must happen on the main
+# thread (HA's loop). Quick once the heavy modules above are loaded.
+PLUGIN_MODULES: Final = ("livekit.plugins.silero", "livekit.plugins.openai", "livekit.plugins.groq")
+
+DATA_VOICE: HassKey[VoiceSupportLoader] = HassKey(f"{DOMAIN}_voice_support")
+
+
+@dataclass(frozen=True, slots=True)
+class VoiceSupport:
+    """Whether the voice packages are usable, and why not."""
+
+    available: bool
+    reason: str | None = None  # install_failed | import_failed
+    detail: str | None = None
+    import_seconds: float = 0.0
+    # Time spent importing plugins on the loop (they must register on the main thread);
+    # reported in diagnostics so a slow one cannot hide.
+    plugin_import_seconds: float = 0.0
+
+
+def _import_all(names: tuple[str, ...]) -> None:
+    for name in names:
+        importlib.import_module(name)
+
+
+class VoiceSupportLoader:
+    """Loads the voice packages once per HA process, whichever entry asks first."""
+
+    def __init__(self, hass: HomeAssistant) -> None:
+        """Prepare; nothing is loaded until asked."""
+        self._hass = hass
+        self._lock = asyncio.Lock()
+        self._result: VoiceSupport | None = None
+
+    async def async_load(self) -> VoiceSupport:
+        """Return the packages' status, installing and importing them the first time."""
+        async with self._lock:
+            if self._result is None:
+                self._result = await self._async_load()
+            return self._result
+
+    async def _async_load(self) -> VoiceSupport:
+        started = time.monotonic()
+        try:
+            await self._hass.async_add_executor_job(_import_all, HEAVY_MODULES)
+        except ImportError:
+            LOGGER.info("Voice packages missing; installing %s", ", ".join(VOICE_REQUIREMENTS))
+            try:
+                await async_process_requirements(self._hass, f"{DOMAIN}.voice", VOICE_REQUIREMENTS)
+            except RequirementsNotFound as err:
+                return self._unavailable("install_failed", str(err))
+            try:
+                await self._hass.async_add_executor_job(_import_all, HEAVY_MODULES)
+            except ImportError as err:
+                return self._unavailable("import_failed", str(err))
+        try:
+            plugins_started = time.monotonic()
+            for name in PLUGIN_MODULES:
+                if name not in sys.modules:
+                    # The import statement: importlib.import_module from the loop is
+                    # reserved for modules already loaded. These take milliseconds now
+                    # that their heavy dependencies are in sys.modules (see diagnostics).
+                    __import__(name)
+            plugin_seconds = time.monotonic() - plugins_started
+            # Our own voice package imports livekit at the top; load it off the loop too.
+            await self._hass.async_add_executor_job(_import_all, (f"{__package__}.voice",))
+        except (ImportError, RuntimeError) as err:
+            return self._unavailable("import_failed", str(err))
+        seconds = time.monotonic() - started
+        LOGGER.debug("Voice packages loaded in %.2f s", seconds)
+        return VoiceSupport(
+            available=True, import_seconds=seconds, plugin_import_seconds=plugin_seconds
+        )
+
+    @staticmethod
+    def _unavailable(reason: str, detail: str) -> VoiceSupport:
+        LOGGER.warning("Voice is unavailable (%s): %s", reason, detail)
+        return VoiceSupport(available=False, reason=reason, detail=detail)
+
+
+def async_get_loader(hass: HomeAssistant) -> VoiceSupportLoader:
+    """Return the process-wide loader."""
+    if (loader := hass.data.get(DATA_VOICE)) is None:
+        loader = hass.data[DATA_VOICE] = VoiceSupportLoader(hass)
+    return loader
