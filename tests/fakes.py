@@ -255,7 +255,10 @@ class FakeOpenAI:
         audio = pcm_tone(max(0.2, len(body["input"]) * self.tts_seconds_per_char))
         sse = body.get("stream_format") == "sse"
         response = web.StreamResponse(
-            headers={"Content-Type": "text/event-stream" if sse else "audio/pcm"}
+            headers={
+                "Content-Type": "text/event-stream" if sse else "audio/pcm",
+                "x-request-id": f"req_tts_{len(self.tts_inputs)}",
+            }
         )
         await response.prepare(request)
         step = 4800  # 100 ms at 24 kHz, 16-bit

@@ -1,0 +1,480 @@
+"""The voice engine: one LiveKit AgentSession per room, talking to a `Home`."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
+import logging
+from pathlib import Path
+import time
+from typing import Any
+
+import aiohttp
+import httpx
+from livekit import rtc
+from livekit.agents import Agent, AgentSession, llm, vad as vad_mod
+from livekit.agents.llm import StopResponse, ToolError, function_tool
+from livekit.agents.voice import io
+from livekit.agents.voice.agent_session import SessionConnectOptions
+from livekit.agents.voice.events import (
+    AgentStateChangedEvent,
+    CloseEvent,
+    CloseReason,
+    ConversationItemAddedEvent,
+    ErrorEvent,
+    FunctionToolsExecutedEvent,
+)
+
+from .home import Home, HomeContext, ToolCallError, ToolSpec, TurnReport
+from .local_audio import read_wav
+from .providers import Models, build_models, connect_options
+from .settings import TurnTaking, VoiceSettings
+
+_LOGGER = logging.getLogger(__name__)
+APOLOGY_WAV = Path(__file__).parent / "assets" / "apology_en.wav"
+HONESTY_RULE = (
+    "Only say you did something in the home when a tool call did it and reported success; "
+    "if a tool fails or you have no tool for it, say so plainly."
+)
+
+
+def build_instructions(settings: VoiceSettings, context: HomeContext) -> str:
+    """Return the persona with the home's context appended."""
+    lines = [
+        settings.instructions.strip(),
+        HONESTY_RULE,
+        f"Home: {context.home_name}. Time zone: {context.time_zone}. "
+        f"Now: {context.now:%A %d %B %Y, %H:%M}.",
+        f"Answer in the language with code '{context.language}'.",
+    ]
+    if context.user_name:
+        lines.append(f"You are talking with {context.user_name}.")
+    return "\n".join(line for line in lines if line)
+
+
+def turn_handling(turn: TurnTaking, *, realtime: bool) -> dict[str, Any]:
+    """Return LiveKit's turn-handling options for our turn-taking settings."""
+    return {
+        # VAD decides turns: the adaptive modes need LiveKit's hosted models.
+        "turn_detection": "realtime_llm" if realtime else "vad",
+        "endpointing": {
+            "mode": "fixed",
+            "min_delay": turn.min_endpointing_delay,
+            "max_delay": turn.max_endpointing_delay,
+        },
+        "interruption": {
+            "enabled": True,
+            "mode": "vad",
+            "min_duration": turn.min_interruption_duration,
+            "resume_false_interruption": True,
+            "false_interruption_timeout": 2.0,
+        },
+        "preemptive_generation": {"enabled": True},
+    }
+
+
+def vad_options(turn: TurnTaking) -> dict[str, float]:
+    """Return silero's options for our turn-taking settings."""
+    return {
+        "activation_threshold": turn.activation_threshold,
+        "min_speech_duration": turn.min_speech_duration,
+        "min_silence_duration": turn.min_silence_duration,
+        "prefix_padding_duration": turn.prefix_padding,
+    }
+
+
+def _make_tool(session: RoomSession, spec: ToolSpec) -> llm.RawFunctionTool[Any, Any]:
+    async def call(raw_arguments: dict[str, object]) -> Any:
+        session.tools_called.append(spec.name)
+        session.touch()
+        try:
+            return await session.engine.home.call_tool(session.room, spec.name, raw_arguments)
+        except ToolCallError as err:
+            # The model reads this and can recover (ask again, pick another entity...).
+            raise ToolError(str(err)) from err
+
+    schema = {"name": spec.name, "description": spec.description, "parameters": spec.parameters}
+    return function_tool(call, raw_schema=schema)
+
+
+class ShackletonAgent(Agent):
+    """The assistant of one room."""
+
+    def __init__(self, session: RoomSession, instructions: str, tools: list[Any]) -> None:
+        """Make the agent; `session` decides whether a turn may reach the LLM."""
+        super().__init__(instructions=instructions, tools=tools)
+        self._room_session = session
+
+    async def on_user_turn_completed(
+        self, turn_ctx: llm.ChatContext, new_message: llm.ChatMessage
+    ) -> None:
+        """Skip the LLM while the circuit breaker is open; apologise at once instead."""
+        if self._room_session.breaker_blocks():
+            self._room_session.apologise("breaker open")
+            raise StopResponse
+
+
+class RoomSession:
+    """An AgentSession serving one room, with turn reports, a watchdog and a breaker."""
+
+    def __init__(self, engine: VoiceEngine, room: str) -> None:
+        """Prepare the session; `async_start` runs it."""
+        self.engine = engine
+        self.room = room
+        self.tools_called: list[str] = []
+        self.session: AgentSession[Any] | None = None
+        self._pending: TurnReport | None = None
+        self._failures = 0
+        self._breaker_opened_at: float | None = None
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._turn_failed_reported = False
+        self._apologising = False
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.closed = asyncio.Event()
+
+    async def async_start(
+        self,
+        *,
+        audio_input: io.AudioInput | None = None,
+        audio_output: io.AudioOutput | None = None,
+        room: rtc.Room | None = None,
+        participant_identity: str | None = None,
+    ) -> None:
+        """Start listening, on local audio or in a connected LiveKit room."""
+        engine = self.engine
+        settings = engine.settings
+        limits = settings.limits
+        models = engine.models
+        session: AgentSession[Any] = AgentSession(
+            vad=engine.vad,
+            stt=models.stt or _not_given(),
+            llm=models.llm,
+            tts=models.tts or _not_given(),
+            turn_handling=turn_handling(  # type: ignore[arg-type]
+                settings.turn_taking, realtime=settings.mode == "realtime"
+            ),
+            conn_options=SessionConnectOptions(
+                stt_conn_options=connect_options(limits),
+                llm_conn_options=connect_options(limits),
+                tts_conn_options=connect_options(limits),
+                # Provider faults end the turn, never the session: our breaker handles them.
+                max_unrecoverable_errors=1_000_000,
+            ),
+            # Browsers and satellites cancel their own echo: barge-in works from word one.
+            aec_warmup_duration=None,
+            user_away_timeout=None,
+        )
+        self.session = session
+        session.on("agent_state_changed", self._on_agent_state)
+        session.on("conversation_item_added", self._on_item)
+        session.on("function_tools_executed", self._on_tools)
+        session.on("error", self._on_error)
+        session.on("close", self._on_close)
+        if audio_input is not None:
+            session.input.audio = audio_input
+        if audio_output is not None:
+            session.output.audio = audio_output
+        tools = [_make_tool(self, spec) for spec in await engine.home.tools(self.room)]
+        agent = ShackletonAgent(
+            self, build_instructions(settings, engine.home.context(self.room)), tools
+        )
+        if room is not None:
+            from livekit.agents.voice import room_io  # noqa: PLC0415 - only for rooms
+
+            await session.start(
+                agent,
+                room=room,
+                room_options=room_io.RoomOptions(participant_identity=participant_identity),
+                record=False,
+            )
+        else:
+            await session.start(agent, record=False)
+
+    # --- the state machine ------------------------------------------------------
+
+    def touch(self) -> None:
+        """Note progress (a tool ran): the watchdog waits afresh."""
+        if self._watchdog is not None:
+            self._arm_watchdog()
+
+    def _arm_watchdog(self) -> None:
+        self._disarm_watchdog()
+        loop = asyncio.get_running_loop()
+        self._watchdog = loop.call_later(
+            self.engine.settings.limits.turn_deadline, self._watchdog_fired
+        )
+
+    def _disarm_watchdog(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+
+    def _watchdog_fired(self) -> None:
+        self._watchdog = None
+        _LOGGER.warning("Room %s: no answer within %.1f s", self.room, self.engine.settings.limits.turn_deadline)
+        self.engine.home.report_error(
+            self.room, "timeout", "the providers did not answer in time", recoverable=True
+        )
+        if self.session is not None:
+            self._spawn(self.session.interrupt(force=True))
+        self._turn_failed("timeout")
+
+    def _on_agent_state(self, ev: AgentStateChangedEvent) -> None:
+        self.engine.home.report_state(self.room, ev.new_state)
+        if ev.new_state == "thinking":
+            self._turn_failed_reported = False
+            self._arm_watchdog()
+        else:
+            self._disarm_watchdog()
+
+    def _on_tools(self, ev: FunctionToolsExecutedEvent) -> None:
+        if self._pending is not None:
+            self._pending.tools = list(dict.fromkeys(self.tools_called))
+        self.touch()
+
+    def _on_item(self, ev: ConversationItemAddedEvent) -> None:
+        item = ev.item
+        if not isinstance(item, llm.ChatMessage):
+            return
+        metrics = item.metrics
+        if item.role == "user":
+            self.tools_called.clear()
+            self._pending = TurnReport(
+                room=self.room,
+                user_text=item.text_content,
+                end_of_utterance_delay=metrics.get("end_of_turn_delay"),
+                transcription_delay=metrics.get("transcription_delay"),
+            )
+            return
+        if item.role != "assistant" or self._pending is None or self._apologising:
+            return
+        report, self._pending = self._pending, None
+        report.agent_text = item.text_content
+        report.llm_ttft = metrics.get("llm_node_ttft")
+        report.tts_ttfb = metrics.get("tts_node_ttfb")
+        report.end_to_end = metrics.get("e2e_latency")
+        report.interrupted = item.interrupted
+        report.tools = list(dict.fromkeys(self.tools_called))
+        self._succeeded()
+        self.engine.home.report_turn(report)
+
+    def _on_error(self, ev: ErrorEvent) -> None:
+        error = ev.error
+        recoverable = bool(getattr(error, "recoverable", False))
+        source = str(getattr(error, "type", "session"))
+        message = str(getattr(error, "error", error))
+        self.engine.home.report_error(self.room, source, message, recoverable=recoverable)
+        if not recoverable:
+            self._turn_failed(source)
+
+    def _on_close(self, ev: CloseEvent) -> None:
+        self._disarm_watchdog()
+        if ev.reason == CloseReason.ERROR:
+            self.engine.home.report_error(
+                self.room, "session", str(ev.error), recoverable=False
+            )
+        self.engine.home.report_state(self.room, "idle")
+        self.closed.set()
+
+    def _turn_failed(self, why: str) -> None:
+        if self._turn_failed_reported:
+            return
+        self._turn_failed_reported = True
+        self._failures += 1
+        limits = self.engine.settings.limits
+        if self._failures >= limits.breaker_threshold and self._breaker_opened_at is None:
+            self._breaker_opened_at = time.monotonic()
+            self.engine.home.report_error(
+                self.room,
+                "breaker",
+                f"{self._failures} turns failed in a row ({why})",
+                recoverable=False,
+            )
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.error = why
+            pending.tools = list(dict.fromkeys(self.tools_called))
+            self.engine.home.report_turn(pending)
+        self.apologise(why)
+
+    def _succeeded(self) -> None:
+        self._failures = 0
+        self._breaker_opened_at = None
+
+    def breaker_blocks(self) -> bool:
+        """Return whether to skip the providers; after a pause one turn tries again."""
+        if self._breaker_opened_at is None:
+            return False
+        if time.monotonic() - self._breaker_opened_at >= self.engine.breaker_retry_after:
+            self._breaker_opened_at = time.monotonic()  # half-open: let this turn through
+            return False
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.error = "breaker open"
+            self.engine.home.report_turn(pending)
+        return True
+
+    def apologise(self, why: str) -> None:
+        """Say the apology from pre-rendered audio: the failing provider is not needed."""
+        if self.session is None or self._apologising:
+            return
+        self._apologising = True
+        _LOGGER.debug("Room %s: apologising (%s)", self.room, why)
+        text = self.engine.settings.apology
+        handle = self.session.say(
+            text,
+            audio=self.engine.apology_audio(),
+            allow_interruptions=True,
+            add_to_chat_ctx=False,
+        )
+
+        def done(_: object) -> None:
+            self._apologising = False
+
+        handle.add_done_callback(done)
+
+    async def async_say(self, text: str, *, allow_interruptions: bool = True) -> None:
+        """Speak `text` in the room (announcements)."""
+        if self.session is None:
+            return
+        await self.session.say(text, allow_interruptions=allow_interruptions)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def aclose(self) -> None:
+        """End the session and everything it started."""
+        self._disarm_watchdog()
+        if self.session is not None:
+            await self.session.aclose()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _not_given() -> Any:
+    from livekit.agents.types import NOT_GIVEN  # noqa: PLC0415
+
+    return NOT_GIVEN
+
+
+class VoiceEngine:
+    """Runs a session per room for one home; models and VAD are shared between rooms."""
+
+    def __init__(
+        self,
+        home: Home,
+        settings: VoiceSettings,
+        *,
+        vad: vad_mod.VAD,
+        models: Models,
+        breaker_retry_after: float = 30.0,
+    ) -> None:
+        """Use prepared models; see `async_create` to build them."""
+        self.home = home
+        self.settings = settings
+        self.vad = vad
+        self.models = models
+        self.breaker_retry_after = breaker_retry_after
+        self.sessions: dict[str, RoomSession] = {}
+        self._apology: list[rtc.AudioFrame] = []
+
+    @classmethod
+    async def async_create(
+        cls,
+        home: Home,
+        settings: VoiceSettings,
+        *,
+        vad: vad_mod.VAD,
+        http_client: httpx.AsyncClient | None = None,
+        http_session: aiohttp.ClientSession | None = None,
+        run_blocking: Callable[..., Any] | None = None,
+    ) -> VoiceEngine:
+        """Build the models (off the loop unless the host lends its HTTP clients)."""
+        if http_client is None:
+            loop = asyncio.get_running_loop()
+            models = await loop.run_in_executor(None, build_models, settings, None, http_session)
+        else:
+            models = build_models(settings, http_client, http_session)
+        engine = cls(home, settings, vad=vad, models=models)
+        await engine._async_load_apology()
+        return engine
+
+    async def _async_load_apology(self) -> None:
+        pcm, rate = await asyncio.get_running_loop().run_in_executor(None, read_wav, APOLOGY_WAV)
+        samples = rate // 50
+        self._apology = [
+            rtc.AudioFrame(pcm[i : i + samples * 2].ljust(samples * 2, b"\0"), rate, 1, samples)
+            for i in range(0, len(pcm), samples * 2)
+        ]
+
+    def apology_audio(self) -> AsyncIterator[rtc.AudioFrame]:
+        """Return the apology's audio as a fresh stream."""
+
+        async def frames() -> AsyncIterator[rtc.AudioFrame]:
+            for frame in self._apology:
+                yield frame
+
+        return frames()
+
+    async def async_start_session(
+        self,
+        room: str,
+        *,
+        audio_input: io.AudioInput | None = None,
+        audio_output: io.AudioOutput | None = None,
+        rtc_room: rtc.Room | None = None,
+        participant_identity: str | None = None,
+    ) -> RoomSession:
+        """Start (or return) the session of a room."""
+        if (existing := self.sessions.get(room)) is not None:
+            return existing
+        session = RoomSession(self, room)
+        self.sessions[room] = session
+        try:
+            await session.async_start(
+                audio_input=audio_input,
+                audio_output=audio_output,
+                room=rtc_room,
+                participant_identity=participant_identity,
+            )
+        except BaseException:
+            self.sessions.pop(room, None)
+            await session.aclose()
+            raise
+        return session
+
+    async def async_end_session(self, room: str) -> bool:
+        """End a room's session; return whether there was one."""
+        session = self.sessions.pop(room, None)
+        if session is None:
+            return False
+        await session.aclose()
+        return True
+
+    def update_turn_taking(self, turn: TurnTaking) -> None:
+        """Apply new turn-taking settings to new turns without restarting sessions."""
+        self.settings = replace(self.settings, turn_taking=turn)
+        update = getattr(self.vad, "update_options", None)
+        if update is not None:
+            update(**vad_options(turn))
+        for room_session in self.sessions.values():
+            if room_session.session is not None:
+                room_session.session.update_options(
+                    endpointing_opts={
+                        "min_delay": turn.min_endpointing_delay,
+                        "max_delay": turn.max_endpointing_delay,
+                    }
+                )
+
+    async def aclose(self) -> None:
+        """End every session and close the models' clients."""
+        for room in list(self.sessions):
+            await self.async_end_session(room)
+        for model in (self.models.stt, self.models.llm, self.models.tts):
+            if model is not None:
+                await model.aclose()

@@ -1,0 +1,71 @@
+"""The one interface between the voice engine and the home it serves."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class ToolSpec:
+    """A tool the model may call, described by a JSON schema."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any]
+
+
+class ToolCallError(Exception):
+    """A tool refused or failed; the message is for the model to recover from."""
+
+
+@dataclass(frozen=True, slots=True)
+class HomeContext:
+    """What the assistant should know about where and when it is."""
+
+    home_name: str
+    language: str
+    time_zone: str
+    now: datetime
+    user_name: str | None = None
+
+
+@dataclass(slots=True)
+class TurnReport:
+    """The figures of one conversational turn (seconds; None when a stage did not run)."""
+
+    room: str
+    speech_id: str | None = None
+    end_of_utterance_delay: float | None = None
+    transcription_delay: float | None = None
+    llm_ttft: float | None = None
+    tts_ttfb: float | None = None
+    end_to_end: float | None = None
+    interrupted: bool = False
+    tools: list[str] = field(default_factory=list)
+    user_text: str | None = None
+    agent_text: str | None = None
+    error: str | None = None
+
+
+class Home(Protocol):
+    """What the engine needs from the home: tools, context, and somewhere to report."""
+
+    def context(self, room: str) -> HomeContext:
+        """Return the current context for a room."""
+
+    def tools(self, room: str) -> list[ToolSpec]:
+        """Return the tools the model may use in a room."""
+
+    async def call_tool(self, room: str, name: str, arguments: dict[str, Any]) -> Any:
+        """Run a tool and return a JSON-serialisable result, or raise ToolCallError."""
+
+    def report_state(self, room: str, state: str) -> None:
+        """Record the agent's state in a room (listening, thinking, speaking, idle)."""
+
+    def report_turn(self, report: TurnReport) -> None:
+        """Record a finished turn."""
+
+    def report_error(self, room: str, source: str, message: str, *, recoverable: bool) -> None:
+        """Record a provider or session fault."""

@@ -1,0 +1,106 @@
+"""Build the STT, LLM, TTS and realtime models of a voice session from its settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import aiohttp
+import httpx
+from livekit.agents import APIConnectOptions, llm, stt, tts
+from livekit.plugins import groq, openai
+import openai as openai_sdk
+
+from .settings import Limits, ProviderSettings, VoiceSettings
+
+DEFAULT_BASE_URLS = {
+    "openai": "https://api.openai.com/v1",
+    "groq": "https://api.groq.com/openai/v1",
+}
+
+
+@dataclass(slots=True)
+class Models:
+    """The models a session uses; `realtime` replaces STT, LLM and TTS when set."""
+
+    llm: llm.LLM | llm.RealtimeModel
+    stt: stt.STT | None = None
+    tts: tts.TTS | None = None
+
+
+def make_client(
+    provider: ProviderSettings, limits: Limits, http_client: httpx.AsyncClient | None
+) -> openai_sdk.AsyncClient:
+    """Return an OpenAI-compatible client for a provider.
+
+    With `http_client` (the host's shared one) nothing blocks; without, httpx loads the
+    system certificates, so call this off the event loop.
+    """
+    return openai_sdk.AsyncClient(
+        # Keyless local servers still need a non-empty key for the SDK.
+        api_key=provider.api_key or "no-key",
+        base_url=provider.base_url or DEFAULT_BASE_URLS.get(provider.kind),
+        # Retries belong to the session's connect options, which apologise when spent.
+        max_retries=0,
+        timeout=httpx.Timeout(limits.request_timeout * 2, connect=limits.request_timeout),
+        http_client=http_client,
+    )
+
+
+def connect_options(limits: Limits) -> APIConnectOptions:
+    """Return the per-request budget every provider call gets."""
+    return APIConnectOptions(
+        max_retry=limits.max_retry,
+        retry_interval=limits.retry_interval,
+        timeout=limits.request_timeout,
+    )
+
+
+def build_models(
+    settings: VoiceSettings,
+    http_client: httpx.AsyncClient | None = None,
+    http_session: aiohttp.ClientSession | None = None,
+) -> Models:
+    """Build every model the settings name; see `make_client` about blocking."""
+    clients: dict[tuple[str, str | None, str | None], openai_sdk.AsyncClient] = {}
+
+    def client(provider: ProviderSettings) -> openai_sdk.AsyncClient:
+        key = (provider.kind, provider.base_url, provider.api_key)
+        if key not in clients:
+            clients[key] = make_client(provider, settings.limits, http_client)
+        return clients[key]
+
+    if settings.mode == "realtime":
+        assert settings.realtime is not None
+        return Models(
+            llm=openai.realtime.RealtimeModel(
+                model=settings.realtime.model,
+                voice=settings.voice or "marin",
+                api_key=settings.realtime.api_key or "no-key",
+                base_url=settings.realtime.base_url or DEFAULT_BASE_URLS["openai"],
+                http_session=http_session,
+                conn_options=connect_options(settings.limits),
+            )
+        )
+    assert settings.stt is not None
+    assert settings.tts is not None
+    language = settings.language.split("-")[0]
+    stt_model: stt.STT
+    if settings.stt.kind == "groq":
+        stt_model = groq.STT(model=settings.stt.model, client=client(settings.stt), language=language)
+    else:
+        stt_model = openai.STT(
+            model=settings.stt.model, client=client(settings.stt), language=language
+        )
+    llm_model: llm.LLM
+    if settings.llm.kind == "groq":
+        llm_model = groq.LLM(model=settings.llm.model, client=client(settings.llm))
+    else:
+        llm_model = openai.LLM(model=settings.llm.model, client=client(settings.llm))
+    tts_model = openai.TTS(
+        model=settings.tts.model,
+        voice=settings.voice or "alloy",
+        client=client(settings.tts),
+        # Raw 24 kHz PCM: nothing to decode between the provider and the room.
+        response_format="pcm",
+    )
+    return Models(llm=llm_model, stt=stt_model, tts=tts_model)

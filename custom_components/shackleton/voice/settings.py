@@ -1,0 +1,62 @@
+"""Settings of a voice engine: providers, turn-taking and persona, as plain data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+ProviderKind = Literal["openai", "groq", "compatible"]
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderSettings:
+    """Who serves one stage, and with which model."""
+
+    kind: ProviderKind
+    model: str
+    base_url: str | None = None
+    api_key: str | None = field(default=None, repr=False)  # never in reprs, hence logs
+
+
+@dataclass(frozen=True, slots=True)
+class TurnTaking:
+    """When the user has started, stopped, or interrupted (seconds, but the threshold)."""
+
+    activation_threshold: float = 0.5
+    min_speech_duration: float = 0.05
+    min_silence_duration: float = 0.55
+    prefix_padding: float = 0.5
+    min_interruption_duration: float = 0.2
+    min_endpointing_delay: float = 0.5
+    max_endpointing_delay: float = 3.0
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """How long a failing provider may hold a turn before the assistant apologises."""
+
+    # Per provider request: connect and first-byte budget, and retries after a failure.
+    request_timeout: float = 4.0
+    max_retry: int = 1
+    retry_interval: float = 0.3
+    # The whole wait from end of speech to first audio; past it the turn is abandoned.
+    turn_deadline: float = 8.0
+    # Consecutive failed turns that open the circuit breaker.
+    breaker_threshold: int = 3
+
+
+@dataclass(frozen=True, slots=True)
+class VoiceSettings:
+    """Everything a voice session needs to know about itself."""
+
+    mode: Literal["pipeline", "realtime"]
+    llm: ProviderSettings
+    stt: ProviderSettings | None = None
+    tts: ProviderSettings | None = None
+    realtime: ProviderSettings | None = None
+    instructions: str = ""
+    language: str = "en"
+    voice: str = ""
+    turn_taking: TurnTaking = field(default_factory=TurnTaking)
+    limits: Limits = field(default_factory=Limits)
+    apology: str = "Sorry, I couldn't do that just now. Please try again."
