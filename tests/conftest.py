@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+import importlib
 from typing import Any
 
+from custom_components.shackleton.voice_support import HEAVY_MODULES, PLUGIN_MODULES
 from homeassistant.core import HomeAssistant
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
@@ -21,6 +23,12 @@ from custom_components.shackleton.const import (
 )
 
 from .fakes import FakeLiveKit, FakeOpenAI, start_app
+
+# Import the voice stack once, before any hass exists. Each test's hass interrupts its
+# executor threads when it stops, and an import cut off half-way leaves the openai
+# package broken for every later test. (A real HA imports once and keeps running.)
+for _module in (*HEAVY_MODULES, *PLUGIN_MODULES):
+    importlib.import_module(_module)
 
 
 @pytest.fixture(autouse=True)
@@ -95,5 +103,6 @@ async def loaded_entry(hass: HomeAssistant, mock_config_entry: MockConfigEntry) 
     """Add the entry and set it up."""
     mock_config_entry.add_to_hass(hass)
     assert await hass.config_entries.async_setup(mock_config_entry.entry_id)
-    await hass.async_block_till_done()
+    # The voice engine loads in the background.
+    await hass.async_block_till_done(wait_background_tasks=True)
     return mock_config_entry

@@ -28,7 +28,7 @@ from custom_components.shackleton.providers import PROVIDERS
 
 PACKAGE = Path(__file__).parent.parent / "custom_components" / DOMAIN
 STRINGS: dict[str, Any] = json.loads((PACKAGE / "translations" / "en.json").read_text())
-SOURCES = {path.name: ast.parse(path.read_text()) for path in PACKAGE.rglob("*.py")}
+SOURCES = {str(path): ast.parse(path.read_text()) for path in PACKAGE.rglob("*.py")}
 
 
 def _string_kwargs(name: str) -> set[str]:

@@ -29,6 +29,11 @@ async def test_diagnostics(
     ):
         assert secret not in text
     assert diagnostics["runtime"]["livekit_connected"] is True
+    assert diagnostics["runtime"]["voice_available"] is True
+    # Load times vary per run; the loop's share must stay small.
+    voice = diagnostics["runtime"].pop("voice")
+    assert voice["mode"] == "pipeline"
+    assert voice["plugin_import_seconds"] < voice["import_seconds"]
     # Ports differ per run; the snapshot keeps the rest stable.
     diagnostics["data"]["livekit_url"] = "ws://livekit.test"
     diagnostics["data"]["openai_base_url"] = "http://openai.test/v1"

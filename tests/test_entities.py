@@ -20,6 +20,8 @@ async def test_entities(
 ) -> None:
     """Every entity's registry entry and state match the snapshot."""
     entities = er.async_entries_for_config_entry(entity_registry, loaded_entry.entry_id)
+    disabled = [e.entity_id for e in entities if e.disabled_by is not None]
+    assert disabled == ["sensor.shackleton_127_0_0_1_last_turn_latency"]
     assert {entity.domain for entity in entities} == {"binary_sensor", "sensor", "switch"}
     for entity in sorted(entities, key=lambda e: e.entity_id):
         assert entity == snapshot(name=f"{entity.entity_id}-entry")
@@ -55,6 +57,6 @@ async def test_voice_switch_survives_restart(
     mock_restore_cache(hass, [State(SWITCH, STATE_OFF)])
     mock_config_entry.add_to_hass(hass)
     assert await hass.config_entries.async_setup(mock_config_entry.entry_id)
-    await hass.async_block_till_done()
+    await hass.async_block_till_done(wait_background_tasks=True)
     assert hass.states.get(SWITCH).state == STATE_OFF
     assert hass.states.get(STATE).state == "offline"

@@ -13,9 +13,12 @@ from .const import (
     CONF_LIVEKIT_URL,
     DOMAIN,
     ISSUE_NO_LIVEKIT,
+    ISSUE_PROVIDER_FAILING,
+    ISSUE_VOICE_UNAVAILABLE,
 )
 from .livekit_server import LiveKitInvalidAuth, LiveKitLink
 from .models import ShackletonConfigEntry, ShackletonData, ShackletonRuntime
+from .voice_manager import VoiceManager
 
 PLATFORMS: list[Platform] = [Platform.BINARY_SENSOR, Platform.SENSOR, Platform.SWITCH]
 
@@ -56,9 +59,11 @@ async def async_setup_entry(hass: HomeAssistant, entry: ShackletonConfigEntry) -
         )
 
     entry.runtime_data = ShackletonData(runtime=runtime, link=link)
+    entry.runtime_data.voice = voice = VoiceManager(hass, entry)
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     if link is not None:
         link.async_start()
+    voice.async_start()
     entry.async_on_unload(entry.add_update_listener(_async_options_updated))
     return True
 
@@ -75,4 +80,5 @@ async def async_unload_entry(hass: HomeAssistant, entry: ShackletonConfigEntry) 
 
 async def async_remove_entry(hass: HomeAssistant, entry: ShackletonConfigEntry) -> None:
     """Remove what the entry left behind outside itself."""
-    ir.async_delete_issue(hass, DOMAIN, f"{ISSUE_NO_LIVEKIT}_{entry.entry_id}")
+    for issue in (ISSUE_NO_LIVEKIT, ISSUE_VOICE_UNAVAILABLE, ISSUE_PROVIDER_FAILING):
+        ir.async_delete_issue(hass, DOMAIN, f"{issue}_{entry.entry_id}")

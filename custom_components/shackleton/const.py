@@ -128,6 +128,11 @@ LIVEKIT_HEALTH_INTERVAL: Final = 60.0
 LIVEKIT_RETRY_MAX: Final = 60.0
 
 ISSUE_NO_LIVEKIT: Final = "no_livekit_server"
+ISSUE_VOICE_UNAVAILABLE: Final = "voice_unavailable"
+ISSUE_PROVIDER_FAILING: Final = "provider_failing"
+
+EVENT_TURN: Final = "shackleton_turn"
+EVENT_ERROR: Final = "shackleton_error"
 
 # Keys whose values never leave HA in diagnostics, events or logs.
 REDACT_KEYS: Final = frozenset(

@@ -2,17 +2,30 @@
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+import statistics
 from typing import TYPE_CHECKING, Any
 
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import CALLBACK_TYPE, callback
 
-from .const import STATE_IDLE, STATE_OFFLINE
+from .const import (
+    STATE_IDLE,
+    STATE_LISTENING,
+    STATE_OFFLINE,
+    STATE_SPEAKING,
+    STATE_THINKING,
+)
 
 if TYPE_CHECKING:
     from .livekit_server import LiveKitLink
+    from .voice_manager import VoiceManager
+
+# The busiest room decides what the assistant state sensor shows.
+_STATE_RANK = {STATE_SPEAKING: 3, STATE_THINKING: 2, STATE_LISTENING: 1, STATE_IDLE: 0}
+TURN_WINDOW = 200
 
 type ShackletonConfigEntry = ConfigEntry[ShackletonData]
 
@@ -26,16 +39,28 @@ class ShackletonRuntime:
         self.livekit_connected = False
         self.livekit_error: str | None = None
         self.voice_enabled = True
-        self.agent_state = STATE_IDLE
-        self.active_sessions = 0
+        # None while the voice packages load; then whether they could be used.
+        self.voice_available: bool | None = None
+        self.voice_error: str | None = None
+        self.voice_details: dict[str, Any] = {}
+        self.room_states: dict[str, str] = {}
+        self.last_turn_ms: float | None = None
+        self._e2e: deque[float] = deque(maxlen=TURN_WINDOW)
+        self._turns = 0
+        self._failed_turns = 0
         self._listeners: list[Callable[[], None]] = []
+
+    @property
+    def active_sessions(self) -> int:
+        """Return how many rooms have a voice session."""
+        return len(self.room_states)
 
     @property
     def assistant_state(self) -> str:
         """Return what the assistant is doing, `offline` when it cannot hear anyone."""
-        if not (self.livekit_connected and self.voice_enabled):
+        if not self.voice_enabled or not (self.livekit_connected or self.room_states):
             return STATE_OFFLINE
-        return self.agent_state
+        return max(self.room_states.values(), key=lambda s: _STATE_RANK.get(s, 0), default=STATE_IDLE)
 
     @callback
     def async_add_listener(self, listener: Callable[[], None]) -> CALLBACK_TYPE:
@@ -55,8 +80,6 @@ class ShackletonRuntime:
             return
         self.livekit_connected = connected
         self.livekit_error = error
-        if not connected:
-            self.active_sessions = 0
         self._notify()
 
     @callback
@@ -66,6 +89,49 @@ class ShackletonRuntime:
             self.voice_enabled = enabled
             self._notify()
 
+    @callback
+    def async_set_voice(
+        self, *, available: bool, error: str | None = None, details: dict[str, Any] | None = None
+    ) -> None:
+        """Record whether the voice engine could be started."""
+        self.voice_available = available
+        self.voice_error = error
+        self.voice_details = details or {}
+        self._notify()
+
+    @callback
+    def async_set_room_state(self, room: str, state: str | None) -> None:
+        """Record a room's agent state; None when its session ended."""
+        if state is None:
+            if self.room_states.pop(room, None) is None:
+                return
+        elif self.room_states.get(room) == state:
+            return
+        else:
+            self.room_states[room] = state
+        self._notify()
+
+    @callback
+    def async_record_turn(self, end_to_end: float | None, *, failed: bool) -> None:
+        """Feed a finished turn into the rolling figures."""
+        self._turns += 1
+        if failed:
+            self._failed_turns += 1
+        if end_to_end is not None:
+            self._e2e.append(end_to_end)
+            self.last_turn_ms = round(end_to_end * 1000)
+        self._notify()
+
+    def turn_figures(self) -> dict[str, Any]:
+        """Return p50/p95 end-to-end latency (ms) over the last turns."""
+        figures: dict[str, Any] = {"turns": self._turns, "failed_turns": self._failed_turns}
+        if len(self._e2e) >= 2:
+            cuts = statistics.quantiles(self._e2e, n=20, method="inclusive")
+            figures |= {"e2e_p50_ms": round(cuts[9] * 1000), "e2e_p95_ms": round(cuts[18] * 1000)}
+        elif self._e2e:
+            figures |= {"e2e_p50_ms": round(self._e2e[0] * 1000)}
+        return figures
+
     def as_dict(self) -> dict[str, Any]:
         """Return the state for diagnostics."""
         return {
@@ -73,8 +139,13 @@ class ShackletonRuntime:
             "livekit_connected": self.livekit_connected,
             "livekit_error": self.livekit_error,
             "voice_enabled": self.voice_enabled,
+            "voice_available": self.voice_available,
+            "voice_error": self.voice_error,
+            "voice": self.voice_details,
             "assistant_state": self.assistant_state,
             "active_sessions": self.active_sessions,
+            "rooms": dict(self.room_states),
+            "turn_figures": self.turn_figures(),
         }
 
     @callback
@@ -89,3 +160,4 @@ class ShackletonData:
 
     runtime: ShackletonRuntime
     link: LiveKitLink | None = field(default=None)
+    voice: VoiceManager | None = field(default=None)

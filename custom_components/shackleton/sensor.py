@@ -11,6 +11,7 @@ from homeassistant.components.sensor import (
     SensorEntityDescription,
     SensorStateClass,
 )
+from homeassistant.const import EntityCategory, UnitOfTime
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddEntitiesCallback
 
@@ -25,8 +26,12 @@ PARALLEL_UPDATES = 0
 class ShackletonSensorDescription(SensorEntityDescription):
     """A sensor read off the runtime."""
 
-    value_fn: Callable[[ShackletonRuntime], str | int]
+    value_fn: Callable[[ShackletonRuntime], str | int | float | None]
     available_fn: Callable[[ShackletonRuntime], bool]
+
+
+def _voice_ready(runtime: ShackletonRuntime) -> bool:
+    return runtime.voice_available is True
 
 
 SENSORS: tuple[ShackletonSensorDescription, ...] = (
@@ -36,14 +41,26 @@ SENSORS: tuple[ShackletonSensorDescription, ...] = (
         device_class=SensorDeviceClass.ENUM,
         options=list(ASSISTANT_STATES),
         value_fn=lambda runtime: runtime.assistant_state,
-        available_fn=lambda runtime: runtime.livekit_configured,
+        available_fn=_voice_ready,
     ),
     ShackletonSensorDescription(
         key="active_sessions",
         translation_key="active_sessions",
         state_class=SensorStateClass.MEASUREMENT,
         value_fn=lambda runtime: runtime.active_sessions,
-        available_fn=lambda runtime: runtime.livekit_connected,
+        available_fn=_voice_ready,
+    ),
+    ShackletonSensorDescription(
+        key="last_turn_latency",
+        translation_key="last_turn_latency",
+        device_class=SensorDeviceClass.DURATION,
+        native_unit_of_measurement=UnitOfTime.MILLISECONDS,
+        state_class=SensorStateClass.MEASUREMENT,
+        entity_category=EntityCategory.DIAGNOSTIC,
+        # Changes every turn: recorder noise most people do not want.
+        entity_registry_enabled_default=False,
+        value_fn=lambda runtime: runtime.last_turn_ms,
+        available_fn=_voice_ready,
     ),
 )
 
@@ -66,6 +83,6 @@ class ShackletonSensor(ShackletonEntity, SensorEntity):
         return self.entity_description.available_fn(self.runtime)
 
     @property
-    def native_value(self) -> str | int:
+    def native_value(self) -> str | int | float | None:
         """Return the current value."""
         return self.entity_description.value_fn(self.runtime)

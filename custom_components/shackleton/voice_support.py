@@ -12,6 +12,7 @@ import asyncio
 from dataclasses import dataclass
 import importlib
 import sys
+import threading
 import time
 from typing import Final
 
@@ -31,7 +32,18 @@ VOICE_REQUIREMENTS: Final = [
     "livekit-api==1.2.1",
 ]
 # Slow to import (seconds, and SSL/ONNX set-up): always in the executor.
-HEAVY_MODULES: Final = ("livekit.rtc", "livekit.agents", "openai", "onnxruntime", "numpy")
+# The openai.types subpackages are what livekit.plugins.openai would otherwise pull in
+# on the loop (measured: 950 ms without them, 55 ms with).
+HEAVY_MODULES: Final = (
+    "livekit.rtc",
+    "livekit.agents",
+    "openai",
+    "openai.types.audio",
+    "openai.types.beta.realtime",
+    "openai.types.realtime",
+    "onnxruntime",
+    "numpy",
+)
 # Register themselves with livekit-agents at import, which must happen on the main
 # thread (HA's loop). Quick once the heavy modules above are loaded.
 PLUGIN_MODULES: Final = ("livekit.plugins.silero", "livekit.plugins.openai", "livekit.plugins.groq")
@@ -52,9 +64,15 @@ class VoiceSupport:
     plugin_import_seconds: float = 0.0
 
 
+# An executor thread cannot be cancelled: after an unload mid-load it goes on importing.
+# A later load must wait for it, or it would meet half-initialised openai modules.
+_IMPORT_LOCK = threading.Lock()
+
+
 def _import_all(names: tuple[str, ...]) -> None:
-    for name in names:
-        importlib.import_module(name)
+    with _IMPORT_LOCK:
+        for name in names:
+            importlib.import_module(name)
 
 
 class VoiceSupportLoader:
@@ -96,8 +114,8 @@ class VoiceSupportLoader:
                     # that their heavy dependencies are in sys.modules (see diagnostics).
                     __import__(name)
             plugin_seconds = time.monotonic() - plugins_started
-            # Our own voice package imports livekit at the top; load it off the loop too.
-            await self._hass.async_add_executor_job(_import_all, (f"{__package__}.voice",))
+            # Our own voice engine imports livekit at the top; load it off the loop too.
+            await self._hass.async_add_executor_job(_import_all, (f"{__package__}.voice.engine",))
         except (ImportError, RuntimeError) as err:
             return self._unavailable("import_failed", str(err))
         seconds = time.monotonic() - started

@@ -35,12 +35,14 @@ class TurnTaking:
 class Limits:
     """How long a failing provider may hold a turn before the assistant apologises."""
 
-    # Per provider request: connect and first-byte budget, and retries after a failure.
-    request_timeout: float = 4.0
+    # Per provider request: the connect and between-chunks budget, and retries after a
+    # failure. A hung LLM costs 2 x 2.5 s + 0.25 s before the apology, not LiveKit's ~44 s.
+    request_timeout: float = 2.5
     max_retry: int = 1
-    retry_interval: float = 0.3
-    # The whole wait from end of speech to first audio; past it the turn is abandoned.
-    turn_deadline: float = 8.0
+    retry_interval: float = 0.25
+    # Thinking this long with no progress abandons the turn. It also bounds the TTS and
+    # STT plugins, whose read timeouts are fixed at 30 s.
+    turn_deadline: float = 6.0
     # Consecutive failed turns that open the circuit breaker.
     breaker_threshold: int = 3
 

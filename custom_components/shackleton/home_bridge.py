@@ -1,0 +1,171 @@
+"""Home Assistant's side of the voice engine's `Home` interface."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import voluptuous as vol
+from voluptuous_openapi import convert
+
+from homeassistant.components import conversation
+from homeassistant.core import Context, HomeAssistant, callback
+from homeassistant.exceptions import HomeAssistantError
+from homeassistant.helpers import issue_registry as ir, llm
+from homeassistant.util import dt as dt_util
+
+from .const import (
+    ASSISTANT_STATES,
+    CONF_LANGUAGE,
+    CONF_TRANSCRIPTS_IN_EVENTS,
+    DOMAIN,
+    EVENT_ERROR,
+    EVENT_TURN,
+    ISSUE_PROVIDER_FAILING,
+    LOGGER,
+    STATE_IDLE,
+)
+from .models import ShackletonConfigEntry
+from .voice.home import HomeContext, ToolCallError, ToolSpec, TurnReport
+
+REDACTED = "**REDACTED**"
+
+
+def make_llm_context(hass: HomeAssistant, language: str, device_id: str | None) -> llm.LLMContext:
+    """Build an LLMContext with only the fields this HA version has.
+
+    `user_prompt` is gone from 2025.7 on; passing it there fails.
+    """
+    values: dict[str, Any] = {
+        "platform": DOMAIN,
+        "context": Context(),
+        "user_prompt": None,
+        "language": language,
+        "assistant": conversation.DOMAIN,
+        "device_id": device_id,
+    }
+    names = {field.name for field in dataclasses.fields(llm.LLMContext)}
+    return llm.LLMContext(**{k: v for k, v in values.items() if k in names})
+
+
+class HassHome:
+    """Gives the voice engine the home: Assist tools, context, and reporting."""
+
+    def __init__(self, hass: HomeAssistant, entry: ShackletonConfigEntry) -> None:
+        """Serve one config entry."""
+        self._hass = hass
+        self._entry = entry
+        self._runtime = entry.runtime_data.runtime
+        self._secrets = [
+            str(value)
+            for key, value in entry.data.items()
+            if key.endswith(("_api_key", "_secret")) and value
+        ]
+
+    @property
+    def _language(self) -> str:
+        return str(self._entry.options.get(CONF_LANGUAGE) or self._hass.config.language)
+
+    def context(self, room: str) -> HomeContext:
+        """Return the home's name, language, time zone and time."""
+        return HomeContext(
+            home_name=self._hass.config.location_name,
+            language=self._language,
+            time_zone=str(self._hass.config.time_zone),
+            now=dt_util.now(),
+        )
+
+    async def _api(self) -> llm.APIInstance:
+        return await llm.async_get_api(
+            self._hass, llm.LLM_API_ASSIST, make_llm_context(self._hass, self._language, None)
+        )
+
+    async def tools(self, room: str) -> list[ToolSpec]:
+        """Return HA's Assist tools: intents over the entities exposed to Assist."""
+        api = await self._api()
+        return [
+            ToolSpec(
+                name=tool.name,
+                description=tool.description or tool.name,
+                parameters=convert(tool.parameters, custom_serializer=api.custom_serializer),
+            )
+            for tool in api.tools
+        ]
+
+    async def call_tool(self, room: str, name: str, arguments: dict[str, Any]) -> Any:
+        """Run a tool; refusals and bad arguments come back as errors the model can read."""
+        api = await self._api()
+        try:
+            return await api.async_call_tool(llm.ToolInput(tool_name=name, tool_args=arguments))
+        except (HomeAssistantError, vol.Invalid) as err:
+            raise ToolCallError(str(err) or type(err).__name__) from err
+
+    @callback
+    def report_state(self, room: str, state: str) -> None:
+        """Show a room's agent state on the state sensor."""
+        # LiveKit's "initializing" (and anything newer) shows as idle.
+        self._runtime.async_set_room_state(room, state if state in ASSISTANT_STATES else STATE_IDLE)
+
+    @callback
+    def report_turn(self, report: TurnReport) -> None:
+        """Fire `shackleton_turn` and feed the figures; a good turn clears the breaker repair."""
+        self._runtime.async_record_turn(report.end_to_end, failed=report.error is not None)
+        data: dict[str, Any] = {
+            "entry_id": self._entry.entry_id,
+            "room": report.room,
+            "end_of_utterance_delay_ms": _ms(report.end_of_utterance_delay),
+            "transcription_delay_ms": _ms(report.transcription_delay),
+            "llm_ttft_ms": _ms(report.llm_ttft),
+            "tts_ttfb_ms": _ms(report.tts_ttfb),
+            "end_to_end_ms": _ms(report.end_to_end),
+            "interrupted": report.interrupted,
+            "tools": report.tools,
+            "error": report.error,
+        }
+        if self._entry.options.get(CONF_TRANSCRIPTS_IN_EVENTS):
+            data |= {"user_text": report.user_text, "agent_text": report.agent_text}
+        else:
+            data |= {"user_text": REDACTED, "agent_text": REDACTED}
+        self._hass.bus.async_fire(EVENT_TURN, data)
+        if report.error is None:
+            ir.async_delete_issue(self._hass, DOMAIN, self._issue_id)
+
+    @callback
+    def report_error(self, room: str, source: str, message: str, *, recoverable: bool) -> None:
+        """Fire `shackleton_error`; an open breaker raises a repair issue."""
+        message = self._scrub(message)
+        LOGGER.debug("Room %s: %s error: %s", room, source, message)
+        self._hass.bus.async_fire(
+            EVENT_ERROR,
+            {
+                "entry_id": self._entry.entry_id,
+                "room": room,
+                "source": source,
+                "message": message,
+                "recoverable": recoverable,
+            },
+        )
+        if source == "breaker":
+            LOGGER.warning("Room %s: the providers keep failing (%s)", room, message)
+            ir.async_create_issue(
+                self._hass,
+                DOMAIN,
+                self._issue_id,
+                is_fixable=False,
+                severity=ir.IssueSeverity.ERROR,
+                translation_key=ISSUE_PROVIDER_FAILING,
+                translation_placeholders={"title": self._entry.title, "error": message},
+            )
+
+    @property
+    def _issue_id(self) -> str:
+        return f"{ISSUE_PROVIDER_FAILING}_{self._entry.entry_id}"
+
+    def _scrub(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, REDACTED)
+        return text
+
+
+def _ms(seconds: float | None) -> int | None:
+    return None if seconds is None else round(seconds * 1000)

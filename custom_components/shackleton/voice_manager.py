@@ -1,0 +1,187 @@
+"""Starts and stops an entry's voice engine, and turns entry settings into voice settings."""
+
+from __future__ import annotations
+
+import asyncio
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from homeassistant.core import HomeAssistant, callback
+from homeassistant.helpers import issue_registry as ir
+from homeassistant.helpers.aiohttp_client import async_get_clientsession
+from homeassistant.helpers.httpx_client import get_async_client
+
+from .const import (
+    CONF_INSTRUCTIONS,
+    CONF_LANGUAGE,
+    CONF_MAX_ENDPOINTING_DELAY,
+    CONF_MIN_ENDPOINTING_DELAY,
+    CONF_MIN_INTERRUPTION_DURATION,
+    CONF_MIN_SILENCE_DURATION,
+    CONF_MIN_SPEECH_DURATION,
+    CONF_PREFIX_PADDING,
+    CONF_VAD_ACTIVATION_THRESHOLD,
+    CONF_VOICE,
+    CONF_VOICE_MODE,
+    DEFAULT_OPTIONS,
+    DOMAIN,
+    ISSUE_VOICE_UNAVAILABLE,
+    LOGGER,
+    STAGE_LLM,
+    STAGE_REALTIME,
+    STAGE_STT,
+    STAGE_TTS,
+    VOICE_MODE_REALTIME,
+    api_key_key,
+    base_url_key,
+    model_key,
+    provider_key,
+)
+from .home_bridge import HassHome
+from .models import ShackletonConfigEntry
+from .voice.settings import ProviderSettings, TurnTaking, VoiceSettings
+from .voice_support import async_get_loader
+
+if TYPE_CHECKING:
+    from .voice.engine import RoomSession, VoiceEngine
+
+
+def _provider(data: dict[str, Any], stage: str) -> ProviderSettings:
+    kind = "openai" if stage == STAGE_REALTIME else data[provider_key(stage)]
+    return ProviderSettings(
+        kind=kind,
+        model=data[model_key(stage)],
+        base_url=data.get(base_url_key(kind)),
+        api_key=data.get(api_key_key(kind)),
+    )
+
+
+def turn_taking_from_options(options: dict[str, Any]) -> TurnTaking:
+    """Return the turn-taking settings of an entry's options."""
+    merged = {**DEFAULT_OPTIONS, **options}
+    return TurnTaking(
+        activation_threshold=float(merged[CONF_VAD_ACTIVATION_THRESHOLD]),
+        min_speech_duration=float(merged[CONF_MIN_SPEECH_DURATION]),
+        min_silence_duration=float(merged[CONF_MIN_SILENCE_DURATION]),
+        prefix_padding=float(merged[CONF_PREFIX_PADDING]),
+        min_interruption_duration=float(merged[CONF_MIN_INTERRUPTION_DURATION]),
+        min_endpointing_delay=float(merged[CONF_MIN_ENDPOINTING_DELAY]),
+        max_endpointing_delay=float(merged[CONF_MAX_ENDPOINTING_DELAY]),
+    )
+
+
+def settings_from_entry(entry: ShackletonConfigEntry, default_language: str) -> VoiceSettings:
+    """Return the voice settings of an entry."""
+    data = dict(entry.data)
+    options = {**DEFAULT_OPTIONS, **entry.options}
+    realtime = data.get(CONF_VOICE_MODE) == VOICE_MODE_REALTIME
+    return VoiceSettings(
+        mode="realtime" if realtime else "pipeline",
+        llm=_provider(data, STAGE_LLM),
+        stt=None if realtime else _provider(data, STAGE_STT),
+        tts=None if realtime else _provider(data, STAGE_TTS),
+        realtime=_provider(data, STAGE_REALTIME) if realtime else None,
+        instructions=str(options[CONF_INSTRUCTIONS]),
+        language=str(options.get(CONF_LANGUAGE) or default_language),
+        voice=str(options[CONF_VOICE]),
+        turn_taking=turn_taking_from_options(options),
+    )
+
+
+class VoiceManager:
+    """Owns an entry's voice engine for as long as the entry is loaded."""
+
+    def __init__(self, hass: HomeAssistant, entry: ShackletonConfigEntry) -> None:
+        """Prepare; `async_start` loads the engine in the background."""
+        self._hass = hass
+        self._entry = entry
+        self._runtime = entry.runtime_data.runtime
+        self.engine: VoiceEngine | None = None
+        self._ready = asyncio.Event()
+
+    @property
+    def _issue_id(self) -> str:
+        return f"{ISSUE_VOICE_UNAVAILABLE}_{self._entry.entry_id}"
+
+    @callback
+    def async_start(self) -> None:
+        """Load the voice engine without holding up Home Assistant's start."""
+        self._entry.async_on_unload(self.async_stop)
+        self._entry.async_create_background_task(
+            self._hass, self._async_load(), f"{DOMAIN} voice engine"
+        )
+
+    async def async_wait_ready(self) -> VoiceEngine | None:
+        """Wait until loading ended; return the engine, or None when voice is unavailable."""
+        await self._ready.wait()
+        return self.engine
+
+    async def _async_load(self) -> None:
+        try:
+            support = await async_get_loader(self._hass).async_load()
+            if not support.available:
+                self._runtime.async_set_voice(available=False, error=support.reason)
+                ir.async_create_issue(
+                    self._hass,
+                    DOMAIN,
+                    self._issue_id,
+                    is_fixable=False,
+                    severity=ir.IssueSeverity.WARNING,
+                    translation_key=ISSUE_VOICE_UNAVAILABLE,
+                    translation_placeholders={
+                        "title": self._entry.title,
+                        "error": support.detail or support.reason or "",
+                    },
+                )
+                return
+            ir.async_delete_issue(self._hass, DOMAIN, self._issue_id)
+            # Imported by the loader already: these are dictionary look-ups now.
+            from livekit.plugins import silero  # noqa: PLC0415
+
+            from .voice.engine import VoiceEngine, vad_options  # noqa: PLC0415
+
+            settings = settings_from_entry(self._entry, self._hass.config.language)
+            vad = await self._hass.async_add_executor_job(
+                partial(silero.VAD.load, **vad_options(settings.turn_taking))
+            )
+            self.engine = await VoiceEngine.async_create(
+                HassHome(self._hass, self._entry),
+                settings,
+                vad=vad,
+                http_client=get_async_client(self._hass),
+                http_session=async_get_clientsession(self._hass),
+            )
+            self._runtime.async_set_voice(
+                available=True,
+                details={
+                    "import_seconds": round(support.import_seconds, 3),
+                    "plugin_import_seconds": round(support.plugin_import_seconds, 3),
+                    "mode": settings.mode,
+                },
+            )
+        finally:
+            self._ready.set()
+
+    async def async_start_local_session(
+        self, room: str, **io: Any
+    ) -> RoomSession:
+        """Start a session on local audio (tests, the demo, notebooks)."""
+        engine = await self.async_wait_ready()
+        if engine is None:
+            raise RuntimeError("voice is unavailable")
+        session = await engine.async_start_session(room, **io)
+        self._runtime.async_set_room_state(room, "listening")
+        return session
+
+    async def async_end_session(self, room: str) -> bool:
+        """End a room's session."""
+        ended = self.engine is not None and await self.engine.async_end_session(room)
+        self._runtime.async_set_room_state(room, None)
+        return ended
+
+    async def async_stop(self) -> None:
+        """Close the engine and every session."""
+        engine, self.engine = self.engine, None
+        if engine is not None:
+            LOGGER.debug("Stopping the voice engine of %s", self._entry.title)
+            await engine.aclose()
