@@ -6,8 +6,8 @@ from collections.abc import AsyncIterator
 import importlib
 from typing import Any
 
-from custom_components.shackleton.voice_support import HEAVY_MODULES, PLUGIN_MODULES
 from homeassistant.core import HomeAssistant
+from homeassistant.setup import async_setup_component
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 from pytest_homeassistant_custom_component.syrupy import HomeAssistantSnapshotExtension
@@ -21,6 +21,7 @@ from custom_components.shackleton.const import (
     DEFAULT_OPTIONS,
     DOMAIN,
 )
+from custom_components.shackleton.voice_support import HEAVY_MODULES, PLUGIN_MODULES
 
 from .fakes import FakeLiveKit, FakeOpenAI, start_app
 
@@ -34,6 +35,12 @@ for _module in (*HEAVY_MODULES, *PLUGIN_MODULES):
 @pytest.fixture(autouse=True)
 def auto_enable_custom_integrations(enable_custom_integrations: None) -> None:
     """Let HA load the integration from custom_components."""
+
+
+@pytest.fixture(autouse=True)
+async def core_integration(hass: HomeAssistant) -> None:
+    """Set up HA's core integration, as every real instance has (exposure lives there)."""
+    assert await async_setup_component(hass, "homeassistant", {})
 
 
 @pytest.fixture
@@ -57,6 +64,7 @@ async def fake_openai(socket_enabled: None) -> AsyncIterator[FakeOpenAI]:
     server = FakeOpenAI()
     runner, server.url = await start_app(server.app())
     yield server
+    server.released.set()
     await runner.cleanup()
 
 

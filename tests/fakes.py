@@ -92,8 +92,7 @@ def pcm_tone(seconds: float, rate: int = 24000, freq: float = 220.0) -> bytes:
     """Return 16-bit mono PCM of a quiet tone: audible, deterministic, cheap."""
     count = int(seconds * rate)
     return b"".join(
-        struct.pack("<h", int(3000 * math.sin(2 * math.pi * freq * i / rate)))
-        for i in range(count)
+        struct.pack("<h", int(3000 * math.sin(2 * math.pi * freq * i / rate))) for i in range(count)
     )
 
 
@@ -133,6 +132,8 @@ class FakeOpenAI:
     tts_inputs: list[str] = field(default_factory=list)
     # Extra latency per request, per endpoint ("chat", "stt", "tts").
     latency: dict[str, float] = field(default_factory=dict)
+    # "hang" faults wait on this; teardown sets it so no handler outlives the test.
+    released: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def base_url(self) -> str:
@@ -186,7 +187,7 @@ class FakeOpenAI:
         if reply.fault == "500":
             return web.json_response({"error": {"message": "injected"}}, status=500)
         if reply.fault == "hang":
-            await asyncio.sleep(3600)
+            await self.released.wait()
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         created = int(time.time())
@@ -239,7 +240,7 @@ class FakeOpenAI:
         if self.stt_fault == "500":
             return web.json_response({"error": {"message": "injected"}}, status=500)
         if self.stt_fault == "hang":
-            await asyncio.sleep(3600)
+            await self.released.wait()
         text = self.transcripts.pop(0) if self.transcripts else self.default_transcript
         return web.json_response({"text": text})
 
@@ -251,7 +252,7 @@ class FakeOpenAI:
         if self.tts_fault == "500":
             return web.json_response({"error": {"message": "injected"}}, status=500)
         if self.tts_fault == "hang":
-            await asyncio.sleep(3600)
+            await self.released.wait()
         audio = pcm_tone(max(0.2, len(body["input"]) * self.tts_seconds_per_char))
         sse = body.get("stream_format") == "sse"
         response = web.StreamResponse(

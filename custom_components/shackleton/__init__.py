@@ -15,10 +15,11 @@ from .const import (
     ISSUE_NO_LIVEKIT,
     ISSUE_PROVIDER_FAILING,
     ISSUE_VOICE_UNAVAILABLE,
+    TURN_TAKING_OPTIONS,
 )
 from .livekit_server import LiveKitInvalidAuth, LiveKitLink
 from .models import ShackletonConfigEntry, ShackletonData, ShackletonRuntime
-from .voice_manager import VoiceManager
+from .voice_manager import VoiceManager, turn_taking_from_options
 
 PLATFORMS: list[Platform] = [Platform.BINARY_SENSOR, Platform.SENSOR, Platform.SWITCH]
 
@@ -58,7 +59,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: ShackletonConfigEntry) -
             translation_placeholders={"title": entry.title},
         )
 
-    entry.runtime_data = ShackletonData(runtime=runtime, link=link)
+    entry.runtime_data = ShackletonData(runtime=runtime, link=link, options=dict(entry.options))
     entry.runtime_data.voice = voice = VoiceManager(hass, entry)
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     if link is not None:
@@ -69,7 +70,18 @@ async def async_setup_entry(hass: HomeAssistant, entry: ShackletonConfigEntry) -
 
 
 async def _async_options_updated(hass: HomeAssistant, entry: ShackletonConfigEntry) -> None:
-    """Reload so every part sees the new options."""
+    """Apply turn-taking changes live; anything else reloads the entry."""
+    data = entry.runtime_data
+    changed = {
+        key
+        for key in {*entry.options, *data.options}
+        if entry.options.get(key) != data.options.get(key)
+    }
+    engine = data.voice.engine if data.voice is not None else None
+    if changed and changed <= TURN_TAKING_OPTIONS and engine is not None:
+        engine.update_turn_taking(turn_taking_from_options(dict(entry.options)))
+        data.options = dict(entry.options)
+        return
     await hass.config_entries.async_reload(entry.entry_id)
 
 

@@ -65,6 +65,19 @@ CONF_CONFIRM_DOMAINS: Final = "confirm_domains"
 CONF_TRANSCRIPT_RETENTION_DAYS: Final = "transcript_retention_days"
 CONF_TRANSCRIPTS_IN_EVENTS: Final = "transcripts_in_events"
 
+# Options the voice engine applies to new turns without a reload.
+TURN_TAKING_OPTIONS: Final = frozenset(
+    {
+        CONF_VAD_ACTIVATION_THRESHOLD,
+        CONF_MIN_SPEECH_DURATION,
+        CONF_MIN_SILENCE_DURATION,
+        CONF_PREFIX_PADDING,
+        CONF_MIN_INTERRUPTION_DURATION,
+        CONF_MIN_ENDPOINTING_DELAY,
+        CONF_MAX_ENDPOINTING_DELAY,
+    }
+)
+
 TOOL_GROUPS: Final = ("devices", "calendars", "timers", "notes")
 # Domains, or domain.device_class, whose actions need a spoken "yes" first.
 CONFIRMABLE_TARGETS: Final = (

@@ -5,14 +5,13 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-import voluptuous as vol
-from voluptuous_openapi import convert
-
 from homeassistant.components import conversation
 from homeassistant.core import Context, HomeAssistant, callback
 from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import issue_registry as ir, llm
 from homeassistant.util import dt as dt_util
+import voluptuous as vol
+from voluptuous_openapi import convert
 
 from .const import (
     ASSISTANT_STATES,

@@ -60,7 +60,9 @@ class ShackletonRuntime:
         """Return what the assistant is doing, `offline` when it cannot hear anyone."""
         if not self.voice_enabled or not (self.livekit_connected or self.room_states):
             return STATE_OFFLINE
-        return max(self.room_states.values(), key=lambda s: _STATE_RANK.get(s, 0), default=STATE_IDLE)
+        return max(
+            self.room_states.values(), key=lambda s: _STATE_RANK.get(s, 0), default=STATE_IDLE
+        )
 
     @callback
     def async_add_listener(self, listener: Callable[[], None]) -> CALLBACK_TYPE:
@@ -161,3 +163,5 @@ class ShackletonData:
     runtime: ShackletonRuntime
     link: LiveKitLink | None = field(default=None)
     voice: VoiceManager | None = field(default=None)
+    # The options the entry runs with, to tell a live change from a reload.
+    options: dict[str, Any] = field(default_factory=dict)

@@ -6,7 +6,8 @@ import asyncio
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from homeassistant.core import HomeAssistant, callback
+from homeassistant.const import EVENT_HOMEASSISTANT_STOP
+from homeassistant.core import Event, HomeAssistant, callback
 from homeassistant.helpers import issue_registry as ir
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.httpx_client import get_async_client
@@ -39,7 +40,7 @@ from .const import (
 )
 from .home_bridge import HassHome
 from .models import ShackletonConfigEntry
-from .voice.settings import ProviderSettings, TurnTaking, VoiceSettings
+from .voice.settings import ProviderKind, ProviderSettings, TurnTaking, VoiceSettings
 from .voice_support import async_get_loader
 
 if TYPE_CHECKING:
@@ -47,7 +48,7 @@ if TYPE_CHECKING:
 
 
 def _provider(data: dict[str, Any], stage: str) -> ProviderSettings:
-    kind = "openai" if stage == STAGE_REALTIME else data[provider_key(stage)]
+    kind: ProviderKind = "openai" if stage == STAGE_REALTIME else data[provider_key(stage)]
     return ProviderSettings(
         kind=kind,
         model=data[model_key(stage)],
@@ -107,6 +108,9 @@ class VoiceManager:
     def async_start(self) -> None:
         """Load the voice engine without holding up Home Assistant's start."""
         self._entry.async_on_unload(self.async_stop)
+        self._entry.async_on_unload(
+            self._hass.bus.async_listen_once(EVENT_HOMEASSISTANT_STOP, self._async_on_hass_stop)
+        )
         self._entry.async_create_background_task(
             self._hass, self._async_load(), f"{DOMAIN} voice engine"
         )
@@ -136,9 +140,9 @@ class VoiceManager:
                 return
             ir.async_delete_issue(self._hass, DOMAIN, self._issue_id)
             # Imported by the loader already: these are dictionary look-ups now.
-            from livekit.plugins import silero  # noqa: PLC0415
+            from livekit.plugins import silero
 
-            from .voice.engine import VoiceEngine, vad_options  # noqa: PLC0415
+            from .voice.engine import VoiceEngine, vad_options
 
             settings = settings_from_entry(self._entry, self._hass.config.language)
             vad = await self._hass.async_add_executor_job(
@@ -162,9 +166,7 @@ class VoiceManager:
         finally:
             self._ready.set()
 
-    async def async_start_local_session(
-        self, room: str, **io: Any
-    ) -> RoomSession:
+    async def async_start_local_session(self, room: str, **io: Any) -> RoomSession:
         """Start a session on local audio (tests, the demo, notebooks)."""
         engine = await self.async_wait_ready()
         if engine is None:
@@ -178,6 +180,9 @@ class VoiceManager:
         ended = self.engine is not None and await self.engine.async_end_session(room)
         self._runtime.async_set_room_state(room, None)
         return ended
+
+    async def _async_on_hass_stop(self, _event: Event) -> None:
+        await self.async_stop()
 
     async def async_stop(self) -> None:
         """Close the engine and every session."""

@@ -108,7 +108,7 @@ class VoiceSupportLoader:
         try:
             plugins_started = time.monotonic()
             for name in PLUGIN_MODULES:
-                if name not in sys.modules:
+                if sys.modules.get(name) is None:
                     # The import statement: importlib.import_module from the loop is
                     # reserved for modules already loaded. These take milliseconds now
                     # that their heavy dependencies are in sys.modules (see diagnostics).

@@ -15,6 +15,7 @@ import httpx
 from livekit import rtc
 from livekit.agents import Agent, AgentSession, llm, vad as vad_mod
 from livekit.agents.llm import StopResponse, ToolError, function_tool
+from livekit.agents.types import NOT_GIVEN
 from livekit.agents.voice import io
 from livekit.agents.voice.agent_session import SessionConnectOptions
 from livekit.agents.voice.events import (
@@ -74,7 +75,7 @@ def turn_handling(turn: TurnTaking, *, realtime: bool) -> dict[str, Any]:
     }
 
 
-def vad_options(turn: TurnTaking) -> dict[str, float]:
+def vad_options(turn: TurnTaking) -> dict[str, Any]:
     """Return silero's options for our turn-taking settings."""
     return {
         "activation_threshold": turn.activation_threshold,
@@ -98,6 +99,51 @@ def _make_tool(session: RoomSession, spec: ToolSpec) -> llm.RawFunctionTool[Any,
     return function_tool(call, raw_schema=schema)
 
 
+class Breaker:
+    """Opens after consecutive failed turns; after a pause, lets one turn probe."""
+
+    def __init__(self, threshold: int, retry_after: Callable[[], float]) -> None:
+        """Open after `threshold` failures; probe after `retry_after()` seconds."""
+        self._threshold = threshold
+        self._retry_after = retry_after
+        self.failures = 0
+        self.opened_at: float | None = None
+        self._probing = False
+
+    def is_open(self) -> bool:
+        """Return whether turns are refused right now (no side effects)."""
+        return (
+            self.opened_at is not None
+            and not self._probing
+            and time.monotonic() - self.opened_at < self._retry_after()
+        )
+
+    def allow(self) -> bool:
+        """Return whether a model call may go ahead; starts the probe when due."""
+        if self.opened_at is None or self._probing:
+            return True
+        if time.monotonic() - self.opened_at >= self._retry_after():
+            self._probing = True
+            return True
+        return False
+
+    def record_failure(self) -> bool:
+        """Count a failed turn; return True when this one opened the breaker."""
+        self.failures += 1
+        self._probing = False
+        if self.failures < self._threshold:
+            return False
+        newly = self.opened_at is None
+        self.opened_at = time.monotonic()
+        return newly
+
+    def record_success(self) -> None:
+        """Close the breaker."""
+        self.failures = 0
+        self.opened_at = None
+        self._probing = False
+
+
 class ShackletonAgent(Agent):
     """The assistant of one room."""
 
@@ -110,9 +156,18 @@ class ShackletonAgent(Agent):
         self, turn_ctx: llm.ChatContext, new_message: llm.ChatMessage
     ) -> None:
         """Skip the LLM while the circuit breaker is open; apologise at once instead."""
-        if self._room_session.breaker_blocks():
-            self._room_session.apologise("breaker open")
+        if self._room_session.breaker.is_open():
+            self._room_session.refuse_turn()
             raise StopResponse
+
+    async def llm_node(
+        self, chat_ctx: llm.ChatContext, tools: list[Any], model_settings: Any
+    ) -> AsyncIterator[Any]:
+        """Call the model unless the breaker is open (preemptive calls included)."""
+        if not self._room_session.breaker.allow():
+            return
+        async for chunk in Agent.default.llm_node(self, chat_ctx, tools, model_settings):
+            yield chunk
 
 
 class RoomSession:
@@ -125,12 +180,16 @@ class RoomSession:
         self.tools_called: list[str] = []
         self.session: AgentSession[Any] | None = None
         self._pending: TurnReport | None = None
-        self._failures = 0
-        self._breaker_opened_at: float | None = None
+        self.breaker = Breaker(
+            engine.settings.limits.breaker_threshold, lambda: engine.breaker_retry_after
+        )
         self._watchdog: asyncio.TimerHandle | None = None
         self._turn_failed_reported = False
         self._apologising = False
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._start_kwargs: dict[str, Any] = {}
+        self._closing = False
+        self.restarts = 0
         self.closed = asyncio.Event()
 
     async def async_start(
@@ -142,15 +201,21 @@ class RoomSession:
         participant_identity: str | None = None,
     ) -> None:
         """Start listening, on local audio or in a connected LiveKit room."""
+        self._start_kwargs = {
+            "audio_input": audio_input,
+            "audio_output": audio_output,
+            "room": room,
+            "participant_identity": participant_identity,
+        }
         engine = self.engine
         settings = engine.settings
         limits = settings.limits
         models = engine.models
         session: AgentSession[Any] = AgentSession(
             vad=engine.vad,
-            stt=models.stt or _not_given(),
+            stt=models.stt or NOT_GIVEN,
             llm=models.llm,
-            tts=models.tts or _not_given(),
+            tts=models.tts or NOT_GIVEN,
             turn_handling=turn_handling(  # type: ignore[arg-type]
                 settings.turn_taking, realtime=settings.mode == "realtime"
             ),
@@ -180,12 +245,14 @@ class RoomSession:
             self, build_instructions(settings, engine.home.context(self.room)), tools
         )
         if room is not None:
-            from livekit.agents.voice import room_io  # noqa: PLC0415 - only for rooms
+            from livekit.agents.voice import room_io
 
             await session.start(
                 agent,
                 room=room,
-                room_options=room_io.RoomOptions(participant_identity=participant_identity),
+                room_options=room_io.RoomOptions(
+                    participant_identity=participant_identity or NOT_GIVEN
+                ),
                 record=False,
             )
         else:
@@ -212,7 +279,9 @@ class RoomSession:
 
     def _watchdog_fired(self) -> None:
         self._watchdog = None
-        _LOGGER.warning("Room %s: no answer within %.1f s", self.room, self.engine.settings.limits.turn_deadline)
+        _LOGGER.warning(
+            "Room %s: no answer within %.1f s", self.room, self.engine.settings.limits.turn_deadline
+        )
         self.engine.home.report_error(
             self.room, "timeout", "the providers did not answer in time", recoverable=True
         )
@@ -256,7 +325,7 @@ class RoomSession:
         report.end_to_end = metrics.get("e2e_latency")
         report.interrupted = item.interrupted
         report.tools = list(dict.fromkeys(self.tools_called))
-        self._succeeded()
+        self.breaker.record_success()
         self.engine.home.report_turn(report)
 
     def _on_error(self, ev: ErrorEvent) -> None:
@@ -270,50 +339,51 @@ class RoomSession:
 
     def _on_close(self, ev: CloseEvent) -> None:
         self._disarm_watchdog()
-        if ev.reason == CloseReason.ERROR:
-            self.engine.home.report_error(
-                self.room, "session", str(ev.error), recoverable=False
-            )
+        if ev.reason == CloseReason.ERROR and not self._closing:
+            # LiveKit ends a session on one STT failure; the room must not go deaf.
+            self.engine.home.report_error(self.room, "session", str(ev.error), recoverable=True)
+            self._turn_failed("session", speak=False)
+            self._spawn(self._async_restart())
+            return
         self.engine.home.report_state(self.room, "idle")
         self.closed.set()
 
-    def _turn_failed(self, why: str) -> None:
+    async def _async_restart(self) -> None:
+        old = self.session
+        self.session = None
+        if old is not None:
+            await old.aclose()
+        self.restarts += 1
+        self._apologising = False
+        await self.async_start(**self._start_kwargs)
+        self.apologise("session restarted")
+
+    def _turn_failed(self, why: str, *, speak: bool = True) -> None:
         if self._turn_failed_reported:
             return
         self._turn_failed_reported = True
-        self._failures += 1
-        limits = self.engine.settings.limits
-        if self._failures >= limits.breaker_threshold and self._breaker_opened_at is None:
-            self._breaker_opened_at = time.monotonic()
+        if self.breaker.record_failure():
             self.engine.home.report_error(
                 self.room,
                 "breaker",
-                f"{self._failures} turns failed in a row ({why})",
+                f"{self.breaker.failures} turns failed in a row ({why})",
                 recoverable=False,
             )
+        self._report_failed_turn(why)
+        if speak:
+            self.apologise(why)
+
+    def _report_failed_turn(self, why: str) -> None:
         pending, self._pending = self._pending, None
         if pending is not None:
             pending.error = why
             pending.tools = list(dict.fromkeys(self.tools_called))
             self.engine.home.report_turn(pending)
-        self.apologise(why)
 
-    def _succeeded(self) -> None:
-        self._failures = 0
-        self._breaker_opened_at = None
-
-    def breaker_blocks(self) -> bool:
-        """Return whether to skip the providers; after a pause one turn tries again."""
-        if self._breaker_opened_at is None:
-            return False
-        if time.monotonic() - self._breaker_opened_at >= self.engine.breaker_retry_after:
-            self._breaker_opened_at = time.monotonic()  # half-open: let this turn through
-            return False
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            pending.error = "breaker open"
-            self.engine.home.report_turn(pending)
-        return True
+    def refuse_turn(self) -> None:
+        """Answer a turn with the apology while the breaker is open."""
+        self._report_failed_turn("breaker open")
+        self.apologise("breaker open")
 
     def apologise(self, why: str) -> None:
         """Say the apology from pre-rendered audio: the failing provider is not needed."""
@@ -347,6 +417,7 @@ class RoomSession:
 
     async def aclose(self) -> None:
         """End the session and everything it started."""
+        self._closing = True
         self._disarm_watchdog()
         if self.session is not None:
             await self.session.aclose()
@@ -354,12 +425,6 @@ class RoomSession:
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
-
-
-def _not_given() -> Any:
-    from livekit.agents.types import NOT_GIVEN  # noqa: PLC0415
-
-    return NOT_GIVEN
 
 
 class VoiceEngine:
@@ -475,6 +540,4 @@ class VoiceEngine:
         """End every session and close the models' clients."""
         for room in list(self.sessions):
             await self.async_end_session(room)
-        for model in (self.models.stt, self.models.llm, self.models.tts):
-            if model is not None:
-                await model.aclose()
+        await self.models.aclose()

@@ -55,7 +55,7 @@ class Home(Protocol):
     def context(self, room: str) -> HomeContext:
         """Return the current context for a room."""
 
-    def tools(self, room: str) -> list[ToolSpec]:
+    async def tools(self, room: str) -> list[ToolSpec]:
         """Return the tools the model may use in a room."""
 
     async def call_tool(self, room: str, name: str, arguments: dict[str, Any]) -> Any:

@@ -17,8 +17,8 @@ import time
 import wave
 
 from livekit import rtc
-import numpy as np
 from livekit.agents.voice import io
+import numpy as np
 
 FRAME_MS = 20
 
@@ -66,9 +66,7 @@ class LocalAudioInput(io.AudioInput):
         step = self._samples_per_frame * 2
         for start in range(0, len(pcm), step):
             chunk = pcm[start : start + step].ljust(step, b"\0")
-            self._queue.append(
-                rtc.AudioFrame(chunk, self.sample_rate, 1, self._samples_per_frame)
-            )
+            self._queue.append(rtc.AudioFrame(chunk, self.sample_rate, 1, self._samples_per_frame))
         done: asyncio.Future[float] = asyncio.get_running_loop().create_future()
         self._queue.append(_Marker(done))
         return done
@@ -134,6 +132,8 @@ class Segment:
     interrupted: bool = False
     played_seconds: float = 0.0
     paused_seconds: float = 0.0
+    # When the listener stopped hearing it: the first pause, or the end.
+    silenced_at: float | None = None
 
     @property
     def duration(self) -> float:
@@ -197,6 +197,8 @@ class LocalAudioOutput(io.AudioOutput):
         """Hold playback where it is."""
         if self._paused_at is None:
             self._paused_at = time.monotonic()
+            if self._current is not None and self._current.silenced_at is None:
+                self._current.silenced_at = self._paused_at
             if self._finish is not None:
                 self._finish.cancel()
                 self._finish = None
@@ -211,6 +213,7 @@ class LocalAudioOutput(io.AudioOutput):
         if segment is not None:
             segment.started_at += held  # the clock stood still while paused
             segment.paused_seconds += held
+            segment.silenced_at = None  # a false interruption: it plays on
             if segment.flushed:
                 self._schedule_finish(segment)
 
@@ -233,6 +236,8 @@ class LocalAudioOutput(io.AudioOutput):
 
     def _end(self, segment: Segment, played: float, *, interrupted: bool) -> None:
         segment.finished_at = time.monotonic()
+        if segment.silenced_at is None or not interrupted:
+            segment.silenced_at = segment.finished_at
         segment.interrupted = interrupted
         segment.played_seconds = played
         self._current = None

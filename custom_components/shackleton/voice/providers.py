@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 import httpx
@@ -22,9 +23,19 @@ DEFAULT_BASE_URLS = {
 class Models:
     """The models a session uses; `realtime` replaces STT, LLM and TTS when set."""
 
-    llm: llm.LLM | llm.RealtimeModel
-    stt: stt.STT | None = None
-    tts: tts.TTS | None = None
+    llm: llm.LLM[Any] | llm.RealtimeModel
+    stt: stt.STT[Any] | None = None
+    tts: tts.TTS[Any] | None = None
+    # Clients made here with their own HTTP pools; a host's shared pool is never closed.
+    owned_clients: list[openai_sdk.AsyncClient] = field(default_factory=list)
+
+    async def aclose(self) -> None:
+        """Close the models and the clients this module created."""
+        for model in (self.stt, self.llm, self.tts):
+            if model is not None:
+                await model.aclose()
+        for client in self.owned_clients:
+            await client.close()
 
 
 def make_client(
@@ -69,8 +80,12 @@ def build_models(
             clients[key] = make_client(provider, settings.limits, http_client)
         return clients[key]
 
+    def owned() -> list[openai_sdk.AsyncClient]:
+        return [] if http_client is not None else list(clients.values())
+
     if settings.mode == "realtime":
-        assert settings.realtime is not None
+        if settings.realtime is None:
+            raise ValueError("realtime mode needs realtime provider settings")
         return Models(
             llm=openai.realtime.RealtimeModel(
                 model=settings.realtime.model,
@@ -81,19 +96,29 @@ def build_models(
                 conn_options=connect_options(settings.limits),
             )
         )
-    assert settings.stt is not None
-    assert settings.tts is not None
+    if settings.stt is None or settings.tts is None:
+        raise ValueError("pipeline mode needs STT and TTS provider settings")
     language = settings.language.split("-")[0]
-    stt_model: stt.STT
+    stt_model: stt.STT[Any]
     if settings.stt.kind == "groq":
-        stt_model = groq.STT(model=settings.stt.model, client=client(settings.stt), language=language)
+        # The groq plugin insists on a key even when given a client.
+        stt_model = groq.STT(
+            model=settings.stt.model,
+            client=client(settings.stt),
+            api_key=settings.stt.api_key or "no-key",
+            language=language,
+        )
     else:
         stt_model = openai.STT(
             model=settings.stt.model, client=client(settings.stt), language=language
         )
-    llm_model: llm.LLM
+    llm_model: llm.LLM[Any]
     if settings.llm.kind == "groq":
-        llm_model = groq.LLM(model=settings.llm.model, client=client(settings.llm))
+        llm_model = groq.LLM(
+            model=settings.llm.model,
+            client=client(settings.llm),
+            api_key=settings.llm.api_key or "no-key",
+        )
     else:
         llm_model = openai.LLM(model=settings.llm.model, client=client(settings.llm))
     tts_model = openai.TTS(
@@ -103,4 +128,4 @@ def build_models(
         # Raw 24 kHz PCM: nothing to decode between the provider and the room.
         response_format="pcm",
     )
-    return Models(llm=llm_model, stt=stt_model, tts=tts_model)
+    return Models(llm=llm_model, stt=stt_model, tts=tts_model, owned_clients=owned())

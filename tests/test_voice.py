@@ -1,0 +1,331 @@
+"""The voice engine end to end in a real hass: speech in, tools, speech out, faults."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+import time
+from typing import Any
+
+from homeassistant.const import STATE_OFF, STATE_ON
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers import issue_registry as ir
+from homeassistant.setup import async_setup_component
+import pytest
+from pytest_homeassistant_custom_component.common import MockConfigEntry, async_capture_events
+
+from custom_components.shackleton.const import DOMAIN, EVENT_ERROR, EVENT_TURN
+from custom_components.shackleton.voice.engine import RoomSession
+from custom_components.shackleton.voice.local_audio import (
+    LocalAudioInput,
+    LocalAudioOutput,
+    Segment,
+    read_wav,
+)
+
+from .fakes import ChatReply, FakeOpenAI
+
+AUDIO = Path(__file__).parent / "fixtures" / "audio"
+LIGHT = "light.kitchen_light"
+
+
+@pytest.fixture
+async def kitchen_light(hass: HomeAssistant) -> None:
+    """Set up a real template light, backed by an input_boolean, exposed to Assist."""
+    assert await async_setup_component(
+        hass, "input_boolean", {"input_boolean": {"kitchen_power": {}}}
+    )
+    target = {"entity_id": "input_boolean.kitchen_power"}
+    assert await async_setup_component(
+        hass,
+        "light",
+        {
+            "light": {
+                "platform": "template",
+                "lights": {
+                    "kitchen_light": {
+                        "friendly_name": "Kitchen light",
+                        "value_template": "{{ is_state('input_boolean.kitchen_power', 'on') }}",
+                        "turn_on": {"action": "input_boolean.turn_on", "target": target},
+                        "turn_off": {"action": "input_boolean.turn_off", "target": target},
+                    }
+                },
+            }
+        },
+    )
+    await hass.async_block_till_done()
+    assert hass.states.get(LIGHT).state == STATE_OFF
+
+
+async def wait_for(predicate: Any, seconds: float = 10.0) -> None:
+    """Wait until `predicate()` is true: LiveKit finishes turns on tasks HA does not track."""
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not met")
+        await asyncio.sleep(0.02)
+
+
+@dataclass
+class Room:
+    """A room with a local microphone and speaker, served by the entry's engine."""
+
+    mic: LocalAudioInput
+    speaker: LocalAudioOutput
+    session: RoomSession
+
+    async def say(self, name: str) -> float:
+        """Speak a fixture utterance; return the monotonic time its audio ended."""
+        pcm, rate = read_wav(AUDIO / f"{name}.wav")
+        return await self.mic.play_pcm(pcm, rate)
+
+    async def reply(self, number: int = 1, wait: float = 20) -> Segment:
+        """Wait for the assistant's `number`th spoken segment to finish."""
+        return await asyncio.wait_for(self.speaker.wait_for_segment(number), wait)
+
+
+@pytest.fixture
+async def room(
+    hass: HomeAssistant, kitchen_light: None, loaded_entry: MockConfigEntry
+) -> AsyncIterator[Room]:
+    """Start a kitchen session on local audio; unload the entry afterwards."""
+    mic, speaker = LocalAudioInput(), LocalAudioOutput()
+    manager = loaded_entry.runtime_data.voice
+    assert manager is not None
+    session = await manager.async_start_local_session(
+        "kitchen", audio_input=mic, audio_output=speaker
+    )
+    yield Room(mic, speaker, session)
+    mic.close()
+    assert await hass.config_entries.async_unload(loaded_entry.entry_id)
+    await hass.async_block_till_done()
+
+
+async def test_spoken_request_turns_on_light(
+    hass: HomeAssistant, room: Room, fake_openai: FakeOpenAI
+) -> None:
+    """Speech → real VAD → STT → LLM tool call → light on → spoken reply, with figures."""
+    turns = async_capture_events(hass, EVENT_TURN)
+    fake_openai.transcripts = ["Turn on the kitchen light."]
+    fake_openai.chat_script = [
+        ChatReply(tool_calls=[("HassTurnOn", {"name": "Kitchen light"})]),
+        ChatReply("The kitchen light is on."),
+    ]
+    spoken_end = await room.say("turn_on_kitchen_light")
+    reply = await room.reply()
+    await wait_for(lambda: turns)
+
+    assert hass.states.get(LIGHT).state == STATE_ON
+    # STT got the utterance (1.27 s of speech, plus the VAD's padding), not silence.
+    assert 1.0 < fake_openai.stt_audio_seconds[0] < 3.5
+    # The model saw HA's Assist tools and the home's context.
+    first = fake_openai.chat_requests[0]
+    assert "HassTurnOn" in {tool["function"]["name"] for tool in first["tools"]}
+    system = first["messages"][0]["content"]
+    assert hass.config.location_name in system
+    assert "tool call did it" in system
+    # The reply was synthesized and played in full.
+    assert fake_openai.tts_inputs == ["The kitchen light is on."]
+    assert reply.duration > 0.5
+    assert not reply.interrupted
+    assert reply.started_at > spoken_end
+    # One turn event, with figures and the transcript redacted by default.
+    assert len(turns) == 1
+    turn = turns[0].data
+    assert turn["tools"] == ["HassTurnOn"]
+    assert turn["error"] is None
+    assert turn["interrupted"] is False
+    assert turn["user_text"] == turn["agent_text"] == "**REDACTED**"
+    for key in ("end_of_utterance_delay_ms", "llm_ttft_ms", "tts_ttfb_ms", "end_to_end_ms"):
+        assert isinstance(turn[key], int), key
+    assert turn["end_to_end_ms"] < 3000
+    sensor = hass.states.get("sensor.shackleton_127_0_0_1_active_voice_sessions")
+    assert sensor.state == "1"
+
+
+async def test_transcripts_in_events_when_allowed(
+    hass: HomeAssistant, kitchen_light: None, loaded_entry: MockConfigEntry, fake_openai: FakeOpenAI
+) -> None:
+    """With the privacy option on, events carry what was said."""
+    hass.config_entries.async_update_entry(
+        loaded_entry, options={**loaded_entry.options, "transcripts_in_events": True}
+    )
+    await hass.async_block_till_done(wait_background_tasks=True)
+    turns = async_capture_events(hass, EVENT_TURN)
+    fake_openai.transcripts = ["What time is it?"]
+    fake_openai.chat_script = [ChatReply("It is noon.")]
+    mic, speaker = LocalAudioInput(), LocalAudioOutput()
+    manager = loaded_entry.runtime_data.voice
+    assert manager is not None
+    await manager.async_start_local_session("hall", audio_input=mic, audio_output=speaker)
+    room = Room(mic, speaker, manager.engine.sessions["hall"])  # type: ignore[union-attr]
+    await room.say("whats_the_time")
+    await room.reply()
+    await wait_for(lambda: turns)
+    assert turns[0].data["user_text"] == "What time is it?"
+    assert turns[0].data["agent_text"] == "It is noon."
+    mic.close()
+    assert await hass.config_entries.async_unload(loaded_entry.entry_id)
+
+
+async def test_barge_in_stops_the_assistant(
+    hass: HomeAssistant, room: Room, fake_openai: FakeOpenAI
+) -> None:
+    """Speaking over a long answer cuts it off, and the turn is marked interrupted."""
+    turns = async_capture_events(hass, EVENT_TURN)
+    fake_openai.tts_seconds_per_char = 0.12  # a long, slow answer
+    fake_openai.transcripts = ["What time is it?", "Stop."]
+    fake_openai.chat_script = [
+        ChatReply("It is twelve o'clock and the weather is lovely, a fine day to go outside."),
+        ChatReply("Okay."),
+    ]
+    await room.say("whats_the_time")
+    answer = await asyncio.wait_for(room.speaker.wait_for_segment(1, finished=False), 20)
+    await asyncio.sleep(0.6)
+    barged_at = time.monotonic()
+    await room.say("stop")
+    answer = await room.reply(1)
+    assert answer.interrupted
+    assert answer.played_seconds < answer.duration - 2
+    # The listener stopped hearing it within the 0.2 s interruption threshold plus
+    # VAD latency: well before "stop" (0.44 s) was even finished.
+    assert answer.silenced_at is not None
+    assert answer.silenced_at - barged_at < 0.6
+    await room.reply(2)
+    await wait_for(lambda: turns)
+    assert turns[0].data["interrupted"] is True
+
+
+async def test_failing_llm_apologises_and_opens_breaker(
+    hass: HomeAssistant, room: Room, fake_openai: FakeOpenAI, issue_registry: ir.IssueRegistry
+) -> None:
+    """A failing LLM gets a spoken apology each turn; three in a row raise a repair."""
+    errors = async_capture_events(hass, EVENT_ERROR)
+    turns = async_capture_events(hass, EVENT_TURN)
+    fake_openai.default_transcript = "Turn on the kitchen light."
+    fake_openai.chat_script = [ChatReply(fault="500") for _ in range(6)]
+    issue_id = f"provider_failing_{room.session.engine.home._entry.entry_id}"  # type: ignore[attr-defined]
+    for number in (1, 2, 3):
+        await room.say("turn_on_kitchen_light")
+        apology = await room.reply(number)
+        # The apology is the bundled clip: no provider was needed to say it.
+        assert 3.0 < apology.duration < 4.0
+    await wait_for(lambda: len(turns) == 3)
+    assert [turn.data["error"] for turn in turns] == ["llm_error"] * 3
+    assert {error.data["source"] for error in errors} >= {"llm_error", "breaker"}
+    assert all("sk-test" not in str(error.data) for error in errors)
+    assert issue_registry.async_get_issue(DOMAIN, issue_id) is not None
+    assert hass.states.get(LIGHT).state == STATE_OFF
+
+    # Breaker open: the next turn is answered at once, without calling the LLM.
+    calls = len(fake_openai.chat_requests)
+    await room.say("turn_on_kitchen_light")
+    await room.reply(4)
+    assert len(fake_openai.chat_requests) == calls
+
+    # Half-open after the pause: a good turn closes it and clears the repair.
+    room.session.engine.breaker_retry_after = 0
+    fake_openai.chat_script = [ChatReply("Hello again.")]
+    await room.say("whats_the_time")
+    await room.reply(5)
+    await wait_for(lambda: turns[-1].data["error"] is None)
+    assert issue_registry.async_get_issue(DOMAIN, issue_id) is None
+
+
+@pytest.mark.parametrize(
+    ("stage", "fault", "bound"),
+    [
+        # 2 tries x 2.5 s + 0.25 s, then the apology.
+        ("chat", "hang", 7.0),
+        # The TTS read timeout is fixed at 30 s in the plugin: the 6 s watchdog acts.
+        ("tts", "hang", 8.5),
+    ],
+)
+async def test_hung_provider_is_bounded(
+    hass: HomeAssistant,
+    room: Room,
+    fake_openai: FakeOpenAI,
+    stage: str,
+    fault: str,
+    bound: float,
+) -> None:
+    """A provider that never answers costs seconds, not LiveKit's ~44 s default."""
+    errors = async_capture_events(hass, EVENT_ERROR)
+    fake_openai.transcripts = ["Turn on the kitchen light."]
+    if stage == "chat":
+        fake_openai.chat_script = [ChatReply(fault=fault), ChatReply(fault=fault)]
+    else:
+        fake_openai.tts_fault = fault
+    spoken_end = await room.say("turn_on_kitchen_light")
+    apology = await room.reply(1, wait=30)
+    assert apology.started_at - spoken_end < bound
+    assert 3.0 < apology.duration < 4.0
+    await hass.async_block_till_done()
+    assert errors
+
+
+async def test_stt_failure_restarts_the_session(
+    hass: HomeAssistant, room: Room, fake_openai: FakeOpenAI
+) -> None:
+    """LiveKit closes a session on one STT failure; the room keeps listening."""
+    fake_openai.stt_fault = "500"
+    await room.say("turn_on_kitchen_light")
+    await room.reply(1, wait=30)  # the apology
+    assert room.session.restarts == 1
+    fake_openai.stt_fault = None
+    fake_openai.transcripts = ["Turn on the kitchen light."]
+    fake_openai.chat_script = [
+        ChatReply(tool_calls=[("HassTurnOn", {"name": "Kitchen light"})]),
+        ChatReply("Done."),
+    ]
+    await room.say("turn_on_kitchen_light")
+    await room.reply(2)
+    await hass.async_block_till_done()
+    assert hass.states.get(LIGHT).state == STATE_ON
+
+
+async def test_bad_tool_arguments_reach_the_model_as_errors(
+    hass: HomeAssistant, room: Room, fake_openai: FakeOpenAI
+) -> None:
+    """An unknown entity is a tool error the model can recover from, not an exception."""
+    fake_openai.transcripts = ["Turn on the kitchen light."]
+    fake_openai.chat_script = [
+        ChatReply(tool_calls=[("HassTurnOn", {"name": "Garage rocket"})]),
+        ChatReply("I could not find that device."),
+    ]
+    await room.say("turn_on_kitchen_light")
+    await room.reply()
+    tool_result = fake_openai.chat_requests[1]["messages"][-1]
+    assert tool_result["role"] == "tool"
+    assert "Garage rocket" in tool_result["content"] or "error" in tool_result["content"].lower()
+    assert hass.states.get(LIGHT).state == STATE_OFF
+
+
+async def test_turn_taking_applies_without_reload(
+    hass: HomeAssistant, room: Room, loaded_entry: MockConfigEntry, fake_openai: FakeOpenAI
+) -> None:
+    """New VAD and endpointing options reach the running engine; the room keeps working."""
+    manager = loaded_entry.runtime_data.voice
+    assert manager is not None
+    engine = manager.engine
+    assert engine is not None
+    hass.config_entries.async_update_entry(
+        loaded_entry,
+        options={**loaded_entry.options, "min_silence_duration": 0.3, "min_endpointing_delay": 0.2},
+    )
+    await hass.async_block_till_done()
+    assert manager.engine is engine  # not reloaded
+    assert engine.vad._opts.min_silence_duration == 0.3
+    assert engine.settings.turn_taking.min_endpointing_delay == 0.2
+    fake_openai.transcripts = ["What time is it?"]
+    fake_openai.chat_script = [ChatReply("It is noon.")]
+    await room.say("whats_the_time")
+    await room.reply()
+
+    sessions = "sensor.shackleton_127_0_0_1_active_voice_sessions"
+    assert hass.states.get(sessions).state == "1"
+    assert await manager.async_end_session("kitchen")
+    assert hass.states.get(sessions).state == "0"
+    assert not await manager.async_end_session("kitchen")

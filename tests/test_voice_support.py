@@ -1,0 +1,118 @@
+"""Getting the voice packages, and what happens when they cannot be had."""
+
+from __future__ import annotations
+
+import sys
+
+from homeassistant.const import STATE_UNAVAILABLE
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers import issue_registry as ir
+import pytest
+from pytest_homeassistant_custom_component.common import MockConfigEntry
+
+from custom_components.shackleton.const import DOMAIN, PIPELINE_STAGES
+from custom_components.shackleton.voice_manager import settings_from_entry
+from custom_components.shackleton.voice_support import (
+    VOICE_REQUIREMENTS,
+    VoiceSupportLoader,
+    async_get_loader,
+)
+
+from .conftest import entry_data
+from .fakes import FakeOpenAI
+
+REPO = __import__("pathlib").Path(__file__).parent.parent
+
+
+def test_requirements_match_the_pinned_set() -> None:
+    """The runtime install uses exactly the pins of requirements/voice.txt."""
+    lines = (REPO / "requirements" / "voice.txt").read_text().splitlines()
+    pins = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    assert pins == VOICE_REQUIREMENTS
+
+
+async def test_missing_packages_leave_text_working(
+    hass: HomeAssistant,
+    fake_openai: FakeOpenAI,
+    issue_registry: ir.IssueRegistry,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without livekit-agents the entry loads, voice is unavailable, a repair says why."""
+    # A None entry in sys.modules is how Python spells "cannot be imported".
+    monkeypatch.setitem(sys.modules, "livekit.agents", None)
+    entry = MockConfigEntry(domain=DOMAIN, title="Shackleton", data=entry_data(None, fake_openai))
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done(wait_background_tasks=True)
+
+    assert entry.state.value == "loaded"
+    assert hass.states.get("sensor.shackleton_assistant_state").state == STATE_UNAVAILABLE
+    assert hass.states.get("switch.shackleton_voice_assistant").state == "on"
+    issue = issue_registry.async_get_issue(DOMAIN, f"voice_unavailable_{entry.entry_id}")
+    assert issue is not None
+    assert "livekit.agents" in issue.translation_placeholders["error"]
+    runtime = entry.runtime_data.runtime
+    assert runtime.voice_available is False
+    assert runtime.voice_error == "import_failed"
+    manager = entry.runtime_data.voice
+    assert manager is not None
+    with pytest.raises(RuntimeError):
+        await manager.async_start_local_session("kitchen")
+    assert await manager.async_end_session("kitchen") is False
+
+    assert await hass.config_entries.async_remove(entry.entry_id)
+    assert issue_registry.async_get_issue(DOMAIN, f"voice_unavailable_{entry.entry_id}") is None
+
+
+async def test_install_failure_is_reported(
+    hass: HomeAssistant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When HA's requirements mechanism cannot install, the reason names the packages."""
+    monkeypatch.setitem(sys.modules, "livekit.agents", None)
+    hass.config.skip_pip = False
+    # A name no index serves: pip really runs, and really fails.
+    monkeypatch.setattr(
+        "custom_components.shackleton.voice_support.VOICE_REQUIREMENTS",
+        ["shackleton-no-such-package-for-tests==0.0.0"],
+    )
+    support = await VoiceSupportLoader(hass).async_load()
+    assert support.available is False
+    assert support.reason == "install_failed"
+    assert "shackleton-no-such-package-for-tests" in (support.detail or "")
+
+
+async def test_plugin_import_failure(hass: HomeAssistant, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A plugin that cannot be imported makes voice unavailable, not HA unhappy."""
+    monkeypatch.setitem(sys.modules, "livekit.plugins.groq", None)
+    support = await VoiceSupportLoader(hass).async_load()
+    assert support.available is False
+    assert support.reason == "import_failed"
+
+
+async def test_loader_is_shared_and_cached(hass: HomeAssistant) -> None:
+    """Every entry uses one loader, which loads once."""
+    loader = async_get_loader(hass)
+    assert async_get_loader(hass) is loader
+    first = await loader.async_load()
+    assert first.available
+    assert await loader.async_load() is first
+
+
+async def test_settings_for_realtime(hass: HomeAssistant, fake_openai: FakeOpenAI) -> None:
+    """Realtime mode uses OpenAI's realtime model and no STT/TTS."""
+    data = entry_data(None, fake_openai) | {
+        "voice_mode": "realtime",
+        "realtime_model": "gpt-realtime",
+    }
+    entry = MockConfigEntry(domain=DOMAIN, data=data, options={"language": "de"})
+    settings = settings_from_entry(entry, "en")  # type: ignore[arg-type]
+    assert settings.mode == "realtime"
+    assert settings.stt is None
+    assert settings.tts is None
+    assert settings.realtime is not None
+    assert settings.realtime.model == "gpt-realtime"
+    assert settings.realtime.base_url == fake_openai.base_url
+    assert settings.language == "de"
+    # The key never shows in a repr, hence never in a log line.
+    assert "sk-test" not in repr(settings)
+    assert all(stage in {"stt", "llm", "tts"} for stage in PIPELINE_STAGES)
