@@ -49,13 +49,20 @@ class FakeLiveKit:
     # A valid key whose grants the server does not accept (LiveKit answers 403).
     forbid: bool = False
     requests: int = 0
+    rtc_attempts: int = 0
     url: str = ""
 
     def app(self) -> web.Application:
         """Return the aiohttp application."""
         app = web.Application()
         app.router.add_post("/twirp/livekit.RoomService/ListRooms", self._list_rooms)
+        # The signalling WebSocket: this fake serves no rooms, it refuses every token.
+        app.router.add_get("/rtc{tail:.*}", self._rtc)
         return app
+
+    async def _rtc(self, request: web.Request) -> web.Response:
+        self.rtc_attempts += 1
+        return web.Response(status=401, text="invalid token")
 
     @staticmethod
     def _error(status: int, code: str, msg: str) -> web.Response:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from homeassistant.const import Platform
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import ConfigEntryAuthFailed
-from homeassistant.helpers import issue_registry as ir
+from homeassistant.helpers import config_validation as cv, issue_registry as ir
+from homeassistant.helpers.typing import ConfigType
 
 from .const import (
     CONF_LIVEKIT_API_KEY,
@@ -19,9 +20,18 @@ from .const import (
 )
 from .livekit_server import LiveKitInvalidAuth, LiveKitLink
 from .models import ShackletonConfigEntry, ShackletonData, ShackletonRuntime
+from .services import async_setup_services
+from .voice.settings import LiveKitServer
 from .voice_manager import VoiceManager, turn_taking_from_options
 
 PLATFORMS: list[Platform] = [Platform.BINARY_SENSOR, Platform.SENSOR, Platform.SWITCH]
+CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
+
+
+async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
+    """Register the actions, which serve every entry."""
+    async_setup_services(hass)
+    return True
 
 
 async def async_setup_entry(hass: HomeAssistant, entry: ShackletonConfigEntry) -> bool:
@@ -59,8 +69,16 @@ async def async_setup_entry(hass: HomeAssistant, entry: ShackletonConfigEntry) -
             translation_placeholders={"title": entry.title},
         )
 
-    entry.runtime_data = ShackletonData(runtime=runtime, link=link, options=dict(entry.options))
-    entry.runtime_data.voice = voice = VoiceManager(hass, entry)
+    voice = VoiceManager(hass, entry, runtime)
+    entry.runtime_data = ShackletonData(
+        runtime=runtime, voice=voice, link=link, options=dict(entry.options)
+    )
+    if has_server:
+        voice.server = LiveKitServer(
+            entry.data[CONF_LIVEKIT_URL],
+            entry.data[CONF_LIVEKIT_API_KEY],
+            entry.data[CONF_LIVEKIT_API_SECRET],
+        )
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     if link is not None:
         link.async_start()
@@ -77,7 +95,7 @@ async def _async_options_updated(hass: HomeAssistant, entry: ShackletonConfigEnt
         for key in {*entry.options, *data.options}
         if entry.options.get(key) != data.options.get(key)
     }
-    engine = data.voice.engine if data.voice is not None else None
+    engine = data.voice.engine
     if changed and changed <= TURN_TAKING_OPTIONS and engine is not None:
         engine.update_turn_taking(turn_taking_from_options(dict(entry.options)))
         data.options = dict(entry.options)

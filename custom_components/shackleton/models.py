@@ -161,7 +161,7 @@ class ShackletonData:
     """What a loaded entry holds in `entry.runtime_data`."""
 
     runtime: ShackletonRuntime
+    voice: VoiceManager
     link: LiveKitLink | None = field(default=None)
-    voice: VoiceManager | None = field(default=None)
     # The options the entry runs with, to tell a live change from a reload.
     options: dict[str, Any] = field(default_factory=dict)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -39,12 +40,14 @@ from .const import (
     provider_key,
 )
 from .home_bridge import HassHome
-from .models import ShackletonConfigEntry
+from .models import ShackletonConfigEntry, ShackletonRuntime
 from .voice.settings import ProviderKind, ProviderSettings, TurnTaking, VoiceSettings
 from .voice_support import async_get_loader
 
 if TYPE_CHECKING:
     from .voice.engine import RoomSession, VoiceEngine
+    from .voice.rooms import RoomWorker
+    from .voice.settings import LiveKitServer
 
 
 def _provider(data: dict[str, Any], stage: str) -> ProviderSettings:
@@ -92,12 +95,17 @@ def settings_from_entry(entry: ShackletonConfigEntry, default_language: str) -> 
 class VoiceManager:
     """Owns an entry's voice engine for as long as the entry is loaded."""
 
-    def __init__(self, hass: HomeAssistant, entry: ShackletonConfigEntry) -> None:
+    def __init__(
+        self, hass: HomeAssistant, entry: ShackletonConfigEntry, runtime: ShackletonRuntime
+    ) -> None:
         """Prepare; `async_start` loads the engine in the background."""
         self._hass = hass
         self._entry = entry
-        self._runtime = entry.runtime_data.runtime
+        self._runtime = runtime
         self.engine: VoiceEngine | None = None
+        self.server: LiveKitServer | None = None
+        self.workers: dict[str, RoomWorker] = {}
+        self._worker_tasks: dict[str, asyncio.Task[None]] = {}
         self._ready = asyncio.Event()
 
     @property
@@ -175,6 +183,41 @@ class VoiceManager:
         self._runtime.async_set_room_state(room, "listening")
         return session
 
+    @callback
+    def async_join_room(self, room: str) -> None:
+        """Have the agent join a LiveKit room (and stay, reconnecting) until asked to leave."""
+        if room in self._worker_tasks or self.engine is None or self.server is None:
+            return
+        from .voice.rooms import RoomWorker
+
+        worker = RoomWorker(
+            self.engine, self.server, room, on_status=partial(self._on_room_status, room)
+        )
+        self.workers[room] = worker
+        self._runtime.async_set_room_state(room, "idle")
+        self._worker_tasks[room] = self._entry.async_create_background_task(
+            self._hass, worker.run(), f"{DOMAIN} room {room}"
+        )
+
+    @callback
+    def _on_room_status(self, room: str, status: str, error: str | None) -> None:
+        if status == "error":
+            self._runtime.async_set_livekit(connected=False, error=error)
+        elif status in ("connected", "serving"):
+            self._runtime.async_set_livekit(connected=True, error=None)
+
+    async def async_leave_room(self, room: str) -> bool:
+        """Make the agent leave a room; return whether it was there (or trying to be)."""
+        task = self._worker_tasks.pop(room, None)
+        self.workers.pop(room, None)
+        if task is None:
+            return await self.async_end_session(room)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await self.async_end_session(room)
+        return True
+
     async def async_end_session(self, room: str) -> bool:
         """End a room's session."""
         ended = self.engine is not None and await self.engine.async_end_session(room)
@@ -185,7 +228,9 @@ class VoiceManager:
         await self.async_stop()
 
     async def async_stop(self) -> None:
-        """Close the engine and every session."""
+        """Leave every room, then close the engine and every session."""
+        for room in list(self._worker_tasks):
+            await self.async_leave_room(room)
         engine, self.engine = self.engine, None
         if engine is not None:
             LOGGER.debug("Stopping the voice engine of %s", self._entry.title)

@@ -9,6 +9,7 @@ issue says why, while everything else keeps working.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass
 import importlib
 import sys
@@ -73,6 +74,19 @@ def _import_all(names: tuple[str, ...]) -> None:
     with _IMPORT_LOCK:
         for name in names:
             importlib.import_module(name)
+        _resolve_lazy_attributes("pydantic")
+
+
+def _resolve_lazy_attributes(name: str) -> None:
+    """Resolve a package's lazily imported names now, off the loop.
+
+    pydantic imports its public names on first access (`import_module` inside its
+    `__getattr__`); the plugins touch some of them while registering on the loop.
+    """
+    module = sys.modules.get(name)
+    for attribute in getattr(module, "__all__", ()):
+        with contextlib.suppress(Exception):
+            getattr(module, attribute)
 
 
 class VoiceSupportLoader:

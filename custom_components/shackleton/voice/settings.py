@@ -3,9 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+import re
 from typing import Literal
 
 ProviderKind = Literal["openai", "groq", "compatible"]
+# Room names the agent joins: what LiveKit and URLs take without escaping.
+ROOM_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+
+
+@dataclass(frozen=True, slots=True)
+class LiveKitServer:
+    """Where the rooms are, and the credentials to mint tokens for them."""
+
+    url: str
+    api_key: str = field(repr=False)
+    api_secret: str = field(repr=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,81 @@
+"""Actions of Shackleton: start and end voice sessions in LiveKit rooms."""
+
+from __future__ import annotations
+
+from homeassistant.config_entries import ConfigEntryState
+from homeassistant.core import HomeAssistant, ServiceCall, callback
+from homeassistant.exceptions import ServiceValidationError
+from homeassistant.helpers import config_validation as cv
+import voluptuous as vol
+
+from .const import DOMAIN
+from .models import ShackletonConfigEntry
+from .voice.settings import ROOM_NAME
+
+ATTR_CONFIG_ENTRY_ID = "config_entry_id"
+ATTR_ROOM = "room"
+SERVICE_START_SESSION = "start_session"
+SERVICE_END_SESSION = "end_session"
+
+SESSION_SCHEMA = vol.Schema(
+    {vol.Optional(ATTR_CONFIG_ENTRY_ID): cv.string, vol.Required(ATTR_ROOM): cv.string}
+)
+
+
+def _error(key: str, **placeholders: str) -> ServiceValidationError:
+    return ServiceValidationError(
+        translation_domain=DOMAIN, translation_key=key, translation_placeholders=placeholders
+    )
+
+
+def _entry(hass: HomeAssistant, call: ServiceCall) -> ShackletonConfigEntry:
+    """Return the loaded entry an action is for; which one may be left out if only one."""
+    if entry_id := call.data.get(ATTR_CONFIG_ENTRY_ID):
+        entry: ShackletonConfigEntry | None = hass.config_entries.async_get_entry(entry_id)
+        if entry is None or entry.domain != DOMAIN:
+            raise _error("entry_not_found", entry_id=entry_id)
+        if entry.state is not ConfigEntryState.LOADED:
+            raise _error("entry_not_loaded", title=entry.title)
+        return entry
+    loaded = hass.config_entries.async_loaded_entries(DOMAIN)
+    if len(loaded) != 1:
+        raise _error("entry_required")
+    return loaded[0]
+
+
+def _room(call: ServiceCall) -> str:
+    room = str(call.data[ATTR_ROOM]).strip()
+    if not ROOM_NAME.fullmatch(room):
+        raise _error("invalid_room", room=room)
+    return room
+
+
+async def _async_start_session(call: ServiceCall) -> None:
+    entry = _entry(call.hass, call)
+    room = _room(call)
+    data = entry.runtime_data
+    if not data.runtime.livekit_configured:
+        raise _error("no_livekit_server", title=entry.title)
+    if not data.runtime.voice_enabled:
+        raise _error("voice_disabled", title=entry.title)
+    if await data.voice.async_wait_ready() is None:
+        raise _error("voice_unavailable", title=entry.title)
+    data.voice.async_join_room(room)
+
+
+async def _async_end_session(call: ServiceCall) -> None:
+    entry = _entry(call.hass, call)
+    room = _room(call)
+    if not await entry.runtime_data.voice.async_leave_room(room):
+        raise _error("no_session", room=room)
+
+
+@callback
+def async_setup_services(hass: HomeAssistant) -> None:
+    """Register the actions (once, for every entry)."""
+    hass.services.async_register(
+        DOMAIN, SERVICE_START_SESSION, _async_start_session, schema=SESSION_SCHEMA
+    )
+    hass.services.async_register(
+        DOMAIN, SERVICE_END_SESSION, _async_end_session, schema=SESSION_SCHEMA
+    )

@@ -1,0 +1,195 @@
+"""Rooms: agent tokens, joining against real network faults, and the session actions."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+
+from homeassistant.const import STATE_OFF
+from homeassistant.core import HomeAssistant
+from homeassistant.exceptions import ServiceValidationError
+import jwt
+from livekit import api
+import pytest
+from pytest_homeassistant_custom_component.common import MockConfigEntry
+
+from custom_components.shackleton.const import DOMAIN
+from custom_components.shackleton.voice.rooms import AGENT_IDENTITY, Backoff, agent_token
+from custom_components.shackleton.voice.settings import LiveKitServer
+
+from .conftest import entry_data
+from .fakes import FakeLiveKit, FakeOpenAI, closed_port_url
+
+SECRET = "devsecret-devsecret-devsecret-00"
+
+
+def test_agent_token_is_scoped_to_one_room() -> None:
+    """The agent's token names it an agent, for one room, for at most an hour."""
+    server = LiveKitServer("ws://lk.test", "devkey", SECRET)
+    token = agent_token(server, "kitchen")
+    claims = api.TokenVerifier("devkey", SECRET).verify(token)
+    # livekit-api's verifier drops `kind`; read it from the signed payload itself.
+    raw = jwt.decode(token, SECRET, algorithms=["HS256"])
+    assert raw["kind"] == "agent"
+    assert raw["exp"] - raw["nbf"] == 3600
+    assert claims.identity == AGENT_IDENTITY
+    assert claims.video is not None
+    assert claims.video.room == "kitchen"
+    assert claims.video.room_join is True
+    assert not claims.video.room_admin
+    assert not claims.video.room_list
+    assert "devkey" not in repr(server)
+    assert SECRET not in repr(server)
+
+
+def test_backoff_grows_with_jitter_and_caps() -> None:
+    """Waits double per attempt, vary within the upper half, and stop at the cap."""
+    backoff = Backoff(initial=1.0, maximum=8.0)
+    assert all(0.5 <= backoff.delay(1) <= 1.0 for _ in range(50))
+    assert all(4.0 <= backoff.delay(4) <= 8.0 for _ in range(50))
+    assert all(4.0 <= backoff.delay(30) <= 8.0 for _ in range(50))
+    assert len({backoff.delay(3) for _ in range(20)}) > 1
+
+
+def test_integration_imports_without_the_voice_stack() -> None:
+    """Loading the integration must not import livekit's native or agents modules."""
+    code = (
+        "import sys, custom_components.shackleton, custom_components.shackleton.config_flow; "
+        "import custom_components.shackleton.sensor, custom_components.shackleton.services; "
+        "bad = [m for m in ('livekit.rtc', 'livekit.agents', 'onnxruntime') if m in sys.modules]; "
+        "sys.exit(str(bad) if bad else 0)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr or result.stdout
+
+
+async def _setup(hass: HomeAssistant, data: dict[str, object]) -> MockConfigEntry:
+    entry = MockConfigEntry(domain=DOMAIN, title="Shackleton (test)", data=data)
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done(wait_background_tasks=True)
+    return entry
+
+
+async def _wait(predicate: object, seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not predicate():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "condition not met"
+        await asyncio.sleep(0.05)
+
+
+async def test_closed_port_retries_and_logs_once(
+    hass: HomeAssistant, fake_openai: FakeOpenAI, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Nothing listening: the agent retries with backoff, says so once, and leaves cleanly."""
+    data = entry_data(None, fake_openai) | {
+        "livekit_url": closed_port_url("ws"),
+        "livekit_api_key": "devkey",
+        "livekit_api_secret": SECRET,
+    }
+    entry = await _setup(hass, data)
+    await hass.services.async_call(DOMAIN, "start_session", {"room": "kitchen"}, blocking=True)
+    manager = entry.runtime_data.voice
+    assert manager is not None
+    worker = manager.workers["kitchen"]
+    await _wait(lambda: worker.attempts >= 3)
+    assert worker.last_error == "cannot_connect"
+    assert caplog.text.count("cannot join (cannot_connect)") == 1
+    assert SECRET not in caplog.text
+    assert hass.states.get("binary_sensor.shackleton_test_livekit_server").state == STATE_OFF
+    await hass.services.async_call(DOMAIN, "end_session", {"room": "kitchen"}, blocking=True)
+    assert "kitchen" not in manager.workers
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_refused_key_is_reported_as_auth(
+    hass: HomeAssistant,
+    fake_livekit: FakeLiveKit,
+    fake_openai: FakeOpenAI,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A server refusing the agent's token is named an authentication problem."""
+    entry = await _setup(hass, entry_data(fake_livekit, fake_openai))
+    await hass.services.async_call(
+        DOMAIN, "start_session", {"room": "hall", "config_entry_id": entry.entry_id}, blocking=True
+    )
+    # Starting twice is harmless: one worker per room.
+    await hass.services.async_call(DOMAIN, "start_session", {"room": "hall"}, blocking=True)
+    manager = entry.runtime_data.voice
+    assert manager is not None
+    worker = manager.workers["hall"]
+    await _wait(lambda: worker.last_error is not None)
+    assert fake_livekit.rtc_attempts >= 1
+    assert worker.last_error == "invalid_auth"
+    assert caplog.text.count("cannot join (invalid_auth)") == 1
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    assert not manager.workers
+
+
+@pytest.mark.parametrize(
+    ("service", "data", "key"),
+    [
+        ("start_session", {"room": "no spaces please"}, "invalid_room"),
+        ("start_session", {"room": "x" * 65}, "invalid_room"),
+        ("start_session", {"room": "kitchen", "config_entry_id": "nope"}, "entry_not_found"),
+        ("end_session", {"room": "kitchen"}, "no_session"),
+    ],
+)
+async def test_action_errors(
+    hass: HomeAssistant,
+    loaded_entry: MockConfigEntry,
+    service: str,
+    data: dict[str, str],
+    key: str,
+) -> None:
+    """Bad targets get translated validation errors."""
+    with pytest.raises(ServiceValidationError) as err:
+        await hass.services.async_call(DOMAIN, service, data, blocking=True)
+    assert err.value.translation_key == key
+    assert err.value.translation_domain == DOMAIN
+    assert await hass.config_entries.async_unload(loaded_entry.entry_id)
+
+
+async def test_action_errors_about_the_entry(
+    hass: HomeAssistant, fake_livekit: FakeLiveKit, fake_openai: FakeOpenAI
+) -> None:
+    """No server, switched off, not loaded, or ambiguous: each says so."""
+    no_server = await _setup(hass, entry_data(None, fake_openai))
+    with pytest.raises(ServiceValidationError) as err:
+        await hass.services.async_call(DOMAIN, "start_session", {"room": "a"}, blocking=True)
+    assert err.value.translation_key == "no_livekit_server"
+
+    with_server = await _setup(hass, entry_data(fake_livekit, fake_openai))
+    with pytest.raises(ServiceValidationError) as err:
+        await hass.services.async_call(DOMAIN, "start_session", {"room": "a"}, blocking=True)
+    assert err.value.translation_key == "entry_required"
+
+    await hass.services.async_call(
+        "switch",
+        "turn_off",
+        {"entity_id": "switch.shackleton_test_voice_assistant_2"},
+        blocking=True,
+    )
+    with pytest.raises(ServiceValidationError) as err:
+        await hass.services.async_call(
+            DOMAIN,
+            "start_session",
+            {"room": "a", "config_entry_id": with_server.entry_id},
+            blocking=True,
+        )
+    assert err.value.translation_key == "voice_disabled"
+
+    assert await hass.config_entries.async_unload(no_server.entry_id)
+    with pytest.raises(ServiceValidationError) as err:
+        await hass.services.async_call(
+            DOMAIN,
+            "start_session",
+            {"room": "a", "config_entry_id": no_server.entry_id},
+            blocking=True,
+        )
+    assert err.value.translation_key == "entry_not_loaded"
+    assert await hass.config_entries.async_unload(with_server.entry_id)
