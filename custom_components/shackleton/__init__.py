@@ -14,12 +14,11 @@ from .const import (
     CONF_LIVEKIT_URL,
     DOMAIN,
     ISSUE_NO_LIVEKIT,
-    ISSUE_PROVIDER_FAILING,
-    ISSUE_VOICE_UNAVAILABLE,
     TURN_TAKING_OPTIONS,
 )
 from .livekit_server import LiveKitInvalidAuth, LiveKitLink
 from .models import ShackletonConfigEntry, ShackletonData, ShackletonRuntime
+from .repairs import async_clear_all, async_clear_issue, async_raise_issue
 from .services import async_setup_services
 from .voice.settings import LiveKitServer
 from .voice_manager import VoiceManager, turn_taking_from_options
@@ -40,7 +39,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: ShackletonConfigEntry) -
     runtime = ShackletonRuntime(livekit_configured=has_server)
     link: LiveKitLink | None = None
     if has_server:
-        ir.async_delete_issue(hass, DOMAIN, f"{ISSUE_NO_LIVEKIT}_{entry.entry_id}")
+        async_clear_issue(hass, ISSUE_NO_LIVEKIT, entry.entry_id)
         link = LiveKitLink(
             hass,
             entry,
@@ -58,15 +57,8 @@ async def async_setup_entry(hass: HomeAssistant, entry: ShackletonConfigEntry) -
                 translation_domain=DOMAIN, translation_key="livekit_invalid_auth"
             ) from err
     else:
-        ir.async_create_issue(
-            hass,
-            DOMAIN,
-            f"{ISSUE_NO_LIVEKIT}_{entry.entry_id}",
-            is_fixable=False,
-            is_persistent=False,
-            severity=ir.IssueSeverity.WARNING,
-            translation_key=ISSUE_NO_LIVEKIT,
-            translation_placeholders={"title": entry.title},
+        async_raise_issue(
+            hass, ISSUE_NO_LIVEKIT, entry.entry_id, ir.IssueSeverity.WARNING, {"title": entry.title}
         )
 
     voice = VoiceManager(hass, entry, runtime)
@@ -110,5 +102,4 @@ async def async_unload_entry(hass: HomeAssistant, entry: ShackletonConfigEntry) 
 
 async def async_remove_entry(hass: HomeAssistant, entry: ShackletonConfigEntry) -> None:
     """Remove what the entry left behind outside itself."""
-    for issue in (ISSUE_NO_LIVEKIT, ISSUE_VOICE_UNAVAILABLE, ISSUE_PROVIDER_FAILING):
-        ir.async_delete_issue(hass, DOMAIN, f"{issue}_{entry.entry_id}")
+    async_clear_all(hass, entry.entry_id)

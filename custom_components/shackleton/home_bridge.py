@@ -25,6 +25,7 @@ from .const import (
     STATE_IDLE,
 )
 from .models import ShackletonConfigEntry
+from .repairs import async_clear_issue, async_raise_issue
 from .voice.home import HomeContext, ToolCallError, ToolSpec, TurnReport
 
 REDACTED = "**REDACTED**"
@@ -127,7 +128,7 @@ class HassHome:
             data |= {"user_text": REDACTED, "agent_text": REDACTED}
         self._hass.bus.async_fire(EVENT_TURN, data)
         if report.error is None:
-            ir.async_delete_issue(self._hass, DOMAIN, self._issue_id)
+            async_clear_issue(self._hass, ISSUE_PROVIDER_FAILING, self._entry.entry_id)
 
     @callback
     def report_error(self, room: str, source: str, message: str, *, recoverable: bool) -> None:
@@ -146,19 +147,13 @@ class HassHome:
         )
         if source == "breaker":
             LOGGER.warning("Room %s: the providers keep failing (%s)", room, message)
-            ir.async_create_issue(
+            async_raise_issue(
                 self._hass,
-                DOMAIN,
-                self._issue_id,
-                is_fixable=False,
-                severity=ir.IssueSeverity.ERROR,
-                translation_key=ISSUE_PROVIDER_FAILING,
-                translation_placeholders={"title": self._entry.title, "error": message},
+                ISSUE_PROVIDER_FAILING,
+                self._entry.entry_id,
+                ir.IssueSeverity.ERROR,
+                {"title": self._entry.title, "error": message},
             )
-
-    @property
-    def _issue_id(self) -> str:
-        return f"{ISSUE_PROVIDER_FAILING}_{self._entry.entry_id}"
 
     def _scrub(self, text: str) -> str:
         for secret in self._secrets:

@@ -41,6 +41,7 @@ from .const import (
 )
 from .home_bridge import HassHome
 from .models import ShackletonConfigEntry, ShackletonRuntime
+from .repairs import async_clear_issue, async_raise_issue
 from .voice.settings import ProviderKind, ProviderSettings, TurnTaking, VoiceSettings
 from .voice_support import async_get_loader
 
@@ -108,10 +109,6 @@ class VoiceManager:
         self._worker_tasks: dict[str, asyncio.Task[None]] = {}
         self._ready = asyncio.Event()
 
-    @property
-    def _issue_id(self) -> str:
-        return f"{ISSUE_VOICE_UNAVAILABLE}_{self._entry.entry_id}"
-
     @callback
     def async_start(self) -> None:
         """Load the voice engine without holding up Home Assistant's start."""
@@ -133,20 +130,15 @@ class VoiceManager:
             support = await async_get_loader(self._hass).async_load()
             if not support.available:
                 self._runtime.async_set_voice(available=False, error=support.reason)
-                ir.async_create_issue(
+                async_raise_issue(
                     self._hass,
-                    DOMAIN,
-                    self._issue_id,
-                    is_fixable=False,
-                    severity=ir.IssueSeverity.WARNING,
-                    translation_key=ISSUE_VOICE_UNAVAILABLE,
-                    translation_placeholders={
-                        "title": self._entry.title,
-                        "error": support.detail or support.reason or "",
-                    },
+                    ISSUE_VOICE_UNAVAILABLE,
+                    self._entry.entry_id,
+                    ir.IssueSeverity.WARNING,
+                    {"title": self._entry.title, "error": support.detail or support.reason or ""},
                 )
                 return
-            ir.async_delete_issue(self._hass, DOMAIN, self._issue_id)
+            async_clear_issue(self._hass, ISSUE_VOICE_UNAVAILABLE, self._entry.entry_id)
             # Imported by the loader already: these are dictionary look-ups now.
             from livekit.plugins import silero
 
