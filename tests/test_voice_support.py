@@ -6,6 +6,7 @@ import sys
 
 from homeassistant.const import STATE_UNAVAILABLE
 from homeassistant.core import HomeAssistant
+from homeassistant.exceptions import ServiceValidationError
 from homeassistant.helpers import issue_registry as ir
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
@@ -19,7 +20,7 @@ from custom_components.shackleton.voice_support import (
 )
 
 from .conftest import entry_data
-from .fakes import FakeOpenAI
+from .fakes import FakeLiveKit, FakeOpenAI
 
 REPO = __import__("pathlib").Path(__file__).parent.parent
 
@@ -62,6 +63,25 @@ async def test_missing_packages_leave_text_working(
 
     assert await hass.config_entries.async_remove(entry.entry_id)
     assert issue_registry.async_get_issue(DOMAIN, f"voice_unavailable_{entry.entry_id}") is None
+
+
+async def test_start_session_without_voice(
+    hass: HomeAssistant,
+    fake_livekit: FakeLiveKit,
+    fake_openai: FakeOpenAI,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Asking for a room while voice is unavailable gets a translated error."""
+    monkeypatch.setitem(sys.modules, "livekit.agents", None)
+    entry = MockConfigEntry(
+        domain=DOMAIN, title="Shackleton", data=entry_data(fake_livekit, fake_openai)
+    )
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done(wait_background_tasks=True)
+    with pytest.raises(ServiceValidationError) as err:
+        await hass.services.async_call(DOMAIN, "start_session", {"room": "den"}, blocking=True)
+    assert err.value.translation_key == "voice_unavailable"
 
 
 async def test_install_failure_is_reported(

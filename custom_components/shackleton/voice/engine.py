@@ -404,12 +404,6 @@ class RoomSession:
 
         handle.add_done_callback(done)
 
-    async def async_say(self, text: str, *, allow_interruptions: bool = True) -> None:
-        """Speak `text` in the room (announcements)."""
-        if self.session is None:
-            return
-        await self.session.say(text, allow_interruptions=allow_interruptions)
-
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
