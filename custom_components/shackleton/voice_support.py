@@ -128,8 +128,10 @@ class VoiceSupportLoader:
                     # that their heavy dependencies are in sys.modules (see diagnostics).
                     __import__(name)
             plugin_seconds = time.monotonic() - plugins_started
-            # Our own voice engine imports livekit at the top; load it off the loop too.
-            await self._hass.async_add_executor_job(_import_all, (f"{__package__}.voice.engine",))
+            # Our own voice modules import livekit at the top; load them off the loop too.
+            await self._hass.async_add_executor_job(
+                _import_all, (f"{__package__}.voice.engine", f"{__package__}.voice.rooms")
+            )
         except (ImportError, RuntimeError) as err:
             return self._unavailable("import_failed", str(err))
         seconds = time.monotonic() - started
