@@ -100,6 +100,7 @@ async def test_closed_port_retries_and_logs_once(
     assert worker.last_error == "cannot_connect"
     assert caplog.text.count("cannot join (cannot_connect)") == 1
     assert SECRET not in caplog.text
+    assert "eyJ" not in caplog.text  # no JWT, the agent's token included, reaches the logs
     assert hass.states.get("binary_sensor.shackleton_test_livekit_server").state == STATE_OFF
     await hass.services.async_call(DOMAIN, "end_session", {"room": "kitchen"}, blocking=True)
     assert "kitchen" not in manager.workers
@@ -126,6 +127,7 @@ async def test_refused_key_is_reported_as_auth(
     assert fake_livekit.rtc_attempts >= 1
     assert worker.last_error == "invalid_auth"
     assert caplog.text.count("cannot join (invalid_auth)") == 1
+    assert "eyJ" not in caplog.text
     assert await hass.config_entries.async_unload(entry.entry_id)
     assert not manager.workers
 
