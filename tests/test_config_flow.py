@@ -458,6 +458,8 @@ async def test_options_flow(hass: HomeAssistant, loaded_entry: MockConfigEntry) 
     """Options are shown in sections, checked, and stored flat; the entry reloads."""
     result = await hass.config_entries.options.async_init(loaded_entry.entry_id)
     assert result["step_id"] == "init"
+    path = result["description_placeholders"]["webhook_path"]
+    assert path == f"/api/webhook/shackleton_{loaded_entry.entry_id}"
     turn_taking = {
         "vad_activation_threshold": 0.6,
         "min_speech_duration": 0.1,
@@ -473,6 +475,7 @@ async def test_options_flow(hass: HomeAssistant, loaded_entry: MockConfigEntry) 
         "voice": "nova",
         "turn_taking": turn_taking,
         "tools": {"tool_groups": ["devices"], "confirm_domains": ["lock", "valve"]},
+        "rooms": {"auto_join_prefix": "home-"},
         "privacy": {"transcript_retention_days": 0, "transcripts_in_events": True},
     }
     result = await hass.config_entries.options.async_configure(result["flow_id"], user_input)
@@ -491,6 +494,7 @@ async def test_options_flow(hass: HomeAssistant, loaded_entry: MockConfigEntry) 
         "max_endpointing_delay": 4.0,
         "tool_groups": ["devices"],
         "confirm_domains": ["lock", "valve"],
+        "auto_join_prefix": "home-",
         "transcript_retention_days": 0,
         "transcripts_in_events": True,
     }

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import subprocess
 import sys
 import time
 
+from google.protobuf.json_format import MessageToJson
 from homeassistant.const import STATE_OFF
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import ServiceValidationError
@@ -14,6 +17,7 @@ import jwt
 from livekit import api
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
+from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 
 from custom_components.shackleton.const import DOMAIN
 from custom_components.shackleton.voice.rooms import AGENT_IDENTITY, Backoff, agent_token
@@ -195,3 +199,79 @@ async def test_action_errors_about_the_entry(
         )
     assert err.value.translation_key == "entry_not_loaded"
     assert await hass.config_entries.async_unload(with_server.entry_id)
+
+
+def _signed(key: str, secret: str, event: api.WebhookEvent) -> tuple[str, dict[str, str]]:
+    body = MessageToJson(event)
+    digest = base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()
+    token = api.AccessToken(key, secret).with_sha256(digest).to_jwt()
+    return body, {"Authorization": token, "Content-Type": "application/webhook+json"}
+
+
+def _joined(room: str, kind: int = 0) -> api.WebhookEvent:
+    return api.WebhookEvent(
+        event="participant_joined",
+        room=api.Room(name=room),
+        participant=api.ParticipantInfo(identity="ada", kind=kind),  # type: ignore[arg-type]
+    )
+
+
+async def test_webhook_joins_rooms_with_the_prefix(
+    hass: HomeAssistant,
+    hass_client_no_auth: ClientSessionGenerator,
+    fake_livekit: FakeLiveKit,
+    fake_openai: FakeOpenAI,
+) -> None:
+    """A signed participant_joined for a room with our prefix makes the agent join it."""
+    entry = MockConfigEntry(
+        domain=DOMAIN,
+        title="Shackleton (test)",
+        data=entry_data(fake_livekit, fake_openai),
+        options={"auto_join_prefix": "home-"},
+    )
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done(wait_background_tasks=True)
+    client = await hass_client_no_auth()
+    path = f"/api/webhook/shackleton_{entry.entry_id}"
+    manager = entry.runtime_data.voice
+
+    # Forged: signed with another secret.
+    body, headers = _signed("devkey", "not-the-secret-not-the-secret-00", _joined("home-den"))
+    response = await client.post(path, data=body, headers=headers)
+    assert response.status == 401
+    assert not manager.workers
+
+    # Not ours: wrong prefix, an agent, another event.
+    for event in (
+        _joined("office"),
+        _joined("home-den", kind=api.ParticipantInfo.Kind.AGENT),
+        api.WebhookEvent(event="room_started", room=api.Room(name="home-den")),
+    ):
+        body, headers = _signed("devkey", SECRET, event)
+        assert (await client.post(path, data=body, headers=headers)).status == 200
+    assert not manager.workers
+
+    body, headers = _signed("devkey", SECRET, _joined("home-den"))
+    assert (await client.post(path, data=body, headers=headers)).status == 200
+    assert set(manager.workers) == {"home-den"}
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    # Unloaded: the webhook is gone.
+    assert (await client.post(path, data=body, headers=headers)).status == 200
+    assert not manager.workers
+
+
+async def test_webhook_without_prefix_joins_nothing(
+    hass: HomeAssistant,
+    hass_client_no_auth: ClientSessionGenerator,
+    loaded_entry: MockConfigEntry,
+) -> None:
+    """With no prefix configured, people entering rooms do not summon the agent."""
+    client = await hass_client_no_auth()
+    body, headers = _signed("devkey", SECRET, _joined("home-den"))
+    response = await client.post(
+        f"/api/webhook/shackleton_{loaded_entry.entry_id}", data=body, headers=headers
+    )
+    assert response.status == 200
+    assert not loaded_entry.runtime_data.voice.workers
+    assert await hass.config_entries.async_unload(loaded_entry.entry_id)

@@ -17,6 +17,7 @@ from .const import (
     TURN_TAKING_OPTIONS,
 )
 from .livekit_server import LiveKitInvalidAuth, LiveKitLink
+from .livekit_webhook import async_register_webhook
 from .models import ShackletonConfigEntry, ShackletonData, ShackletonRuntime
 from .repairs import async_clear_all, async_clear_issue, async_raise_issue
 from .services import async_setup_services
@@ -74,6 +75,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: ShackletonConfigEntry) -
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     if link is not None:
         link.async_start()
+        async_register_webhook(hass, entry)
     voice.async_start()
     entry.async_on_unload(entry.add_update_listener(_async_options_updated))
     return True

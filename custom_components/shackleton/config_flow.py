@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from homeassistant.components import webhook
 from homeassistant.config_entries import (
     SOURCE_RECONFIGURE,
     ConfigEntry,
@@ -31,6 +32,7 @@ from homeassistant.helpers.selector import (
 import voluptuous as vol
 
 from .const import (
+    CONF_AUTO_JOIN_PREFIX,
     CONF_CONFIRM_DOMAINS,
     CONF_INSTRUCTIONS,
     CONF_LANGUAGE,
@@ -65,6 +67,7 @@ from .const import (
     provider_key,
 )
 from .livekit_server import LiveKitError, async_check_livekit, normalize_livekit_url
+from .livekit_webhook import webhook_id
 from .providers import (
     PROVIDER_OPENAI,
     PROVIDERS,
@@ -80,6 +83,7 @@ _URL = TextSelector(TextSelectorConfig(type=TextSelectorType.URL))
 
 SECTION_TURN_TAKING = "turn_taking"
 SECTION_TOOLS = "tools"
+SECTION_ROOMS = "rooms"
 SECTION_PRIVACY = "privacy"
 
 
@@ -118,6 +122,9 @@ OPTION_SECTIONS: dict[str, dict[str, Any]] = {
                 translation_key=CONF_CONFIRM_DOMAINS,
             )
         ),
+    },
+    SECTION_ROOMS: {
+        CONF_AUTO_JOIN_PREFIX: TextSelector(),
     },
     SECTION_PRIVACY: {
         CONF_TRANSCRIPT_RETENTION_DAYS: NumberSelector(
@@ -482,4 +489,7 @@ class ShackletonOptionsFlow(OptionsFlow):
             step_id="init",
             data_schema=self.add_suggested_values_to_schema(vol.Schema(fields), suggested),
             errors=errors,
+            description_placeholders={
+                "webhook_path": webhook.async_generate_path(webhook_id(self.config_entry.entry_id))
+            },
         )

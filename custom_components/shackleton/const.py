@@ -61,6 +61,8 @@ CONF_MAX_ENDPOINTING_DELAY: Final = "max_endpointing_delay"
 # Options: tools.
 CONF_TOOL_GROUPS: Final = "tool_groups"
 CONF_CONFIRM_DOMAINS: Final = "confirm_domains"
+# Options: rooms.
+CONF_AUTO_JOIN_PREFIX: Final = "auto_join_prefix"
 # Options: privacy.
 CONF_TRANSCRIPT_RETENTION_DAYS: Final = "transcript_retention_days"
 CONF_TRANSCRIPTS_IN_EVENTS: Final = "transcripts_in_events"
@@ -116,6 +118,7 @@ DEFAULT_OPTIONS: Final[dict[str, object]] = {
         "cover.door",
         "cover.gate",
     ],
+    CONF_AUTO_JOIN_PREFIX: "",
     CONF_TRANSCRIPT_RETENTION_DAYS: 7,
     CONF_TRANSCRIPTS_IN_EVENTS: False,
 }
