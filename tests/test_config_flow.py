@@ -123,29 +123,22 @@ async def test_server_errors_then_recovery(
     assert result["step_id"] == "assistant"
 
 
-@pytest.mark.parametrize("status", [500, 404])
-async def test_server_error_status_is_cannot_connect(
-    hass: HomeAssistant, fake_livekit: FakeLiveKit, status: int
+@pytest.mark.parametrize(
+    ("fault", "error"),
+    [({"fail_status": 500}, "cannot_connect"), ({"fail_status": 404}, "cannot_connect"),
+     ({"forbid": True}, "invalid_auth")],
+)  # fmt: skip
+async def test_server_answers_with_an_error(
+    hass: HomeAssistant, fake_livekit: FakeLiveKit, fault: dict[str, Any], error: str
 ) -> None:
-    """A server that answers with an error is not a usable LiveKit server."""
-    fake_livekit.fail_status = status
+    """A server error is not a usable server; a 403 is about the key, not the network."""
+    for name, value in fault.items():
+        setattr(fake_livekit, name, value)
     result = await _start(hass, "livekit")
     result = await hass.config_entries.flow.async_configure(
         result["flow_id"], _server(fake_livekit)
     )
-    assert result["errors"] == {"base": "cannot_connect"}
-
-
-async def test_forbidden_key_is_invalid_auth(
-    hass: HomeAssistant, fake_livekit: FakeLiveKit
-) -> None:
-    """A 403 from the server is an authorization problem, not a network one."""
-    fake_livekit.forbid = True
-    result = await _start(hass, "livekit")
-    result = await hass.config_entries.flow.async_configure(
-        result["flow_id"], _server(fake_livekit)
-    )
-    assert result["errors"] == {"base": "invalid_auth"}
+    assert result["errors"] == {"base": error}
 
 
 async def test_same_server_aborts(

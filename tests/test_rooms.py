@@ -20,8 +20,8 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 
 from custom_components.shackleton.const import DOMAIN
-from custom_components.shackleton.voice.rooms import AGENT_IDENTITY, Backoff, agent_token
-from custom_components.shackleton.voice.settings import LiveKitServer
+from custom_components.shackleton.voice.rooms import AGENT_IDENTITY, agent_token
+from custom_components.shackleton.voice.settings import Backoff, LiveKitServer
 
 from .conftest import entry_data
 from .fakes import FakeLiveKit, FakeOpenAI, closed_port_url

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-import random
 from typing import TYPE_CHECKING, Final
 
 import aiohttp
@@ -14,11 +13,14 @@ from livekit import api
 from yarl import URL
 
 from .const import LIVEKIT_HEALTH_INTERVAL, LIVEKIT_RETRY_MAX, LOGGER, VALIDATION_TIMEOUT
+from .voice.settings import Backoff
 
 if TYPE_CHECKING:
     from .models import ShackletonConfigEntry, ShackletonRuntime
 
 LIVEKIT_SCHEMES: Final = ("ws", "wss", "http", "https")
+# 2, 4, 8 ... 60 s, each jittered within its upper half.
+_RETRY: Final = Backoff(initial=2.0, maximum=LIVEKIT_RETRY_MAX)
 
 
 class LiveKitError(Exception):
@@ -131,13 +133,8 @@ class LiveKitLink:
 
     @callback
     def _schedule(self) -> None:
-        if self._failures == 0:
-            delay = LIVEKIT_HEALTH_INTERVAL
-        else:
-            # Exponential backoff with full jitter, so several HA instances (or entries)
-            # do not hammer a recovering server in lockstep.
-            delay = min(LIVEKIT_RETRY_MAX, 2.0 ** min(self._failures, 6))
-            delay = random.uniform(delay / 2, delay)  # noqa: S311 - jitter, not crypto
+        failures = self._failures
+        delay = _RETRY.delay(failures) if failures else LIVEKIT_HEALTH_INTERVAL
         self._cancel_timer = async_call_later(self._hass, delay, self._job)
 
     @callback

@@ -4,34 +4,19 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import timedelta
 import logging
-import random
 from typing import TYPE_CHECKING, Any
 
 from livekit import api, rtc
 
-from .settings import LiveKitServer
+from .settings import Backoff, LiveKitServer
 
 if TYPE_CHECKING:
     from .engine import VoiceEngine
 
 _LOGGER = logging.getLogger(__name__)
 AGENT_IDENTITY = "shackleton-agent"
-
-
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """Exponential backoff with full jitter, between `initial` and `maximum` seconds."""
-
-    initial: float = 1.0
-    maximum: float = 60.0
-
-    def delay(self, attempt: int) -> float:
-        """Return the wait before retry number `attempt` (1-based)."""
-        ceiling = min(self.maximum, self.initial * 2 ** (attempt - 1))
-        return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not crypto
 
 
 def agent_token(server: LiveKitServer, room: str, ttl: timedelta = timedelta(hours=1)) -> str:

@@ -3,12 +3,30 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+import random
 import re
 from typing import Literal
 
 ProviderKind = Literal["openai", "groq", "compatible"]
 # Room names the agent joins: what LiveKit and URLs take without escaping.
 ROOM_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Exponential backoff with full jitter, between `initial` and `maximum` seconds.
+
+    The jitter keeps several agents (or HA instances) from hammering a recovering
+    server in lockstep.
+    """
+
+    initial: float = 1.0
+    maximum: float = 60.0
+
+    def delay(self, attempt: int) -> float:
+        """Return the wait before retry number `attempt` (1-based)."""
+        ceiling = min(self.maximum, self.initial * 2 ** min(attempt - 1, 30))
+        return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not crypto
 
 
 @dataclass(frozen=True, slots=True)
