@@ -36,7 +36,6 @@ class TurnReport:
     """The figures of one conversational turn (seconds; None when a stage did not run)."""
 
     room: str
-    speech_id: str | None = None
     end_of_utterance_delay: float | None = None
     transcription_delay: float | None = None
     llm_ttft: float | None = None
