@@ -140,7 +140,8 @@ async def test_spoken_request_turns_on_light(
     assert turn["user_text"] == turn["agent_text"] == "**REDACTED**"
     for key in ("end_of_utterance_delay_ms", "llm_ttft_ms", "tts_ttfb_ms", "end_to_end_ms"):
         assert isinstance(turn[key], int), key
-    assert turn["end_to_end_ms"] < 3000
+    # Consistent figures; how fast they are is the benchmark's business (bench/).
+    assert 0 < turn["llm_ttft_ms"] <= turn["end_to_end_ms"]
     sensor = hass.states.get("sensor.shackleton_127_0_0_1_active_voice_sessions")
     assert sensor.state == "1"
 
