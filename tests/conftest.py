@@ -21,7 +21,7 @@ from custom_components.shackleton.const import (
     DEFAULT_OPTIONS,
     DOMAIN,
 )
-from custom_components.shackleton.voice_support import HEAVY_MODULES, PLUGIN_MODULES
+from custom_components.shackleton.voice.loading import HEAVY_MODULES, PLUGIN_MODULES
 
 from .fakes import FakeLiveKit, FakeOpenAI, start_app
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
 import sys
 
 from homeassistant.const import STATE_UNAVAILABLE
@@ -135,3 +137,20 @@ async def test_settings_for_realtime(hass: HomeAssistant, fake_openai: FakeOpenA
     assert settings.language == "de"
     # The key never shows in a repr, hence never in a log line.
     assert "sk-test" not in repr(settings)
+
+
+def test_first_turn_imports_nothing_on_the_loop() -> None:
+    """A fresh process, loaded like HA, serves a first turn with no import on the loop.
+
+    The openai client once imported `openai.resources` there on the first request (0.47 s).
+    """
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.loop_imports_probe"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == []

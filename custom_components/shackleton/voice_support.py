@@ -9,11 +9,7 @@ issue says why, while everything else keeps working.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from dataclasses import dataclass
-import importlib
-import sys
-import threading
 import time
 from typing import Final
 
@@ -22,6 +18,7 @@ from homeassistant.requirements import RequirementsNotFound, async_process_requi
 from homeassistant.util.hass_dict import HassKey
 
 from .const import DOMAIN, LOGGER
+from .voice.loading import ENGINE_MODULES, import_heavy, import_plugins
 
 # Kept equal to requirements/voice.txt by a test.
 VOICE_REQUIREMENTS: Final = [
@@ -32,23 +29,6 @@ VOICE_REQUIREMENTS: Final = [
     "livekit==1.1.8",
     "livekit-api==1.2.1",
 ]
-# Slow to import (seconds, and SSL/ONNX set-up): always in the executor.
-# The openai.types subpackages are what livekit.plugins.openai would otherwise pull in
-# on the loop (measured: 950 ms without them, 55 ms with).
-HEAVY_MODULES: Final = (
-    "livekit.rtc",
-    "livekit.agents",
-    "openai",
-    "openai.types.audio",
-    "openai.types.beta.realtime",
-    "openai.types.realtime",
-    "onnxruntime",
-    "numpy",
-)
-# Register themselves with livekit-agents at import, which must happen on the main
-# thread (HA's loop). Quick once the heavy modules above are loaded.
-PLUGIN_MODULES: Final = ("livekit.plugins.silero", "livekit.plugins.openai", "livekit.plugins.groq")
-
 DATA_VOICE: HassKey[VoiceSupportLoader] = HassKey(f"{DOMAIN}_voice_support")
 
 
@@ -63,30 +43,6 @@ class VoiceSupport:
     # Time spent importing plugins on the loop (they must register on the main thread);
     # reported in diagnostics so a slow one cannot hide.
     plugin_import_seconds: float = 0.0
-
-
-# An executor thread cannot be cancelled: after an unload mid-load it goes on importing.
-# A later load must wait for it, or it would meet half-initialised openai modules.
-_IMPORT_LOCK = threading.Lock()
-
-
-def _import_all(names: tuple[str, ...]) -> None:
-    with _IMPORT_LOCK:
-        for name in names:
-            importlib.import_module(name)
-        _resolve_lazy_attributes("pydantic")
-
-
-def _resolve_lazy_attributes(name: str) -> None:
-    """Resolve a package's lazily imported names now, off the loop.
-
-    pydantic imports its public names on first access (`import_module` inside its
-    `__getattr__`); the plugins touch some of them while registering on the loop.
-    """
-    module = sys.modules.get(name)
-    for attribute in getattr(module, "__all__", ()):
-        with contextlib.suppress(Exception):
-            getattr(module, attribute)
 
 
 class VoiceSupportLoader:
@@ -108,7 +64,7 @@ class VoiceSupportLoader:
     async def _async_load(self) -> VoiceSupport:
         started = time.monotonic()
         try:
-            await self._hass.async_add_executor_job(_import_all, HEAVY_MODULES)
+            await self._hass.async_add_executor_job(import_heavy)
         except ImportError:
             LOGGER.info("Voice packages missing; installing %s", ", ".join(VOICE_REQUIREMENTS))
             try:
@@ -116,22 +72,15 @@ class VoiceSupportLoader:
             except RequirementsNotFound as err:
                 return self._unavailable("install_failed", str(err))
             try:
-                await self._hass.async_add_executor_job(_import_all, HEAVY_MODULES)
+                await self._hass.async_add_executor_job(import_heavy)
             except ImportError as err:
                 return self._unavailable("import_failed", str(err))
         try:
             plugins_started = time.monotonic()
-            for name in PLUGIN_MODULES:
-                if sys.modules.get(name) is None:
-                    # The import statement: importlib.import_module from the loop is
-                    # reserved for modules already loaded. These take milliseconds now
-                    # that their heavy dependencies are in sys.modules (see diagnostics).
-                    __import__(name)
+            import_plugins()
             plugin_seconds = time.monotonic() - plugins_started
             # Our own voice modules import livekit at the top; load them off the loop too.
-            await self._hass.async_add_executor_job(
-                _import_all, (f"{__package__}.voice.engine", f"{__package__}.voice.rooms")
-            )
+            await self._hass.async_add_executor_job(import_heavy, ENGINE_MODULES)
         except (ImportError, RuntimeError) as err:
             return self._unavailable("import_failed", str(err))
         seconds = time.monotonic() - started

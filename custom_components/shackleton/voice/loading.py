@@ -1,0 +1,73 @@
+"""Which modules the voice engine needs, and how to load them without stalling a loop.
+
+Standard library only, so a host can import this before the voice packages exist.
+Importing the LiveKit stack takes seconds; a host's event loop must not wait for it.
+`import_heavy` runs in a worker thread; the plugins then register on the main thread,
+which livekit-agents requires, quickly because their dependencies are already loaded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import sys
+import threading
+from typing import Final
+
+# Slow to import (seconds, and SSL/ONNX set-up): always in a worker thread.
+# - openai.types.*: what livekit.plugins.openai would otherwise pull in while
+#   registering (measured: 950 ms on the loop without them, 55 ms with).
+# - openai.resources: the client imports it on the first request (`client.audio`),
+#   which stalled the loop for 0.47 s in the first turn of every process.
+# - anyio's asyncio backend: httpx (under the openai client) loads it on its first
+#   request, the TTS prewarm at session start: 80 ms on the loop.
+HEAVY_MODULES: Final = (
+    "livekit.rtc",
+    "livekit.agents",
+    "openai",
+    "openai.resources",
+    "openai.types.audio",
+    "openai.types.beta.realtime",
+    "openai.types.realtime",
+    "onnxruntime",
+    "numpy",
+    "anyio._backends._asyncio",
+    "httpcore._backends.anyio",
+)
+# Register themselves with livekit-agents at import: main thread only.
+PLUGIN_MODULES: Final = ("livekit.plugins.silero", "livekit.plugins.openai", "livekit.plugins.groq")
+# The engine's own modules import livekit at the top: load them in a worker thread too.
+ENGINE_MODULES: Final = (f"{__package__}.engine", f"{__package__}.rooms")
+
+# A worker thread cannot be cancelled: after an unload mid-load it goes on importing.
+# A later load must wait for it, or it would meet half-initialised openai modules.
+_IMPORT_LOCK = threading.Lock()
+
+
+def import_heavy(names: tuple[str, ...] = HEAVY_MODULES) -> None:
+    """Import `names` (call from a worker thread); raises ImportError when one is missing."""
+    with _IMPORT_LOCK:
+        for name in names:
+            importlib.import_module(name)
+        _resolve_lazy_attributes("pydantic")
+
+
+def import_plugins() -> None:
+    """Import the plugins (call on the main thread, after `import_heavy`)."""
+    for name in PLUGIN_MODULES:
+        if sys.modules.get(name) is None:
+            # The import statement: HA reserves importlib.import_module on the loop for
+            # modules already loaded. These take milliseconds once `import_heavy` ran.
+            __import__(name)
+
+
+def _resolve_lazy_attributes(name: str) -> None:
+    """Resolve a package's lazily imported names now, off the loop.
+
+    pydantic imports its public names on first access (`import_module` inside its
+    `__getattr__`); the plugins touch some of them while registering.
+    """
+    module = sys.modules.get(name)
+    for attribute in getattr(module, "__all__", ()):
+        with contextlib.suppress(Exception):
+            getattr(module, attribute)
