@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 import httpx
 from livekit import rtc
-from livekit.agents import Agent, AgentSession, llm, vad as vad_mod
+from livekit.agents import Agent, AgentSession, llm, stt as stt_mod, vad as vad_mod
 from livekit.agents.llm import StopResponse, ToolError, function_tool
 from livekit.agents.types import NOT_GIVEN
 from livekit.agents.voice import io
@@ -25,12 +25,14 @@ from livekit.agents.voice.events import (
     ConversationItemAddedEvent,
     ErrorEvent,
     FunctionToolsExecutedEvent,
+    UserStateChangedEvent,
 )
 
 from .home import Home, HomeContext, ToolCallError, ToolSpec, TurnReport
 from .local_audio import read_wav
 from .providers import Models, build_models, connect_options
 from .settings import TurnTaking, VoiceSettings
+from .shared_vad import SharedVAD
 
 _LOGGER = logging.getLogger(__name__)
 APOLOGY_WAV = Path(__file__).parent / "assets" / "apology_en.wav"
@@ -71,7 +73,7 @@ def turn_handling(turn: TurnTaking, *, realtime: bool) -> dict[str, Any]:
             "resume_false_interruption": True,
             "false_interruption_timeout": 2.0,
         },
-        "preemptive_generation": {"enabled": True},
+        "preemptive_generation": {"enabled": True, "preemptive_tts": True},
     }
 
 
@@ -185,12 +187,15 @@ class RoomSession:
         )
         self._watchdog: asyncio.TimerHandle | None = None
         self._turn_failed_reported = False
+        # A preemptive generation can fail before its user turn is committed.
+        self._deferred_failure: str | None = None
         self._apologising = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._start_kwargs: dict[str, Any] = {}
         self._closing = False
         self.restarts = 0
         self.closed = asyncio.Event()
+        self._stt_adapter: stt_mod.StreamAdapter | None = None
 
     async def async_start(
         self,
@@ -211,9 +216,14 @@ class RoomSession:
         settings = engine.settings
         limits = settings.limits
         models = engine.models
+        # One silero pass serves turn-taking and speech-to-text (see shared_vad.py).
+        vad = SharedVAD(engine.vad)
+        stt_model = models.stt
+        if stt_model is not None and not stt_model.capabilities.streaming:
+            stt_model = self._stt_adapter = stt_mod.StreamAdapter(stt=stt_model, vad=vad.follower)
         session: AgentSession[Any] = AgentSession(
-            vad=engine.vad,
-            stt=models.stt or NOT_GIVEN,
+            vad=vad,
+            stt=stt_model or NOT_GIVEN,
             llm=models.llm,
             tts=models.tts or NOT_GIVEN,
             turn_handling=turn_handling(  # type: ignore[arg-type]
@@ -232,6 +242,7 @@ class RoomSession:
         )
         self.session = session
         session.on("agent_state_changed", self._on_agent_state)
+        session.on("user_state_changed", self._on_user_state)
         session.on("conversation_item_added", self._on_item)
         session.on("function_tools_executed", self._on_tools)
         session.on("error", self._on_error)
@@ -297,6 +308,11 @@ class RoomSession:
         else:
             self._disarm_watchdog()
 
+    def _on_user_state(self, ev: UserStateChangedEvent) -> None:
+        if ev.new_state == "speaking":
+            # Still talking: LiveKit drops the preemptive reply and will generate anew.
+            self._deferred_failure = None
+
     def _on_tools(self, ev: FunctionToolsExecutedEvent) -> None:
         if self._pending is not None:
             self._pending.tools = list(dict.fromkeys(self.tools_called))
@@ -309,12 +325,17 @@ class RoomSession:
         metrics = item.metrics
         if item.role == "user":
             self.tools_called.clear()
+            self._turn_failed_reported = False
             self._pending = TurnReport(
                 room=self.room,
                 user_text=item.text_content,
                 end_of_utterance_delay=metrics.get("end_of_turn_delay"),
                 transcription_delay=metrics.get("transcription_delay"),
             )
+            if (why := self._deferred_failure) is not None:
+                # Its preemptive generation already failed: this turn gets no answer.
+                self._deferred_failure = None
+                self._turn_failed(why)
             return
         if item.role != "assistant" or self._pending is None or self._apologising:
             return
@@ -353,6 +374,7 @@ class RoomSession:
         self.session = None
         if old is not None:
             await old.aclose()
+        await self._aclose_stt_adapter()
         self.restarts += 1
         self._apologising = False
         await self.async_start(**self._start_kwargs)
@@ -360,6 +382,16 @@ class RoomSession:
 
     def _turn_failed(self, why: str, *, speak: bool = True) -> None:
         if self._turn_failed_reported:
+            return
+        if (
+            speak
+            and self._pending is None
+            and self.session is not None
+            and self.session.agent_state == "listening"
+        ):
+            # A preemptive generation failed while the user may still be talking: the
+            # turn it belongs to is not committed yet. Count it (and apologise) then.
+            self._deferred_failure = why
             return
         self._turn_failed_reported = True
         if self.breaker.record_failure():
@@ -404,6 +436,12 @@ class RoomSession:
 
         handle.add_done_callback(done)
 
+    async def _aclose_stt_adapter(self) -> None:
+        # The adapter listens to the shared STT model's metrics until closed.
+        if self._stt_adapter is not None:
+            await self._stt_adapter.aclose()
+            self._stt_adapter = None
+
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
@@ -415,6 +453,7 @@ class RoomSession:
         self._disarm_watchdog()
         if self.session is not None:
             await self.session.aclose()
+        await self._aclose_stt_adapter()
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
