@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 import base64
 from dataclasses import dataclass, field
+import functools
 import io
 import json
-import math
 import socket
-import struct
 import time
 from typing import Any
 import wave
@@ -17,6 +16,7 @@ import wave
 from aiohttp import web
 import jwt
 from livekit import api
+import numpy as np
 
 
 async def start_app(app: web.Application) -> tuple[web.AppRunner, str]:
@@ -95,12 +95,15 @@ class ChatReply:
     fault: str | None = None
 
 
+@functools.lru_cache(maxsize=64)
 def pcm_tone(seconds: float, rate: int = 24000, freq: float = 220.0) -> bytes:
-    """Return 16-bit mono PCM of a quiet tone: audible, deterministic, cheap."""
-    count = int(seconds * rate)
-    return b"".join(
-        struct.pack("<h", int(3000 * math.sin(2 * math.pi * freq * i / rate))) for i in range(count)
-    )
+    """Return 16-bit mono PCM of a quiet tone: audible, deterministic, cheap.
+
+    Vectorised and cached: the fake shares the engine's event loop in tests and
+    benchmarks, so its own work must not show up as the engine's latency.
+    """
+    samples = 3000 * np.sin(2 * np.pi * freq * np.arange(int(seconds * rate)) / rate)
+    return samples.astype("<i2").tobytes()
 
 
 @dataclass
@@ -282,3 +285,216 @@ class FakeOpenAI:
             await response.write(f"data: {json.dumps(done)}\n\n".encode())
         await response.write_eof()
         return response
+
+
+@dataclass
+class RealtimeTurn:
+    """What the fake realtime model does with one user turn: speak, or call a tool first."""
+
+    reply: str = "Okay."
+    # Called first; `reply` is spoken once the client sends the result and asks again.
+    tool_call: tuple[str, dict[str, Any]] | None = None
+
+
+@dataclass
+class FakeRealtime:
+    """OpenAI's realtime speech-to-speech WebSocket at /v1/realtime, with a minimal server VAD.
+
+    Appended audio (PCM16 at 24 kHz) louder than `speech_rms`, then `silence_seconds` of
+    quieter audio, is one user turn: it is committed, "transcribed" as the next of
+    `transcripts`, and answered as the next of `turns`, in the GA event names and shapes
+    the plugin parses. Ids are counters, so runs are deterministic.
+    """
+
+    api_keys: set[str] = field(default_factory=lambda: {"sk-test"})
+    transcripts: list[str] = field(default_factory=list)
+    turns: list[RealtimeTurn] = field(default_factory=list)
+    reply_seconds: float = 0.5
+    speech_rms: float = 500.0
+    silence_seconds: float = 0.5
+    url: str = ""
+    # What happened: the model of each connection, refused handshakes, client events
+    # (in order), server events sent, seconds of audio received, the merged session config.
+    models: list[str] = field(default_factory=list)
+    rejected: int = 0
+    received: list[dict[str, Any]] = field(default_factory=list)
+    sent: list[dict[str, Any]] = field(default_factory=list)
+    audio_seconds: float = 0.0
+    session: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def base_url(self) -> str:
+        """Return the OpenAI-style base URL the plugin turns into ws://.../v1/realtime."""
+        return f"{self.url}/v1"
+
+    def app(self) -> web.Application:
+        """Return the aiohttp application."""
+        app = web.Application()
+        app.router.add_get("/v1/realtime", self._connect)
+        return app
+
+    async def _connect(self, request: web.Request) -> web.StreamResponse:
+        key = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        if key not in self.api_keys:
+            # Refused before the upgrade, as OpenAI does: the handshake fails with 401.
+            self.rejected += 1
+            return web.json_response({"error": {"message": "bad key"}}, status=401)
+        self.models.append(request.query.get("model", ""))
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        conversation = _RealtimeConversation(self, ws)
+        await conversation.send("session.created", session={"type": "realtime", **self.session})
+        async for message in ws:
+            if message.type == web.WSMsgType.TEXT:
+                await conversation.handle(json.loads(message.data))
+        return ws
+
+
+class _RealtimeConversation:
+    """One connection's state: its items, its VAD, and a tool call awaiting its result."""
+
+    def __init__(self, fake: FakeRealtime, ws: web.WebSocketResponse) -> None:
+        self.fake = fake
+        self.ws = ws
+        self.items: list[str] = []
+        self.counter = 0
+        self.position_ms = 0.0
+        self.speech_item: str | None = None
+        self.speech_start_ms = 0.0
+        self.silence_ms = 0.0
+        self.after_tool: RealtimeTurn | None = None
+
+    def new_id(self, kind: str) -> str:
+        self.counter += 1
+        return f"{kind}_{self.counter:04d}"
+
+    async def send(self, kind: str, **fields: Any) -> None:
+        event = {"type": kind, "event_id": self.new_id("event"), **fields}
+        self.fake.sent.append(event)
+        await self.ws.send_json(event)
+
+    async def add_item(self, item: dict[str, Any]) -> None:
+        previous = self.items[-1] if self.items else None
+        self.items.append(item["id"])
+        await self.send("conversation.item.added", previous_item_id=previous, item=item)
+
+    async def handle(self, event: dict[str, Any]) -> None:
+        """Answer one client event."""
+        self.fake.received.append(event)
+        kind = event["type"]
+        if kind == "session.update":
+            self.fake.session.update(event["session"])
+            await self.send("session.updated", session={"type": "realtime", **self.fake.session})
+        elif kind == "input_audio_buffer.append":
+            await self.listen(np.frombuffer(base64.b64decode(event["audio"]), "<i2"))
+        elif kind == "conversation.item.create":
+            await self.add_item({"object": "realtime.item", **event["item"]})
+        elif kind == "response.create":
+            await self.respond(event.get("response", {}).get("metadata"))
+
+    async def listen(self, pcm: np.ndarray) -> None:
+        """Server VAD: loud audio starts speech; enough quiet afterwards ends the turn."""
+        chunk_ms = len(pcm) / 24
+        self.fake.audio_seconds += chunk_ms / 1000
+        self.position_ms += chunk_ms
+        rms = float(np.sqrt(np.mean(pcm.astype(np.float64) ** 2))) if pcm.size else 0.0
+        loud = rms >= self.fake.speech_rms
+        if loud:
+            self.silence_ms = 0.0
+            if self.speech_item is None:
+                self.speech_item = self.new_id("item")
+                self.speech_start_ms = self.position_ms - chunk_ms
+                await self.send(
+                    "input_audio_buffer.speech_started",
+                    audio_start_ms=int(self.speech_start_ms),
+                    item_id=self.speech_item,
+                )
+        elif self.speech_item is not None:
+            self.silence_ms += chunk_ms
+            if self.silence_ms >= self.fake.silence_seconds * 1000:
+                await self.user_turn(self.speech_item)
+
+    async def user_turn(self, item_id: str) -> None:
+        """Commit the speech as a user item with its transcript, then answer it."""
+        self.speech_item = None
+        end_ms = int(self.position_ms - self.silence_ms)
+        await self.send("input_audio_buffer.speech_stopped", audio_end_ms=end_ms, item_id=item_id)
+        previous = self.items[-1] if self.items else None
+        await self.send("input_audio_buffer.committed", item_id=item_id, previous_item_id=previous)
+        content = [{"type": "input_audio", "transcript": None}]
+        await self.add_item(
+            {"id": item_id, "object": "realtime.item", "type": "message", "role": "user",
+             "status": "completed", "content": content}  # fmt: skip
+        )
+        text = self.fake.transcripts.pop(0) if self.fake.transcripts else ""
+        seconds = (end_ms - self.speech_start_ms) / 1000
+        await self.send(
+            "conversation.item.input_audio_transcription.completed",
+            item_id=item_id,
+            content_index=0,
+            transcript=text,
+            usage={"type": "duration", "seconds": seconds},
+        )
+        await self.respond(None)
+
+    async def respond(self, metadata: dict[str, Any] | None) -> None:
+        """Run one response: the tool call of the next turn, or speech."""
+        turn, self.after_tool = self.after_tool, None
+        if turn is None:
+            turn = self.fake.turns.pop(0) if self.fake.turns else RealtimeTurn()
+            if turn.tool_call is not None:
+                self.after_tool = turn
+        response_id = self.new_id("resp")
+        response = {"id": response_id, "object": "realtime.response", "metadata": metadata,
+                    "output_modalities": ["audio"], "status": "in_progress", "output": []}  # fmt: skip
+        await self.send("response.created", response=response)
+        where = {"response_id": response_id, "output_index": 0}
+        if self.after_tool is not None:
+            assert turn.tool_call is not None
+            item = await self.call_tool(where, *turn.tool_call)
+        else:
+            item = await self.speak(where, turn.reply)
+        usage = {"input_tokens": 40, "output_tokens": 20, "total_tokens": 60}
+        done = response | {"status": "completed", "output": [item], "usage": usage}
+        await self.send("response.done", response=done)
+
+    async def call_tool(self, where: dict[str, Any], name: str, arguments: Any) -> dict[str, Any]:
+        item_id, call_id = self.new_id("item"), self.new_id("call")
+        item = {"id": item_id, "object": "realtime.item", "type": "function_call", "name": name,
+                "call_id": call_id, "arguments": "", "status": "in_progress"}  # fmt: skip
+        await self.send("response.output_item.added", item=item, **where)
+        await self.add_item(item)
+        item |= {"arguments": json.dumps(arguments), "status": "completed"}
+        await self.send(
+            "response.function_call_arguments.done",
+            item_id=item_id,
+            call_id=call_id,
+            name=name,
+            arguments=item["arguments"],
+            **where,
+        )
+        await self.send("response.output_item.done", item=item, **where)
+        return item
+
+    async def speak(self, where: dict[str, Any], text: str) -> dict[str, Any]:
+        item_id = self.new_id("item")
+        item = {"id": item_id, "object": "realtime.item", "type": "message",
+                "role": "assistant", "status": "in_progress", "content": []}  # fmt: skip
+        await self.send("response.output_item.added", item=item, **where)
+        await self.add_item(item)
+        part = {"item_id": item_id, "content_index": 0, **where}
+        await self.send("response.content_part.added", part={"type": "audio"}, **part)
+        for i, word in enumerate(text.split(" ")):
+            delta = word if i == 0 else f" {word}"
+            await self.send("response.output_audio_transcript.delta", delta=delta, **part)
+        audio = pcm_tone(self.fake.reply_seconds)
+        for start in range(0, len(audio), 4800):  # 100 ms chunks
+            delta = base64.b64encode(audio[start : start + 4800]).decode()
+            await self.send("response.output_audio.delta", delta=delta, **part)
+        await self.send("response.output_audio.done", **part)
+        await self.send("response.output_audio_transcript.done", transcript=text, **part)
+        done_part = {"type": "audio", "transcript": text}
+        await self.send("response.content_part.done", part=done_part, **part)
+        item |= {"status": "completed", "content": [{"type": "output_audio", "transcript": text}]}
+        await self.send("response.output_item.done", item=item, **where)
+        return item

@@ -54,10 +54,10 @@ class TurnTaking:
 
     activation_threshold: float = 0.5
     min_speech_duration: float = 0.05
-    min_silence_duration: float = 0.55
+    min_silence_duration: float = 0.3
     prefix_padding: float = 0.5
-    min_interruption_duration: float = 0.2
-    min_endpointing_delay: float = 0.5
+    min_interruption_duration: float = 0.08
+    min_endpointing_delay: float = 0.55
     max_endpointing_delay: float = 3.0
 
 
