@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 import importlib
+import time
 from typing import Any
 
 from homeassistant.core import HomeAssistant
@@ -114,3 +116,12 @@ async def loaded_entry(hass: HomeAssistant, mock_config_entry: MockConfigEntry) 
     # The voice engine loads in the background.
     await hass.async_block_till_done(wait_background_tasks=True)
     return mock_config_entry
+
+
+async def wait_for(predicate: Any, seconds: float = 10.0) -> None:
+    """Wait until `predicate()` is true: LiveKit finishes turns on tasks HA does not track."""
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not met")
+        await asyncio.sleep(0.02)

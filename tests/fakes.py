@@ -421,10 +421,15 @@ class _RealtimeConversation:
         await self.send("input_audio_buffer.speech_stopped", audio_end_ms=end_ms, item_id=item_id)
         previous = self.items[-1] if self.items else None
         await self.send("input_audio_buffer.committed", item_id=item_id, previous_item_id=previous)
-        content = [{"type": "input_audio", "transcript": None}]
         await self.add_item(
-            {"id": item_id, "object": "realtime.item", "type": "message", "role": "user",
-             "status": "completed", "content": content}  # fmt: skip
+            {
+                "id": item_id,
+                "object": "realtime.item",
+                "type": "message",
+                "role": "user",
+                "status": "completed",
+                "content": [{"type": "input_audio", "transcript": None}],
+            }
         )
         text = self.fake.transcripts.pop(0) if self.fake.transcripts else ""
         seconds = (end_ms - self.speech_start_ms) / 1000
@@ -445,8 +450,14 @@ class _RealtimeConversation:
             if turn.tool_call is not None:
                 self.after_tool = turn
         response_id = self.new_id("resp")
-        response = {"id": response_id, "object": "realtime.response", "metadata": metadata,
-                    "output_modalities": ["audio"], "status": "in_progress", "output": []}  # fmt: skip
+        response = {
+            "id": response_id,
+            "object": "realtime.response",
+            "metadata": metadata,
+            "output_modalities": ["audio"],
+            "status": "in_progress",
+            "output": [],
+        }
         await self.send("response.created", response=response)
         where = {"response_id": response_id, "output_index": 0}
         if self.after_tool is not None:
@@ -460,8 +471,15 @@ class _RealtimeConversation:
 
     async def call_tool(self, where: dict[str, Any], name: str, arguments: Any) -> dict[str, Any]:
         item_id, call_id = self.new_id("item"), self.new_id("call")
-        item = {"id": item_id, "object": "realtime.item", "type": "function_call", "name": name,
-                "call_id": call_id, "arguments": "", "status": "in_progress"}  # fmt: skip
+        item = {
+            "id": item_id,
+            "object": "realtime.item",
+            "type": "function_call",
+            "name": name,
+            "call_id": call_id,
+            "arguments": "",
+            "status": "in_progress",
+        }
         await self.send("response.output_item.added", item=item, **where)
         await self.add_item(item)
         item |= {"arguments": json.dumps(arguments), "status": "completed"}
@@ -478,8 +496,14 @@ class _RealtimeConversation:
 
     async def speak(self, where: dict[str, Any], text: str) -> dict[str, Any]:
         item_id = self.new_id("item")
-        item = {"id": item_id, "object": "realtime.item", "type": "message",
-                "role": "assistant", "status": "in_progress", "content": []}  # fmt: skip
+        item = {
+            "id": item_id,
+            "object": "realtime.item",
+            "type": "message",
+            "role": "assistant",
+            "status": "in_progress",
+            "content": [],
+        }
         await self.send("response.output_item.added", item=item, **where)
         await self.add_item(item)
         part = {"item_id": item_id, "content_index": 0, **where}

@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 import time
-from typing import Any
 
 from homeassistant.const import STATE_OFF, STATE_ON
 from homeassistant.core import HomeAssistant
@@ -25,6 +24,7 @@ from custom_components.shackleton.voice.local_audio import (
     read_wav,
 )
 
+from .conftest import wait_for
 from .fakes import ChatReply, FakeOpenAI
 
 AUDIO = Path(__file__).parent / "fixtures" / "audio"
@@ -57,15 +57,6 @@ async def kitchen_light(hass: HomeAssistant) -> None:
     )
     await hass.async_block_till_done()
     assert hass.states.get(LIGHT).state == STATE_OFF
-
-
-async def wait_for(predicate: Any, seconds: float = 10.0) -> None:
-    """Wait until `predicate()` is true: LiveKit finishes turns on tasks HA does not track."""
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not met")
-        await asyncio.sleep(0.02)
 
 
 @dataclass

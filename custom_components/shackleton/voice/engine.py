@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
+import json
 import logging
 from pathlib import Path
 import time
@@ -30,11 +31,12 @@ from livekit.agents.voice.events import (
 
 from .home import Home, HomeContext, ToolCallError, ToolSpec, TurnReport
 from .local_audio import read_wav
-from .providers import Models, build_models, connect_options
-from .settings import TurnTaking, VoiceSettings
+from .providers import Models, build_models, connect_options, realtime_turn_detection
+from .settings import Backoff, TurnTaking, VoiceSettings
 from .shared_vad import SharedVAD
 
 _LOGGER = logging.getLogger(__name__)
+RESTART_BACKOFF = Backoff(initial=1.0, maximum=60.0)
 APOLOGY_WAV = Path(__file__).parent / "assets" / "apology_en.wav"
 HONESTY_RULE = (
     "Only say you did something in the home when a tool call did it and reported success; "
@@ -92,10 +94,12 @@ def _make_tool(session: RoomSession, spec: ToolSpec) -> llm.RawFunctionTool[Any,
         session.tools_called.append(spec.name)
         session.touch()
         try:
-            return await session.engine.home.call_tool(session.room, spec.name, raw_arguments)
+            result = await session.engine.home.call_tool(session.room, spec.name, raw_arguments)
         except ToolCallError as err:
             # The model reads this and can recover (ask again, pick another entity...).
             raise ToolError(str(err)) from err
+        # LiveKit sends str(result): JSON, not a Python repr, and never an empty string.
+        return json.dumps(result, default=str, ensure_ascii=False)
 
     schema = {"name": spec.name, "description": spec.description, "parameters": spec.parameters}
     return function_tool(call, raw_schema=schema)
@@ -196,6 +200,9 @@ class RoomSession:
         self.restarts = 0
         self.closed = asyncio.Event()
         self._stt_adapter: stt_mod.StreamAdapter | None = None
+        self._vad: SharedVAD | None = None
+        self._restarting = False
+        self._restart_failures = 0
 
     async def async_start(
         self,
@@ -217,7 +224,7 @@ class RoomSession:
         limits = settings.limits
         models = engine.models
         # One silero pass serves turn-taking and speech-to-text (see shared_vad.py).
-        vad = SharedVAD(engine.vad)
+        vad = self._vad = SharedVAD(engine.vad)
         stt_model = models.stt
         if stt_model is not None and not stt_model.capabilities.streaming:
             stt_model = self._stt_adapter = stt_mod.StreamAdapter(stt=stt_model, vad=vad.follower)
@@ -241,12 +248,8 @@ class RoomSession:
             user_away_timeout=None,
         )
         self.session = session
-        session.on("agent_state_changed", self._on_agent_state)
-        session.on("user_state_changed", self._on_user_state)
-        session.on("conversation_item_added", self._on_item)
-        session.on("function_tools_executed", self._on_tools)
-        session.on("error", self._on_error)
-        session.on("close", self._on_close)
+        for event, handler in self._handlers():
+            session.on(event, handler)
         if audio_input is not None:
             session.input.audio = audio_input
         if audio_output is not None:
@@ -268,6 +271,16 @@ class RoomSession:
             )
         else:
             await session.start(agent, record=False)
+
+    def _handlers(self) -> list[tuple[Any, Callable[..., None]]]:
+        return [
+            ("agent_state_changed", self._on_agent_state),
+            ("user_state_changed", self._on_user_state),
+            ("conversation_item_added", self._on_item),
+            ("function_tools_executed", self._on_tools),
+            ("error", self._on_error),
+            ("close", self._on_close),
+        ]
 
     # --- the state machine ------------------------------------------------------
 
@@ -347,6 +360,7 @@ class RoomSession:
         report.interrupted = item.interrupted
         report.tools = list(dict.fromkeys(self.tools_called))
         self.breaker.record_success()
+        self._restart_failures = 0
         self.engine.home.report_turn(report)
 
     def _on_error(self, ev: ErrorEvent) -> None:
@@ -355,8 +369,16 @@ class RoomSession:
         source = str(getattr(error, "type", "session"))
         message = str(getattr(error, "error", error))
         self.engine.home.report_error(self.room, source, message, recoverable=recoverable)
-        if not recoverable:
-            self._turn_failed(source)
+        if recoverable:
+            return
+        if self.engine.settings.mode == "realtime" and not self._closing:
+            # The realtime connection is gone for good, and LiveKit 1.5.16's own close
+            # then fails half-way without a "close" event: restart the room ourselves.
+            talking = self._pending is not None
+            self._turn_failed(source, speak=False)
+            self._spawn(self._async_restart(apologise=talking))
+            return
+        self._turn_failed(source)
 
     def _on_close(self, ev: CloseEvent) -> None:
         self._disarm_watchdog()
@@ -364,27 +386,53 @@ class RoomSession:
             # LiveKit ends a session on one STT failure; the room must not go deaf.
             self.engine.home.report_error(self.room, "session", str(ev.error), recoverable=True)
             self._turn_failed("session", speak=False)
-            self._spawn(self._async_restart())
+            self._spawn(self._async_restart(apologise=True))
             return
         self.engine.home.report_state(self.room, "idle")
         self.closed.set()
 
-    async def _async_restart(self) -> None:
-        old = self.session
-        self.session = None
-        if old is not None:
-            await old.aclose()
+    async def _async_restart(self, *, apologise: bool) -> None:
+        if self._restarting:
+            return
+        self._restarting = True
+        try:
+            old, self.session = self.session, None
+            if old is not None:
+                # What the failed session says while it closes is not this room's news.
+                for event, handler in self._handlers():
+                    old.off(event, handler)
+            await self._aclose_session(old)
+            self.restarts += 1
+            # Back off while it keeps failing (a revoked key must not spin); a good turn
+            # resets the count.
+            self._restart_failures += 1
+            await asyncio.sleep(RESTART_BACKOFF.delay(self._restart_failures))
+            if self._closing:
+                return
+            self._apologising = False
+            await self.async_start(**self._start_kwargs)
+            if apologise:
+                self.apologise("session restarted")
+        finally:
+            self._restarting = False
+
+    async def _aclose_session(self, session: AgentSession[Any] | None) -> None:
+        if session is not None:
+            try:
+                await session.aclose()
+            except Exception:  # noqa: BLE001 - LiveKit re-raises the provider's error
+                _LOGGER.debug("Room %s: the failed session closed with an error", self.room)
+        if self._vad is not None:
+            await self._vad.aclose()  # what a half-done close left running
+            self._vad = None
         await self._aclose_stt_adapter()
-        self.restarts += 1
-        self._apologising = False
-        await self.async_start(**self._start_kwargs)
-        self.apologise("session restarted")
 
     def _turn_failed(self, why: str, *, speak: bool = True) -> None:
         if self._turn_failed_reported:
             return
         if (
             speak
+            and why == "llm_error"
             and self._pending is None
             and self.session is not None
             and self.session.agent_state == "listening"
@@ -451,9 +499,7 @@ class RoomSession:
         """End the session and everything it started."""
         self._closing = True
         self._disarm_watchdog()
-        if self.session is not None:
-            await self.session.aclose()
-        await self._aclose_stt_adapter()
+        await self._aclose_session(self.session)
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
@@ -560,6 +606,10 @@ class VoiceEngine:
         update = getattr(self.vad, "update_options", None)
         if update is not None:
             update(**vad_options(turn))
+        realtime_update = getattr(self.models.llm, "update_options", None)
+        if self.settings.mode == "realtime" and realtime_update is not None:
+            # Running realtime sessions take it too (the plugin sends session.update).
+            realtime_update(turn_detection=realtime_turn_detection(turn))
         for room_session in self.sessions.values():
             if room_session.session is not None:
                 room_session.session.update_options(

@@ -10,8 +10,10 @@ import httpx
 from livekit.agents import APIConnectOptions, llm, stt, tts
 from livekit.plugins import groq, openai
 import openai as openai_sdk
+from openai.types.realtime import AudioTranscription
+from openai.types.realtime.realtime_audio_input_turn_detection import ServerVad
 
-from .settings import Limits, ProviderSettings, VoiceSettings
+from .settings import Limits, ProviderSettings, TurnTaking, VoiceSettings
 
 DEFAULT_BASE_URLS = {
     "openai": "https://api.openai.com/v1",
@@ -66,6 +68,23 @@ def connect_options(limits: Limits) -> APIConnectOptions:
     )
 
 
+def realtime_turn_detection(turn: TurnTaking) -> ServerVad:
+    """Return the realtime model's server VAD for our turn-taking settings.
+
+    It ends the turn after the endpointing delay of silence (the wait people configure;
+    the model has no separate segment silence).
+    """
+    wait = max(turn.min_silence_duration, turn.min_endpointing_delay)
+    return ServerVad(
+        type="server_vad",
+        threshold=turn.activation_threshold,
+        prefix_padding_ms=round(turn.prefix_padding * 1000),
+        silence_duration_ms=round(wait * 1000),
+        create_response=True,
+        interrupt_response=True,
+    )
+
+
 def build_models(
     settings: VoiceSettings,
     http_client: httpx.AsyncClient | None = None,
@@ -94,6 +113,11 @@ def build_models(
                 base_url=settings.realtime.base_url or DEFAULT_BASE_URLS["openai"],
                 http_session=http_session,
                 conn_options=connect_options(settings.limits),
+                # The model's own turn detection, from the same turn-taking options.
+                turn_detection=realtime_turn_detection(settings.turn_taking),
+                input_audio_transcription=AudioTranscription(
+                    model="gpt-4o-mini-transcribe", language=settings.language.split("-")[0]
+                ),
             )
         )
     if settings.stt is None or settings.tts is None:

@@ -30,6 +30,7 @@ class SharedVAD(vad_mod.VAD):
         super().__init__(capabilities=inner.capabilities)
         self._inner = inner
         self._followers: weakref.WeakSet[_FollowerStream] = weakref.WeakSet()
+        self._leaders: weakref.WeakSet[_LeaderStream] = weakref.WeakSet()
         self.follower = _FollowerVAD(self)
 
     @property
@@ -44,7 +45,14 @@ class SharedVAD(vad_mod.VAD):
 
     def stream(self) -> vad_mod.VADStream:
         """Return a stream that analyses audio and shares its speech boundaries."""
-        return _LeaderStream(self, self._inner.stream())
+        leader = _LeaderStream(self, self._inner.stream())
+        self._leaders.add(leader)
+        return leader
+
+    async def aclose(self) -> None:
+        """Close every stream still open (the session normally closes its own)."""
+        for stream in [*self._leaders, *self._followers]:
+            await stream.aclose()
 
     def _share(self, event: vad_mod.VADEvent) -> None:
         for follower in list(self._followers):
