@@ -294,6 +294,8 @@ class RealtimeTurn:
     reply: str = "Okay."
     # Called first; `reply` is spoken once the client sends the result and asks again.
     tool_call: tuple[str, dict[str, Any]] | None = None
+    # A hung model: the turn is transcribed, and no response ever comes.
+    silent: bool = False
 
 
 @dataclass
@@ -447,6 +449,8 @@ class _RealtimeConversation:
         turn, self.after_tool = self.after_tool, None
         if turn is None:
             turn = self.fake.turns.pop(0) if self.fake.turns else RealtimeTurn()
+            if turn.silent:
+                return
             if turn.tool_call is not None:
                 self.after_tool = turn
         response_id = self.new_id("resp")

@@ -25,7 +25,7 @@ from custom_components.shackleton.voice.local_audio import (
     LocalAudioOutput,
     read_wav,
 )
-from custom_components.shackleton.voice.settings import ProviderSettings, VoiceSettings
+from custom_components.shackleton.voice.settings import Limits, ProviderSettings, VoiceSettings
 
 from .conftest import wait_for
 from .fakes import FakeRealtime, RealtimeTurn, closed_port_url, pcm_tone, start_app
@@ -168,6 +168,9 @@ async def test_realtime_turn_calls_the_home_and_speaks(fake_realtime: FakeRealti
     assert report.tools == ["HassTurnOn"]
     assert report.error is None
     assert not report.interrupted
+    # Timed from the local VAD's end of speech to the reply's first audio.
+    assert report.end_to_end is not None
+    assert 0 < report.end_to_end < reply.started_at - spoken_end + 0.5
     assert home.errors == []
 
     # Both sides spoke the protocol as openai 2.x types it.
@@ -177,6 +180,32 @@ async def test_realtime_turn_calls_the_home_and_speaks(fake_realtime: FakeRealti
     client_events = TypeAdapter(RealtimeClientEvent)
     for event in fake_realtime.received:
         client_events.validate_python(event)
+
+
+async def test_hung_realtime_model_gets_an_apology(fake_realtime: FakeRealtime) -> None:
+    """A realtime model that hears the turn and never answers is bounded by the watchdog."""
+    fake_realtime.transcripts = ["What time is it?"]
+    fake_realtime.turns = [RealtimeTurn(silent=True)]
+    settings = replace(_settings(fake_realtime.base_url), limits=Limits(turn_deadline=1.5))
+    home = ToolHome()
+    engine = await VoiceEngine.async_create(home, settings, vad=silero.VAD.load())
+    mic, speaker = LocalAudioInput(), LocalAudioOutput()
+    try:
+        await engine.async_start_session("den", audio_input=mic, audio_output=speaker)
+        pcm, rate = read_wav(AUDIO / "whats_the_time.wav")
+        spoken_end = await mic.play_pcm(pcm, rate)
+        apology = await asyncio.wait_for(speaker.wait_for_segment(finished=False), 10)
+        await wait_for(lambda: home.turns, 5)
+    finally:
+        mic.close()
+        await asyncio.wait_for(engine.aclose(), 10)
+    # The bundled apology, within the deadline (plus the model's 0.5 s of silence).
+    assert 3.0 < apology.duration < 4.0
+    assert apology.started_at - spoken_end < 1.5 + 1.5
+    [report] = home.turns
+    assert report.error == "timeout"
+    assert report.user_text == "What time is it?"
+    assert ("timeout", "the providers did not answer in time", True) in home.errors
 
 
 @pytest.mark.parametrize("fault", ["bad key", "closed port"])

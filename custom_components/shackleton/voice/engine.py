@@ -201,6 +201,8 @@ class RoomSession:
         self.closed = asyncio.Event()
         self._stt_adapter: stt_mod.StreamAdapter | None = None
         self._vad: SharedVAD | None = None
+        self._user_stopped_at: float | None = None
+        self._answered = False  # whether the agent spoke since the user last did
         self._restarting = False
         self._restart_failures = 0
 
@@ -314,6 +316,8 @@ class RoomSession:
         self._turn_failed("timeout")
 
     def _on_agent_state(self, ev: AgentStateChangedEvent) -> None:
+        if ev.new_state == "speaking":
+            self._answered = True
         self.engine.home.report_state(self.room, ev.new_state)
         if ev.new_state == "thinking":
             self._turn_failed_reported = False
@@ -322,7 +326,10 @@ class RoomSession:
             self._disarm_watchdog()
 
     def _on_user_state(self, ev: UserStateChangedEvent) -> None:
+        if ev.new_state == "listening":
+            self._user_stopped_at = ev.created_at
         if ev.new_state == "speaking":
+            self._answered = False
             # Still talking: LiveKit drops the preemptive reply and will generate anew.
             self._deferred_failure = None
 
@@ -349,6 +356,10 @@ class RoomSession:
                 # Its preemptive generation already failed: this turn gets no answer.
                 self._deferred_failure = None
                 self._turn_failed(why)
+            elif self.engine.settings.mode == "realtime" and not self._answered:
+                # A realtime model never "thinks": watch for its answer from here. (Its
+                # transcript can also arrive after the answer began: then there is none.)
+                self._arm_watchdog()
             return
         if item.role != "assistant" or self._pending is None or self._apologising:
             return
@@ -357,6 +368,11 @@ class RoomSession:
         report.llm_ttft = metrics.get("llm_node_ttft")
         report.tts_ttfb = metrics.get("tts_node_ttfb")
         report.end_to_end = metrics.get("e2e_latency")
+        started = metrics.get("started_speaking_at")
+        if report.end_to_end is None and started is not None and self._user_stopped_at:
+            # Realtime models report no latency of their own: time it from the local
+            # VAD's end of speech, as LiveKit does in pipeline mode.
+            report.end_to_end = max(0.0, started - self._user_stopped_at)
         report.interrupted = item.interrupted
         report.tools = list(dict.fromkeys(self.tools_called))
         self.breaker.record_success()
