@@ -48,7 +48,9 @@ class BenchHome:
         """Return one trivial tool."""
         return [ToolSpec("noop", "Does nothing", {"type": "object", "properties": {}})]
 
-    async def call_tool(self, room: str, name: str, arguments: dict[str, Any]) -> Any:
+    async def call_tool(
+        self, room: str, name: str, arguments: dict[str, Any], *, turn: int = 0
+    ) -> Any:
         """Succeed at once."""
         return {"ok": True}
 

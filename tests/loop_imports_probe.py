@@ -44,7 +44,9 @@ class QuietHome:
         """Offer no tools."""
         return []
 
-    async def call_tool(self, room: str, name: str, arguments: dict[str, Any]) -> Any:
+    async def call_tool(
+        self, room: str, name: str, arguments: dict[str, Any], *, turn: int = 0
+    ) -> Any:
         """Never called."""
         raise NotImplementedError
 

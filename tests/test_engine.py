@@ -41,7 +41,9 @@ class RecordingHome:
             raise ConnectionError("home unreachable")
         return []
 
-    async def call_tool(self, room: str, name: str, arguments: dict[str, Any]) -> Any:
+    async def call_tool(
+        self, room: str, name: str, arguments: dict[str, Any], *, turn: int = 0
+    ) -> Any:
         """Never called here."""
         raise AssertionError(name)
 

@@ -51,7 +51,9 @@ class ToolHome(RecordingHome):
         """Offer the one tool."""
         return [TURN_ON]
 
-    async def call_tool(self, room: str, name: str, arguments: dict[str, Any]) -> Any:
+    async def call_tool(
+        self, room: str, name: str, arguments: dict[str, Any], *, turn: int = 0
+    ) -> Any:
         """Record the call and succeed."""
         self.calls.append((room, name, arguments))
         return {"success": True, "entity_id": "light.kitchen_light"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from homeassistant.const import Platform
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import ConfigEntryAuthFailed
-from homeassistant.helpers import config_validation as cv, issue_registry as ir
+from homeassistant.helpers import config_validation as cv, issue_registry as ir, llm
 from homeassistant.helpers.typing import ConfigType
 
 from .const import (
@@ -18,6 +18,7 @@ from .const import (
 )
 from .livekit_server import LiveKitInvalidAuth, LiveKitLink
 from .livekit_webhook import async_register_webhook
+from .llm_api import ShackletonAPI
 from .models import ShackletonConfigEntry, ShackletonData, ShackletonRuntime
 from .repairs import async_clear_all, async_clear_issue, async_raise_issue
 from .services import async_setup_services
@@ -63,8 +64,9 @@ async def async_setup_entry(hass: HomeAssistant, entry: ShackletonConfigEntry) -
         )
 
     voice = VoiceManager(hass, entry, runtime)
+    api = ShackletonAPI.for_entry(hass, entry)
     entry.runtime_data = ShackletonData(
-        runtime=runtime, voice=voice, link=link, options=dict(entry.options)
+        runtime=runtime, voice=voice, api=api, link=link, options=dict(entry.options)
     )
     if has_server:
         voice.server = LiveKitServer(
@@ -72,6 +74,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: ShackletonConfigEntry) -
             entry.data[CONF_LIVEKIT_API_KEY],
             entry.data[CONF_LIVEKIT_API_SECRET],
         )
+    entry.async_on_unload(llm.async_register_api(hass, api))
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     if link is not None:
         link.async_start()

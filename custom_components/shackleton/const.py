@@ -152,6 +152,9 @@ ISSUE_PROVIDER_FAILING: Final = "provider_failing"
 
 EVENT_TURN: Final = "shackleton_turn"
 EVENT_ERROR: Final = "shackleton_error"
+EVENT_TOOL_CALL: Final = "shackleton_tool_call"
+# What events, logs and diagnostics show instead of what people said.
+REDACTED: Final = "**REDACTED**"
 
 # Keys whose values never leave HA in diagnostics, events or logs.
 REDACT_KEYS: Final = frozenset(

@@ -22,23 +22,24 @@ from .const import (
     EVENT_TURN,
     ISSUE_PROVIDER_FAILING,
     LOGGER,
+    REDACTED,
     STATE_IDLE,
 )
 from .models import ShackletonConfigEntry
 from .repairs import async_clear_issue, async_raise_issue
 from .voice.home import HomeContext, ToolCallError, ToolSpec, TurnReport
 
-REDACTED = "**REDACTED**"
 
-
-def make_llm_context(hass: HomeAssistant, language: str, device_id: str | None) -> llm.LLMContext:
+def make_llm_context(
+    hass: HomeAssistant, language: str, device_id: str | None, context: Context | None = None
+) -> llm.LLMContext:
     """Build an LLMContext with only the fields this HA version has.
 
     `user_prompt` is gone from 2025.7 on; passing it there fails.
     """
     values: dict[str, Any] = {
         "platform": DOMAIN,
-        "context": Context(),
+        "context": context or Context(),
         "user_prompt": None,
         "language": language,
         "assistant": conversation.DOMAIN,
@@ -56,6 +57,8 @@ class HassHome:
         self._hass = hass
         self._entry = entry
         self._runtime = entry.runtime_data.runtime
+        # One HA context per user turn and room: what tells a confirmation's yes apart.
+        self._turn_contexts: dict[str, tuple[int, Context]] = {}
         self._secrets = [
             str(value)
             for key, value in entry.data.items()
@@ -75,14 +78,20 @@ class HassHome:
             now=dt_util.now(),
         )
 
-    async def _api(self) -> llm.APIInstance:
-        return await llm.async_get_api(
-            self._hass, llm.LLM_API_ASSIST, make_llm_context(self._hass, self._language, None)
-        )
+    def _context(self, room: str, turn: int) -> Context:
+        known = self._turn_contexts.get(room)
+        if known is None or known[0] != turn:
+            known = self._turn_contexts[room] = (turn, Context())
+        return known[1]
+
+    async def _api(self, room: str, turn: int = 0) -> llm.APIInstance:
+        api = self._entry.runtime_data.api
+        llm_context = make_llm_context(self._hass, self._language, None, self._context(room, turn))
+        return await api.async_get_room_instance(llm_context, room)
 
     async def tools(self, room: str) -> list[ToolSpec]:
-        """Return HA's Assist tools: intents over the entities exposed to Assist."""
-        api = await self._api()
+        """Return Shackleton's tools (Assist's over the exposed entities, and its own)."""
+        api = await self._api(room)
         return [
             ToolSpec(
                 name=tool.name,
@@ -92,9 +101,11 @@ class HassHome:
             for tool in api.tools
         ]
 
-    async def call_tool(self, room: str, name: str, arguments: dict[str, Any]) -> Any:
+    async def call_tool(
+        self, room: str, name: str, arguments: dict[str, Any], *, turn: int = 0
+    ) -> Any:
         """Run a tool; refusals and bad arguments come back as errors the model can read."""
-        api = await self._api()
+        api = await self._api(room, turn)
         try:
             return await api.async_call_tool(llm.ToolInput(tool_name=name, tool_args=arguments))
         except (HomeAssistantError, vol.Invalid) as err:

@@ -21,6 +21,7 @@ from .const import (
 
 if TYPE_CHECKING:
     from .livekit_server import LiveKitLink
+    from .llm_api import ShackletonAPI
     from .voice_manager import VoiceManager
 
 # The busiest room decides what the assistant state sensor shows.
@@ -162,6 +163,8 @@ class ShackletonData:
 
     runtime: ShackletonRuntime
     voice: VoiceManager
+    # Shackleton's LLM API, registered with HA while the entry is loaded.
+    api: ShackletonAPI
     link: LiveKitLink | None = field(default=None)
     # The options the entry runs with, to tell a live change from a reload.
     options: dict[str, Any] = field(default_factory=dict)

@@ -94,7 +94,9 @@ def _make_tool(session: RoomSession, spec: ToolSpec) -> llm.RawFunctionTool[Any,
         session.tools_called.append(spec.name)
         session.touch()
         try:
-            result = await session.engine.home.call_tool(session.room, spec.name, raw_arguments)
+            result = await session.engine.home.call_tool(
+                session.room, spec.name, raw_arguments, turn=session.turn
+            )
         except ToolCallError as err:
             # The model reads this and can recover (ask again, pick another entity...).
             raise ToolError(str(err)) from err
@@ -184,6 +186,7 @@ class RoomSession:
         self.engine = engine
         self.room = room
         self.tools_called: list[str] = []
+        self.turn = 0  # user turns so far
         self.session: AgentSession[Any] | None = None
         self._pending: TurnReport | None = None
         self.breaker = Breaker(
@@ -344,6 +347,7 @@ class RoomSession:
             return
         metrics = item.metrics
         if item.role == "user":
+            self.turn += 1
             self.tools_called.clear()
             self._turn_failed_reported = False
             self._pending = TurnReport(

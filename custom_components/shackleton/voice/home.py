@@ -57,8 +57,14 @@ class Home(Protocol):
     async def tools(self, room: str) -> list[ToolSpec]:
         """Return the tools the model may use in a room."""
 
-    async def call_tool(self, room: str, name: str, arguments: dict[str, Any]) -> Any:
-        """Run a tool and return a JSON-serialisable result, or raise ToolCallError."""
+    async def call_tool(
+        self, room: str, name: str, arguments: dict[str, Any], *, turn: int = 0
+    ) -> Any:
+        """Run a tool and return a JSON-serialisable result, or raise ToolCallError.
+
+        `turn` numbers the room's user turns: a sensitive action confirmed in a later
+        turn than it was asked in is what a spoken yes looks like to the home.
+        """
 
     def report_state(self, room: str, state: str) -> None:
         """Record the agent's state in a room (listening, thinking, speaking, idle)."""

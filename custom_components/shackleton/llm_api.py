@@ -1,0 +1,273 @@
+"""Shackleton's LLM API: the home's tools, with spoken confirmations and an audit trail.
+
+Registered with Home Assistant (`llm.async_register_api`), so the voice agent and any
+HA conversation agent whose user picks "Shackleton" get the same tools. Devices are
+HA's own Assist tools (intents over the entities exposed to Assist); every tool is
+wrapped so that:
+- actions on sensitive entities (the options' confirmation domains) need a spoken yes:
+  the first call answers "confirmation required" with a short-lived token, and only a
+  call with that token, in a later user turn, within 30 s, runs;
+- every call fires `shackleton_tool_call` (tool, arguments, outcome, duration, room,
+  user), with argument values redacted unless the options allow transcripts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+import secrets
+import time
+from typing import Any
+
+from homeassistant.core import HomeAssistant
+from homeassistant.exceptions import HomeAssistantError
+from homeassistant.helpers import intent, llm
+from homeassistant.util.json import JsonObjectType
+import voluptuous as vol
+
+from .const import (
+    CONF_CONFIRM_DOMAINS,
+    CONF_TOOL_GROUPS,
+    CONF_TRANSCRIPTS_IN_EVENTS,
+    DEFAULT_OPTIONS,
+    DOMAIN,
+    EVENT_TOOL_CALL,
+    REDACTED,
+)
+from .models import ShackletonConfigEntry
+
+CONFIRMATION_TTL = 30.0
+TOKEN_ARG = "confirmation_token"  # noqa: S105 - an argument name
+# Tools that only read: they never need a confirmation.
+READ_ONLY_TOOLS = frozenset(
+    {"GetLiveContext", "HassGetState", "HassGetWeather", "todo_get_items", "HassTimerStatus"}
+)
+API_PROMPT = (
+    "Some actions (locks, alarms, garage doors...) need the user's spoken yes. When a "
+    "tool answers confirmation_required, ask the user to confirm in plain words and stop. "
+    "Only if their next message says yes, call the same tool again with the same "
+    f"arguments and {TOKEN_ARG}. Never invent a token."
+)
+
+
+class ConfirmationError(HomeAssistantError):
+    """A confirming call the guard refuses; the message tells the model why."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    tool: str
+    arguments: dict[str, Any]
+    context_id: str | None
+    issued: float
+
+
+class Confirmations:
+    """Tokens issued for sensitive actions: short-lived, single-use, bound to the call."""
+
+    def __init__(self, ttl: float = CONFIRMATION_TTL) -> None:
+        """Make an empty store; tokens live `ttl` seconds."""
+        self._ttl = ttl
+        self._pending: dict[str, _Pending] = {}
+
+    def issue(self, tool: str, arguments: dict[str, Any], context_id: str | None) -> str:
+        """Return a token for this exact call, asked in the turn `context_id`."""
+        self._prune()
+        token = secrets.token_urlsafe(6)
+        self._pending[token] = _Pending(tool, arguments, context_id, time.monotonic())
+        return token
+
+    def redeem(
+        self, token: str, tool: str, arguments: dict[str, Any], context_id: str | None
+    ) -> None:
+        """Consume `token` for this call, or raise ConfirmationError saying why not."""
+        self._prune()
+        pending = self._pending.get(token)
+        if pending is None:
+            raise ConfirmationError(
+                "That confirmation token is unknown or expired. Ask the user again."
+            )
+        if pending.tool != tool or pending.arguments != arguments:
+            raise ConfirmationError(
+                "That confirmation token was given for a different action. Ask the user "
+                "to confirm this one."
+            )
+        if context_id is not None and pending.context_id == context_id:
+            raise ConfirmationError(
+                "The user has not answered yet. Ask them to confirm and wait for their reply."
+            )
+        del self._pending[token]
+
+    def _prune(self) -> None:
+        now = time.monotonic()
+        for token in [t for t, p in self._pending.items() if now - p.issued > self._ttl]:
+            del self._pending[token]
+
+
+class GuardedTool(llm.Tool):
+    """One tool, with the confirmation guard and the audit event around it."""
+
+    def __init__(self, api: ShackletonAPI, inner: llm.Tool, room: str | None) -> None:
+        """Wrap `inner`; `room` is the voice room calling, if any."""
+        self._api = api
+        self._inner = inner
+        self._room = room
+        self.name = inner.name
+        self.description = inner.description
+        self.parameters = inner.parameters
+        if inner.name not in READ_ONLY_TOOLS:
+            self.parameters = inner.parameters.extend({vol.Optional(TOKEN_ARG): str})
+
+    async def async_call(
+        self, hass: HomeAssistant, tool_input: llm.ToolInput, llm_context: llm.LLMContext
+    ) -> JsonObjectType:
+        """Check, run, and audit the call."""
+        arguments = dict(tool_input.tool_args)
+        token = arguments.pop(TOKEN_ARG, None)
+        started = time.monotonic()
+        outcome = "ok"
+        try:
+            try:
+                # HA does not check a model's arguments before the call: do it here, so
+                # they are an error the model can read, not an exception deep inside.
+                self._inner.parameters(arguments)
+            except vol.Invalid as err:
+                raise HomeAssistantError(f"Invalid arguments for {self.name}: {err}") from err
+            result = await self._guarded_call(
+                hass, replace(tool_input, tool_args=arguments), llm_context, token
+            )
+        except Exception as err:
+            outcome = f"error: {err}" if isinstance(err, HomeAssistantError) else "error"
+            raise
+        else:
+            if result.get("confirmation_required"):
+                outcome = "confirmation_required"
+            return result
+        finally:
+            self._api.audit(self.name, arguments, outcome, started, llm_context, self._room)
+
+    async def _guarded_call(
+        self,
+        hass: HomeAssistant,
+        tool_input: llm.ToolInput,
+        llm_context: llm.LLMContext,
+        token: str | None,
+    ) -> JsonObjectType:
+        arguments = tool_input.tool_args
+        sensitive = [] if self.name in READ_ONLY_TOOLS else self._api.sensitive(arguments)
+        if not sensitive:
+            return await self._inner.async_call(hass, tool_input, llm_context)
+        context_id = llm_context.context.id if llm_context.context else None
+        confirmations = self._api.confirmations
+        if not isinstance(token, str):
+            issued = confirmations.issue(self.name, arguments, context_id)
+            return {
+                "confirmation_required": True,
+                TOKEN_ARG: issued,
+                "targets": list[Any](sensitive),
+                "expires_in_seconds": int(CONFIRMATION_TTL),
+                "instructions": API_PROMPT,
+            }
+        confirmations.redeem(token, self.name, arguments, context_id)
+        return await self._inner.async_call(hass, tool_input, llm_context)
+
+
+@dataclass(slots=True, kw_only=True)
+class ShackletonAPI(llm.API):
+    """The API of one Shackleton entry."""
+
+    entry: ShackletonConfigEntry
+    confirmations: Confirmations
+
+    @classmethod
+    def for_entry(cls, hass: HomeAssistant, entry: ShackletonConfigEntry) -> ShackletonAPI:
+        """Return the API of `entry` (register it with `llm.async_register_api`)."""
+        return cls(
+            hass=hass,
+            id=f"{DOMAIN}-{entry.entry_id}",
+            name=f"Shackleton ({entry.title})",
+            entry=entry,
+            confirmations=Confirmations(),
+        )
+
+    def _option(self, key: str) -> Any:
+        return self.entry.options.get(key, DEFAULT_OPTIONS[key])
+
+    async def async_get_api_instance(self, llm_context: llm.LLMContext) -> llm.APIInstance:
+        """Return the tools for a conversation agent's turn."""
+        return await self.async_get_room_instance(llm_context, None)
+
+    async def async_get_room_instance(
+        self, llm_context: llm.LLMContext, room: str | None
+    ) -> llm.APIInstance:
+        """Return the tools for a turn in a voice room (or a conversation when None)."""
+        groups = set(self._option(CONF_TOOL_GROUPS))
+        tools: list[llm.Tool] = []
+        prompt = API_PROMPT
+        # Assist's serializer turns HA selectors in tool schemas into JSON schema.
+        assist = await llm.async_get_api(self.hass, llm.LLM_API_ASSIST, llm_context)
+        if "devices" in groups:
+            tools.extend(assist.tools)
+            prompt = f"{assist.api_prompt}\n{API_PROMPT}"
+        return llm.APIInstance(
+            api=self,
+            api_prompt=prompt,
+            llm_context=llm_context,
+            tools=[GuardedTool(self, tool, room) for tool in tools],
+            custom_serializer=assist.custom_serializer,
+        )
+
+    def sensitive(self, arguments: dict[str, Any]) -> list[str]:
+        """Return the names of the sensitive entities a device call would reach."""
+        confirm = set(self._option(CONF_CONFIRM_DOMAINS))
+        if not confirm:
+            return []
+        domains = arguments.get("domain")
+        device_classes = arguments.get("device_class")
+        constraints = intent.MatchTargetsConstraints(
+            name=arguments.get("name"),
+            area_name=arguments.get("area"),
+            floor_name=arguments.get("floor"),
+            domains=[domains] if isinstance(domains, str) else domains,
+            device_classes=[device_classes] if isinstance(device_classes, str) else device_classes,
+            assistant="conversation",
+            allow_duplicate_names=True,
+        )
+        if not constraints.has_constraints:
+            return []
+        result = intent.async_match_targets(self.hass, constraints)
+        names = []
+        for state in result.states:
+            domain = state.domain
+            device_class = state.attributes.get("device_class")
+            if domain in confirm or f"{domain}.{device_class}" in confirm:
+                names.append(str(state.name))
+        return names
+
+    def audit(
+        self,
+        tool: str,
+        arguments: dict[str, Any],
+        outcome: str,
+        started: float,
+        llm_context: llm.LLMContext,
+        room: str | None,
+    ) -> None:
+        """Fire `shackleton_tool_call`."""
+        shown = (
+            arguments
+            if self._option(CONF_TRANSCRIPTS_IN_EVENTS)
+            else dict.fromkeys(arguments, REDACTED)
+        )
+        self.hass.bus.async_fire(
+            EVENT_TOOL_CALL,
+            {
+                "entry_id": self.entry.entry_id,
+                "tool": tool,
+                "arguments": shown,
+                "outcome": outcome,
+                "duration_ms": round((time.monotonic() - started) * 1000),
+                "room": room,
+                "user_id": llm_context.context.user_id if llm_context.context else None,
+            },
+            context=llm_context.context,
+        )

@@ -1,0 +1,220 @@
+"""Shackleton's LLM API in a real hass: Assist's device tools, confirmations, the audit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from homeassistant.components.homeassistant.exposed_entities import async_expose_entity
+from homeassistant.const import STATE_LOCKED, STATE_OFF, STATE_ON, STATE_UNLOCKED
+from homeassistant.core import Context, HomeAssistant
+from homeassistant.exceptions import HomeAssistantError
+from homeassistant.helpers import llm
+from homeassistant.setup import async_setup_component
+import pytest
+from pytest_homeassistant_custom_component.common import (
+    MockConfigEntry,
+    MockUser,
+    async_capture_events,
+)
+
+from custom_components.shackleton.const import DEFAULT_OPTIONS, EVENT_TOOL_CALL, REDACTED
+from custom_components.shackleton.home_bridge import HassHome, make_llm_context
+from custom_components.shackleton.llm_api import TOKEN_ARG, ConfirmationError, Confirmations
+from custom_components.shackleton.voice.home import ToolCallError
+
+KITCHEN = "light.kitchen_light"
+CELLAR = "light.cellar_light"
+FRONT_DOOR = "lock.front_door"
+
+
+def _switched(key: str) -> dict[str, Any]:
+    target = {"entity_id": f"input_boolean.{key}"}
+    return {
+        "value_template": f"{{{{ is_state('input_boolean.{key}', 'on') }}}}",
+        "on": {"action": "input_boolean.turn_on", "target": target},
+        "off": {"action": "input_boolean.turn_off", "target": target},
+    }
+
+
+@pytest.fixture
+async def home(hass: HomeAssistant) -> None:
+    """Two template lights (one hidden from Assist) and a template lock, all real."""
+    booleans = {"kitchen": {}, "cellar": {}, "door_locked": {"initial": True}}
+    assert await async_setup_component(hass, "input_boolean", {"input_boolean": booleans})
+    lights = {}
+    for key, name in (("kitchen", "Kitchen light"), ("cellar", "Cellar light")):
+        switched = _switched(key)
+        lights[f"{key}_light"] = {
+            "friendly_name": name,
+            "value_template": switched["value_template"],
+            "turn_on": switched["on"],
+            "turn_off": switched["off"],
+        }
+    assert await async_setup_component(
+        hass, "light", {"light": {"platform": "template", "lights": lights}}
+    )
+    door = _switched("door_locked")
+    assert await async_setup_component(
+        hass,
+        "lock",
+        {
+            "lock": {
+                "platform": "template",
+                "name": "Front door",
+                "value_template": door["value_template"],
+                "lock": door["on"],
+                "unlock": door["off"],
+            }
+        },
+    )
+    await hass.async_block_till_done()
+    async_expose_entity(hass, "conversation", CELLAR, False)
+    async_expose_entity(hass, "conversation", FRONT_DOOR, True)  # locks are not by default
+
+
+async def _instance(hass: HomeAssistant, entry: MockConfigEntry, context: Context) -> Any:
+    llm_context = make_llm_context(hass, "en", None, context)
+    return await llm.async_get_api(hass, f"shackleton-{entry.entry_id}", llm_context)
+
+
+async def _call(
+    hass: HomeAssistant, entry: MockConfigEntry, context: Context, tool: str, **args: Any
+) -> Any:
+    api = await _instance(hass, entry, context)
+    return await api.async_call_tool(llm.ToolInput(tool_name=tool, tool_args=args))
+
+
+@pytest.mark.usefixtures("home")
+async def test_registered_with_assist_tools_and_audited(
+    hass: HomeAssistant, loaded_entry: MockConfigEntry, hass_admin_user: MockUser
+) -> None:
+    """The API is listed for conversation agents; a device call runs and is audited."""
+    api_id = f"shackleton-{loaded_entry.entry_id}"
+    assert api_id in {api.id for api in llm.async_get_apis(hass)}
+    audit = async_capture_events(hass, EVENT_TOOL_CALL)
+    context = Context(user_id=hass_admin_user.id)
+    instance = await _instance(hass, loaded_entry, context)
+    names = {tool.name for tool in instance.tools}
+    assert {"HassTurnOn", "HassTurnOff", "GetLiveContext"} <= names
+    assert "confirmation_token" in instance.api_prompt
+
+    result = await _call(hass, loaded_entry, context, "HassTurnOn", name="Kitchen light")
+    assert result["response_type"] == "action_done"
+    assert hass.states.get(KITCHEN).state == STATE_ON
+    [event] = audit
+    assert event.data["tool"] == "HassTurnOn"
+    assert event.data["outcome"] == "ok"
+    assert event.data["arguments"] == {"name": REDACTED}  # transcripts are off by default
+    assert event.data["user_id"] == hass_admin_user.id
+    assert event.data["duration_ms"] >= 0
+    assert event.context is context
+
+    await hass.config_entries.async_unload(loaded_entry.entry_id)
+    assert api_id not in {api.id for api in llm.async_get_apis(hass)}
+
+
+@pytest.mark.usefixtures("home")
+async def test_entities_hidden_from_assist_are_out_of_reach(
+    hass: HomeAssistant, loaded_entry: MockConfigEntry
+) -> None:
+    """The cellar light is not exposed: the call fails and the light stays off."""
+    audit = async_capture_events(hass, EVENT_TOOL_CALL)
+    with pytest.raises(HomeAssistantError):
+        await _call(hass, loaded_entry, Context(), "HassTurnOn", name="Cellar light")
+    assert hass.states.get(CELLAR).state == STATE_OFF
+    assert audit[0].data["outcome"].startswith("error")
+
+
+@pytest.mark.usefixtures("home")
+async def test_unlock_needs_a_yes_in_a_later_turn(
+    hass: HomeAssistant, loaded_entry: MockConfigEntry
+) -> None:
+    """Unlocking answers with a token; only a later turn presenting it unlocks the door."""
+    hass.config_entries.async_update_entry(
+        loaded_entry, options={**loaded_entry.options, "transcripts_in_events": True}
+    )
+    await hass.async_block_till_done()
+    audit = async_capture_events(hass, EVENT_TOOL_CALL)
+    asked = Context()
+    answer = await _call(hass, loaded_entry, asked, "HassTurnOff", name="Front door")
+    assert answer["confirmation_required"] is True
+    assert answer["targets"] == ["Front door"]
+    token = answer[TOKEN_ARG]
+    confirmed = {"name": "Front door", TOKEN_ARG: token}
+    assert hass.states.get(FRONT_DOOR).state == STATE_LOCKED
+
+    # The model may not answer for the user in the same turn...
+    with pytest.raises(ConfirmationError, match="not answered"):
+        await _call(hass, loaded_entry, asked, "HassTurnOff", **confirmed)
+    # ...nor forge a token, nor spend it on another action.
+    yes = Context()
+    with pytest.raises(ConfirmationError, match="unknown or expired"):
+        await _call(hass, loaded_entry, yes, "HassTurnOff", name="Front door", **{TOKEN_ARG: "x"})
+    with pytest.raises(ConfirmationError, match="different action"):
+        await _call(hass, loaded_entry, yes, "HassTurnOn", name="Front door", **{TOKEN_ARG: token})
+    assert hass.states.get(FRONT_DOOR).state == STATE_LOCKED
+
+    # The user said yes: the next turn presents the token, once.
+    await _call(hass, loaded_entry, yes, "HassTurnOff", **confirmed)
+    assert hass.states.get(FRONT_DOOR).state == STATE_UNLOCKED
+    with pytest.raises(ConfirmationError, match="unknown or expired"):
+        await _call(hass, loaded_entry, Context(), "HassTurnOff", **confirmed)
+
+    outcomes = [event.data["outcome"] for event in audit]
+    assert outcomes[0] == "confirmation_required"
+    assert outcomes[-2] == "ok"
+    assert sum(outcome.startswith("error") for outcome in outcomes) == 4
+    # Arguments are shown when the options allow it; the token is not an argument.
+    assert audit[-2].data["arguments"] == {"name": "Front door"}
+
+
+def test_confirmation_tokens_expire() -> None:
+    """A token older than its lifetime is refused like a forged one."""
+    confirmations = Confirmations(ttl=0.0)
+    token = confirmations.issue("HassTurnOff", {"name": "Front door"}, "turn-1")
+    with pytest.raises(ConfirmationError, match="unknown or expired"):
+        confirmations.redeem(token, "HassTurnOff", {"name": "Front door"}, "turn-2")
+
+
+@pytest.mark.usefixtures("home")
+async def test_voice_path_confirms_across_turns_and_reports_bad_arguments(
+    hass: HomeAssistant, loaded_entry: MockConfigEntry
+) -> None:
+    """Through the voice engine's Home: turn numbers make the yes; bad arguments are errors."""
+    voice_home = HassHome(hass, loaded_entry)
+    specs = {spec.name: spec for spec in await voice_home.tools("hall")}
+    assert TOKEN_ARG in specs["HassTurnOff"].parameters["properties"]
+    asked = await voice_home.call_tool("hall", "HassTurnOff", {"name": "Front door"}, turn=1)
+    token = asked[TOKEN_ARG]
+    with pytest.raises(ToolCallError, match="not answered"):
+        await voice_home.call_tool(
+            "hall", "HassTurnOff", {"name": "Front door", TOKEN_ARG: token}, turn=1
+        )
+    await voice_home.call_tool(
+        "hall", "HassTurnOff", {"name": "Front door", TOKEN_ARG: token}, turn=2
+    )
+    assert hass.states.get(FRONT_DOOR).state == STATE_UNLOCKED
+
+    with pytest.raises(ToolCallError, match="Invalid arguments for HassTurnOn"):
+        await voice_home.call_tool("hall", "HassTurnOn", {"name": 42, "bogus": True}, turn=3)
+    with pytest.raises(ToolCallError, match="not found"):
+        await voice_home.call_tool("hall", "NoSuchTool", {}, turn=3)
+
+
+@pytest.mark.usefixtures("home")
+async def test_tool_groups_and_confirmation_domains_follow_the_options(
+    hass: HomeAssistant, loaded_entry: MockConfigEntry
+) -> None:
+    """Without the devices group there are no device tools; without lock, no confirmation."""
+    hass.config_entries.async_update_entry(
+        loaded_entry, options={**DEFAULT_OPTIONS, "tool_groups": ["notes"], "confirm_domains": []}
+    )
+    await hass.async_block_till_done()
+    instance = await _instance(hass, loaded_entry, Context())
+    assert instance.tools == []
+    hass.config_entries.async_update_entry(
+        loaded_entry, options={**DEFAULT_OPTIONS, "confirm_domains": []}
+    )
+    await hass.async_block_till_done()
+    await _call(hass, loaded_entry, Context(), "HassTurnOff", name="Front door")
+    assert hass.states.get(FRONT_DOOR).state == STATE_UNLOCKED
