@@ -24,6 +24,7 @@ from homeassistant.helpers import intent, llm
 from homeassistant.util.json import JsonObjectType
 import voluptuous as vol
 
+from .calendar_tools import calendar_tools
 from .const import (
     CONF_CONFIRM_DOMAINS,
     CONF_TOOL_GROUPS,
@@ -36,10 +37,18 @@ from .const import (
 from .models import ShackletonConfigEntry
 
 CONFIRMATION_TTL = 30.0
+ASSIST_CALENDAR_TOOL = "calendar_get_events"
 TOKEN_ARG = "confirmation_token"  # noqa: S105 - an argument name
 # Tools that only read: they never need a confirmation.
 READ_ONLY_TOOLS = frozenset(
-    {"GetLiveContext", "HassGetState", "HassGetWeather", "todo_get_items", "HassTimerStatus"}
+    {
+        "GetLiveContext",
+        "HassGetState",
+        "HassGetWeather",
+        "todo_get_items",
+        "HassTimerStatus",
+        "calendar_list_events",
+    }
 )
 API_PROMPT = (
     "Some actions (locks, alarms, garage doors...) need the user's spoken yes. When a "
@@ -206,8 +215,11 @@ class ShackletonAPI(llm.API):
         # Assist's serializer turns HA selectors in tool schemas into JSON schema.
         assist = await llm.async_get_api(self.hass, llm.LLM_API_ASSIST, llm_context)
         if "devices" in groups:
-            tools.extend(assist.tools)
+            # Assist's read-only calendar tool gives way to the calendar group's own.
+            tools.extend(tool for tool in assist.tools if tool.name != ASSIST_CALENDAR_TOOL)
             prompt = f"{assist.api_prompt}\n{API_PROMPT}"
+        if "calendars" in groups:
+            tools.extend(calendar_tools(self.hass))
         return llm.APIInstance(
             api=self,
             api_prompt=prompt,

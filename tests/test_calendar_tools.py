@@ -1,0 +1,182 @@
+"""Calendar tools against HA's real local_calendar (writable) and holiday (read-only)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from homeassistant.components.homeassistant.exposed_entities import async_expose_entity
+from homeassistant.core import Context, HomeAssistant
+from homeassistant.exceptions import HomeAssistantError
+from homeassistant.helpers import llm
+from homeassistant.util import dt as dt_util
+import pytest
+from pytest_homeassistant_custom_component.common import MockConfigEntry
+
+from custom_components.shackleton.home_bridge import make_llm_context
+
+# HA 2025.4's holiday calendar keeps its midnight refresh timer after it is unloaded:
+# the harness then reports a lingering timer that is not ours.
+pytestmark = pytest.mark.parametrize("expected_lingering_timers", [True])
+
+FAMILY = "calendar.family"
+HOLIDAYS = "calendar.united_kingdom"
+
+
+@pytest.fixture
+async def calendars(hass: HomeAssistant, tmp_path: Path) -> AsyncIterator[None]:
+    """Set up a local calendar and the UK's public holidays, both exposed to Assist."""
+    await hass.config.async_set_time_zone("Europe/London")
+    hass.config.config_dir = str(tmp_path)  # local_calendar keeps its .ics in .storage
+    (tmp_path / ".storage").mkdir()
+    entries = []
+    for domain, title, data in (
+        ("local_calendar", "Family", {"calendar_name": "Family", "storage_key": "family"}),
+        ("holiday", "United Kingdom", {"country": "GB"}),
+    ):
+        entry = MockConfigEntry(domain=domain, title=title, data=data)
+        entry.add_to_hass(hass)
+        assert await hass.config_entries.async_setup(entry.entry_id)
+        entries.append(entry)
+    await hass.async_block_till_done()
+    for entity_id in (FAMILY, HOLIDAYS):
+        assert hass.states.get(entity_id) is not None
+        async_expose_entity(hass, "conversation", entity_id, True)
+    yield
+    for entry in entries:
+        await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def _call(hass: HomeAssistant, entry: MockConfigEntry, tool: str, **args: Any) -> Any:
+    llm_context = make_llm_context(hass, "en", None, Context())
+    api = await llm.async_get_api(hass, f"shackleton-{entry.entry_id}", llm_context)
+    return await api.async_call_tool(llm.ToolInput(tool_name=tool, tool_args=args))
+
+
+async def _family_events(hass: HomeAssistant, day: date) -> list[dict[str, Any]]:
+    """Ask HA's own calendar service, not our tool, what the calendar holds."""
+    start = datetime.combine(day, datetime.min.time(), dt_util.get_default_time_zone())
+    response = await hass.services.async_call(
+        "calendar",
+        "get_events",
+        {"entity_id": FAMILY, "start_date_time": start, "duration": {"days": 1}},
+        blocking=True,
+        return_response=True,
+    )
+    assert response is not None
+    return response[FAMILY]["events"]  # type: ignore[no-any-return,index]
+
+
+@pytest.mark.usefixtures("calendars")
+async def test_create_list_move_delete_in_the_homes_time_zone(
+    hass: HomeAssistant, loaded_entry: MockConfigEntry
+) -> None:
+    """A naive 10:00 is 10:00 in London; moving keeps the length; deleting removes it."""
+    tomorrow = dt_util.now().date() + timedelta(days=1)
+    created = await _call(
+        hass,
+        loaded_entry,
+        "calendar_create_event",
+        calendar="Family",
+        summary="Dentist",
+        start=f"{tomorrow}T10:00",
+        location="High Street",
+    )
+    assert created["created"]["summary"] == "Dentist"
+    [stored] = await _family_events(hass, tomorrow)
+    start = dt_util.parse_datetime(stored["start"])
+    assert start is not None
+    assert start.astimezone(dt_util.get_default_time_zone()).hour == 10
+    assert stored["location"] == "High Street"
+
+    listed = await _call(
+        hass, loaded_entry, "calendar_list_events", start=str(tomorrow), end=str(tomorrow)
+    )
+    [event] = [event for event in listed["events"] if event["calendar"] == "Family"]
+    assert event["start"].startswith(f"{tomorrow}T10:00")
+    assert event["end"].startswith(f"{tomorrow}T11:00")  # an hour by default
+
+    await _call(
+        hass,
+        loaded_entry,
+        "calendar_move_event",
+        calendar="family",
+        uid=event["uid"],
+        start=f"{tomorrow}T14:30",
+    )
+    [moved] = await _family_events(hass, tomorrow)
+    moved_start = dt_util.parse_datetime(moved["start"])
+    moved_end = dt_util.parse_datetime(moved["end"])
+    assert moved_start is not None
+    assert moved_end is not None
+    assert (moved_start.hour, moved_start.minute) == (14, 30)
+    assert moved_end - moved_start == timedelta(hours=1)  # kept its length
+
+    deleted = await _call(
+        hass, loaded_entry, "calendar_delete_event", calendar="Family", uid=event["uid"]
+    )
+    assert deleted["deleted"]["summary"] == "Dentist"
+    assert await _family_events(hass, tomorrow) == []
+
+
+@pytest.mark.usefixtures("calendars")
+async def test_all_calendars_are_listed_together(
+    hass: HomeAssistant, loaded_entry: MockConfigEntry
+) -> None:
+    """Without a calendar name, every exposed calendar is read: holidays included."""
+    year = dt_util.now().year + 1
+    await _call(
+        hass,
+        loaded_entry,
+        "calendar_create_event",
+        summary="Pantomime",
+        start=f"{year}-12-24T18:00",
+        end=f"{year}-12-24T20:00",
+        calendar="Family",
+    )
+    listed = await _call(
+        hass,
+        loaded_entry,
+        "calendar_list_events",
+        start=f"{year}-12-24",
+        end=f"{year}-12-25",
+    )
+    summaries = [(event["calendar"], event["summary"]) for event in listed["events"]]
+    assert ("Family", "Pantomime") in summaries
+    assert ("United Kingdom", "Christmas Day") in summaries
+    assert summaries.index(("Family", "Pantomime")) < summaries.index(
+        ("United Kingdom", "Christmas Day")
+    )
+
+    async_expose_entity(hass, "conversation", HOLIDAYS, False)
+    listed = await _call(
+        hass, loaded_entry, "calendar_list_events", start=f"{year}-12-24", end=f"{year}-12-25"
+    )
+    assert {event["calendar"] for event in listed["events"]} == {"Family"}
+
+
+@pytest.mark.usefixtures("calendars")
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        ({"calendar": "United Kingdom", "summary": "Party"}, "read-only"),
+        ({"calendar": "Work", "summary": "Party"}, "No calendar called 'Work'"),
+        ({"calendar": "Family", "summary": "Party", "start": "yesterday"}, "ISO date"),
+        ({"calendar": "Family", "summary": "Party", "start": "2001-01-01T10:00"}, "in the past"),
+        (
+            {"calendar": "Family", "summary": "Party", "end": "2100-01-01T09:00"},
+            "end must be after start",
+        ),
+        ({"calendar": "Family", "summary": ""}, "Invalid arguments"),
+    ],
+)
+async def test_bad_requests_get_clear_errors(
+    hass: HomeAssistant, loaded_entry: MockConfigEntry, args: dict[str, Any], error: str
+) -> None:
+    """Read-only calendars, unknown names, past or garbled times: errors the model can read."""
+    request = {"start": "2100-01-01T10:00", **args}
+    with pytest.raises(HomeAssistantError, match=error):
+        await _call(hass, loaded_entry, "calendar_create_event", **request)
+    assert await _family_events(hass, date(2100, 1, 1)) == []
