@@ -205,13 +205,18 @@ async def test_voice_path_confirms_across_turns_and_reports_bad_arguments(
 async def test_tool_groups_and_confirmation_domains_follow_the_options(
     hass: HomeAssistant, loaded_entry: MockConfigEntry
 ) -> None:
-    """Without the devices group there are no device tools; without lock, no confirmation."""
+    """Without the devices group only the notes are left; without lock, no confirmation."""
     hass.config_entries.async_update_entry(
         loaded_entry, options={**DEFAULT_OPTIONS, "tool_groups": ["notes"], "confirm_domains": []}
     )
     await hass.async_block_till_done()
     instance = await _instance(hass, loaded_entry, Context())
-    assert instance.tools == []
+    assert {tool.name for tool in instance.tools} == {
+        "note_save",
+        "note_search",
+        "note_list",
+        "note_delete",
+    }
     hass.config_entries.async_update_entry(
         loaded_entry, options={**DEFAULT_OPTIONS, "confirm_domains": []}
     )

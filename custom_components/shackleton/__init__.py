@@ -19,13 +19,19 @@ from .const import (
 from .livekit_server import LiveKitInvalidAuth, LiveKitLink
 from .livekit_webhook import async_register_webhook
 from .llm_api import ShackletonAPI
+from .memory import NoteStore, async_get_embedder
 from .models import ShackletonConfigEntry, ShackletonData, ShackletonRuntime
 from .repairs import async_clear_all, async_clear_issue, async_raise_issue
 from .services import async_setup_services
 from .voice.settings import LiveKitServer
 from .voice_manager import VoiceManager, turn_taking_from_options
 
-PLATFORMS: list[Platform] = [Platform.BINARY_SENSOR, Platform.SENSOR, Platform.SWITCH]
+PLATFORMS: list[Platform] = [
+    Platform.BINARY_SENSOR,
+    Platform.SENSOR,
+    Platform.SWITCH,
+    Platform.TODO,
+]
 CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
 
 
@@ -65,8 +71,10 @@ async def async_setup_entry(hass: HomeAssistant, entry: ShackletonConfigEntry) -
 
     voice = VoiceManager(hass, entry, runtime)
     api = ShackletonAPI.for_entry(hass, entry)
+    notes = NoteStore(hass, entry.entry_id, async_get_embedder(hass))
+    await notes.async_load()
     entry.runtime_data = ShackletonData(
-        runtime=runtime, voice=voice, api=api, link=link, options=dict(entry.options)
+        runtime=runtime, voice=voice, api=api, notes=notes, link=link, options=dict(entry.options)
     )
     if has_server:
         voice.server = LiveKitServer(
@@ -106,5 +114,6 @@ async def async_unload_entry(hass: HomeAssistant, entry: ShackletonConfigEntry) 
 
 
 async def async_remove_entry(hass: HomeAssistant, entry: ShackletonConfigEntry) -> None:
-    """Remove what the entry left behind outside itself."""
+    """Remove what the entry left behind outside itself: repairs, and its notes."""
     async_clear_all(hass, entry.entry_id)
+    await NoteStore(hass, entry.entry_id, async_get_embedder(hass)).async_remove()

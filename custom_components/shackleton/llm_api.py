@@ -34,6 +34,7 @@ from .const import (
     EVENT_TOOL_CALL,
     REDACTED,
 )
+from .memory import note_tools
 from .models import ShackletonConfigEntry
 
 CONFIRMATION_TTL = 30.0
@@ -48,6 +49,8 @@ READ_ONLY_TOOLS = frozenset(
         "todo_get_items",
         "HassTimerStatus",
         "calendar_list_events",
+        "note_search",
+        "note_list",
     }
 )
 API_PROMPT = (
@@ -220,6 +223,8 @@ class ShackletonAPI(llm.API):
             prompt = f"{assist.api_prompt}\n{API_PROMPT}"
         if "calendars" in groups:
             tools.extend(calendar_tools(self.hass))
+        if "notes" in groups:
+            tools.extend(note_tools(self.entry.runtime_data.notes))
         return llm.APIInstance(
             api=self,
             api_prompt=prompt,

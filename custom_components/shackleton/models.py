@@ -22,6 +22,7 @@ from .const import (
 if TYPE_CHECKING:
     from .livekit_server import LiveKitLink
     from .llm_api import ShackletonAPI
+    from .memory import NoteStore
     from .voice_manager import VoiceManager
 
 # The busiest room decides what the assistant state sensor shows.
@@ -165,6 +166,8 @@ class ShackletonData:
     voice: VoiceManager
     # Shackleton's LLM API, registered with HA while the entry is loaded.
     api: ShackletonAPI
+    # What the assistant remembers (Store-backed, survives restarts).
+    notes: NoteStore
     link: LiveKitLink | None = field(default=None)
     # The options the entry runs with, to tell a live change from a reload.
     options: dict[str, Any] = field(default_factory=dict)

@@ -1,9 +1,15 @@
-"""Actions of Shackleton: start and end voice sessions in LiveKit rooms."""
+"""Actions of Shackleton: voice sessions in LiveKit rooms, and forgetting notes."""
 
 from __future__ import annotations
 
 from homeassistant.config_entries import ConfigEntryState
-from homeassistant.core import HomeAssistant, ServiceCall, callback
+from homeassistant.core import (
+    HomeAssistant,
+    ServiceCall,
+    ServiceResponse,
+    SupportsResponse,
+    callback,
+)
 from homeassistant.exceptions import ServiceValidationError
 from homeassistant.helpers import config_validation as cv
 import voluptuous as vol
@@ -16,6 +22,9 @@ ATTR_CONFIG_ENTRY_ID = "config_entry_id"
 ATTR_ROOM = "room"
 SERVICE_START_SESSION = "start_session"
 SERVICE_END_SESSION = "end_session"
+SERVICE_FORGET = "forget"
+ATTR_NOTE_ID = "note_id"
+ATTR_ALL = "all"
 
 SESSION_SCHEMA = vol.Schema(
     {vol.Optional(ATTR_CONFIG_ENTRY_ID): cv.string, vol.Required(ATTR_ROOM): cv.string}
@@ -70,6 +79,29 @@ async def _async_end_session(call: ServiceCall) -> None:
         raise _error("no_session", room=room)
 
 
+FORGET_SCHEMA = vol.Schema(
+    {
+        vol.Optional(ATTR_CONFIG_ENTRY_ID): cv.string,
+        vol.Exclusive(ATTR_NOTE_ID, "what"): vol.All(cv.ensure_list, [cv.string]),
+        vol.Exclusive(ATTR_ALL, "what"): cv.boolean,
+    }
+)
+
+
+async def _async_forget(call: ServiceCall) -> ServiceResponse:
+    entry = _entry(call.hass, call)
+    notes = entry.runtime_data.notes
+    if call.data.get(ATTR_ALL):
+        gone = await notes.async_clear()
+    elif note_ids := call.data.get(ATTR_NOTE_ID):
+        if missing := set(note_ids) - set(notes.notes):
+            raise _error("note_not_found", note_id=", ".join(sorted(missing)))
+        gone = await notes.async_delete(note_ids)
+    else:
+        raise _error("forget_what")
+    return {"forgotten": [{"id": note.id, "text": note.text} for note in gone]}
+
+
 @callback
 def async_setup_services(hass: HomeAssistant) -> None:
     """Register the actions (once, for every entry)."""
@@ -78,4 +110,11 @@ def async_setup_services(hass: HomeAssistant) -> None:
     )
     hass.services.async_register(
         DOMAIN, SERVICE_END_SESSION, _async_end_session, schema=SESSION_SCHEMA
+    )
+    hass.services.async_register(
+        DOMAIN,
+        SERVICE_FORGET,
+        _async_forget,
+        schema=FORGET_SCHEMA,
+        supports_response=SupportsResponse.OPTIONAL,
     )
