@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 import time
 
@@ -12,10 +13,15 @@ from homeassistant.const import STATE_OFF, STATE_ON
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import issue_registry as ir
 from homeassistant.setup import async_setup_component
+from homeassistant.util import dt as dt_util
 import pytest
-from pytest_homeassistant_custom_component.common import MockConfigEntry, async_capture_events
+from pytest_homeassistant_custom_component.common import (
+    MockConfigEntry,
+    async_capture_events,
+    async_fire_time_changed,
+)
 
-from custom_components.shackleton.const import DOMAIN, EVENT_ERROR, EVENT_TURN
+from custom_components.shackleton.const import DOMAIN, EVENT_ERROR, EVENT_REMINDER, EVENT_TURN
 from custom_components.shackleton.voice.engine import RoomSession
 from custom_components.shackleton.voice.local_audio import (
     LocalAudioInput,
@@ -321,3 +327,27 @@ async def test_turn_taking_applies_without_reload(
     assert await manager.async_end_session("kitchen")
     assert hass.states.get(sessions).state == "0"
     assert not await manager.async_end_session("kitchen")
+
+
+async def test_reminder_is_said_in_the_room_it_was_set_from(
+    hass: HomeAssistant, room: Room, loaded_entry: MockConfigEntry, fake_openai: FakeOpenAI
+) -> None:
+    """A reminder set by voice in the kitchen is spoken there when due, not notified."""
+    delivered = async_capture_events(hass, EVENT_REMINDER)
+    fake_openai.transcripts = ["Remind me to take the cake out in ten minutes."]
+    due = (dt_util.now() + timedelta(minutes=10)).replace(tzinfo=None).isoformat("T", "minutes")
+    fake_openai.chat_script = [
+        ChatReply(tool_calls=[("reminder_set", {"text": "Take the cake out", "due": due})]),
+        ChatReply("I'll remind you in ten minutes."),
+    ]
+    await room.say("turn_on_kitchen_light")  # any speech: the fake transcribes the script
+    await room.reply(1)
+
+    async_fire_time_changed(hass, dt_util.utcnow() + timedelta(minutes=11))
+    await hass.async_block_till_done()
+    reminder = await room.reply(2)
+    assert "Reminder: Take the cake out" in fake_openai.tts_inputs
+    assert reminder.duration > 0.2
+    [event] = delivered
+    assert event.data["room"] == "kitchen"
+    assert event.data["delivered"] == "spoken"

@@ -21,6 +21,7 @@ from .livekit_webhook import async_register_webhook
 from .llm_api import ShackletonAPI
 from .memory import NoteStore, async_get_embedder
 from .models import ShackletonConfigEntry, ShackletonData, ShackletonRuntime
+from .reminders import ReminderStore
 from .repairs import async_clear_all, async_clear_issue, async_raise_issue
 from .services import async_setup_services
 from .voice.settings import LiveKitServer
@@ -73,8 +74,17 @@ async def async_setup_entry(hass: HomeAssistant, entry: ShackletonConfigEntry) -
     api = ShackletonAPI.for_entry(hass, entry)
     notes = NoteStore(hass, entry.entry_id, async_get_embedder(hass))
     await notes.async_load()
+    reminders = ReminderStore(hass, entry.entry_id, voice.announce)
+    await reminders.async_load()
+    entry.async_on_unload(reminders.async_stop)
     entry.runtime_data = ShackletonData(
-        runtime=runtime, voice=voice, api=api, notes=notes, link=link, options=dict(entry.options)
+        runtime=runtime,
+        voice=voice,
+        api=api,
+        notes=notes,
+        reminders=reminders,
+        link=link,
+        options=dict(entry.options),
     )
     if has_server:
         voice.server = LiveKitServer(
@@ -114,6 +124,7 @@ async def async_unload_entry(hass: HomeAssistant, entry: ShackletonConfigEntry) 
 
 
 async def async_remove_entry(hass: HomeAssistant, entry: ShackletonConfigEntry) -> None:
-    """Remove what the entry left behind outside itself: repairs, and its notes."""
+    """Remove what the entry left behind outside itself: repairs, notes and reminders."""
     async_clear_all(hass, entry.entry_id)
     await NoteStore(hass, entry.entry_id, async_get_embedder(hass)).async_remove()
+    await ReminderStore(hass, entry.entry_id, lambda room, text: False).async_remove()

@@ -153,6 +153,7 @@ ISSUE_PROVIDER_FAILING: Final = "provider_failing"
 EVENT_TURN: Final = "shackleton_turn"
 EVENT_ERROR: Final = "shackleton_error"
 EVENT_TOOL_CALL: Final = "shackleton_tool_call"
+EVENT_REMINDER: Final = "shackleton_reminder"
 # What events, logs and diagnostics show instead of what people said.
 REDACTED: Final = "**REDACTED**"
 

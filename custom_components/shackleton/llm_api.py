@@ -36,6 +36,7 @@ from .const import (
 )
 from .memory import note_tools
 from .models import ShackletonConfigEntry
+from .reminders import reminder_tools
 
 CONFIRMATION_TTL = 30.0
 ASSIST_CALENDAR_TOOL = "calendar_get_events"
@@ -51,6 +52,7 @@ READ_ONLY_TOOLS = frozenset(
         "calendar_list_events",
         "note_search",
         "note_list",
+        "reminder_list",
     }
 )
 API_PROMPT = (
@@ -225,6 +227,8 @@ class ShackletonAPI(llm.API):
             tools.extend(calendar_tools(self.hass))
         if "notes" in groups:
             tools.extend(note_tools(self.entry.runtime_data.notes))
+        if "timers" in groups:
+            tools.extend(reminder_tools(self.entry.runtime_data.reminders, room))
         return llm.APIInstance(
             api=self,
             api_prompt=prompt,

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from .livekit_server import LiveKitLink
     from .llm_api import ShackletonAPI
     from .memory import NoteStore
+    from .reminders import ReminderStore
     from .voice_manager import VoiceManager
 
 # The busiest room decides what the assistant state sensor shows.
@@ -168,6 +169,7 @@ class ShackletonData:
     api: ShackletonAPI
     # What the assistant remembers (Store-backed, survives restarts).
     notes: NoteStore
+    reminders: ReminderStore
     link: LiveKitLink | None = field(default=None)
     # The options the entry runs with, to tell a live change from a reload.
     options: dict[str, Any] = field(default_factory=dict)

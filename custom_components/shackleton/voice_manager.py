@@ -120,6 +120,10 @@ class VoiceManager:
             self._hass, self._async_load(), f"{DOMAIN} voice engine"
         )
 
+    def announce(self, room: str | None, text: str) -> bool:
+        """Say `text` in `room` if someone is there; False otherwise."""
+        return room is not None and self.engine is not None and self.engine.announce(room, text)
+
     async def async_wait_ready(self) -> VoiceEngine | None:
         """Wait until loading ended; return the engine, or None when voice is unavailable."""
         await self._ready.wait()

@@ -485,6 +485,13 @@ class RoomSession:
         self._report_failed_turn("breaker open")
         self.apologise("breaker open")
 
+    def announce(self, text: str) -> bool:
+        """Say `text` in the room now (a reminder, a timer); False when nobody listens."""
+        if self.session is None:
+            return False
+        self.session.say(text, allow_interruptions=True, add_to_chat_ctx=True)
+        return True
+
     def apologise(self, why: str) -> None:
         """Say the apology from pre-rendered audio: the failing provider is not needed."""
         if self.session is None or self._apologising:
@@ -611,6 +618,11 @@ class VoiceEngine:
             await session.aclose()
             raise
         return session
+
+    def announce(self, room: str, text: str) -> bool:
+        """Say `text` in `room`; return False when the room has no session."""
+        session = self.sessions.get(room)
+        return session is not None and session.announce(text)
 
     async def async_end_session(self, room: str) -> bool:
         """End a room's session; return whether there was one."""
