@@ -140,6 +140,10 @@ async def test_unlock_needs_a_yes_in_a_later_turn(
     assert answer["confirmation_required"] is True
     assert answer["targets"] == ["Front door"]
     token = answer[TOKEN_ARG]
+    # "all" is how Assist's intents say "every matching entity": no way around the yes.
+    every_lock = await _call(hass, loaded_entry, asked, "HassTurnOff", name="all", domain=["lock"])
+    assert every_lock["confirmation_required"] is True
+    assert every_lock["targets"] == ["Front door"]
     confirmed = {"name": "Front door", TOKEN_ARG: token}
     assert hass.states.get(FRONT_DOOR).state == STATE_LOCKED
 
@@ -164,6 +168,7 @@ async def test_unlock_needs_a_yes_in_a_later_turn(
     assert outcomes[0] == "confirmation_required"
     assert outcomes[-2] == "ok"
     assert sum(outcome.startswith("error") for outcome in outcomes) == 4
+    assert outcomes.count("confirmation_required") == 2
     # Arguments are shown when the options allow it; the token is not an argument.
     assert audit[-2].data["arguments"] == {"name": "Front door"}
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from homeassistant.components.homeassistant.exposed_entities import async_should_expose
 from homeassistant.core import Context, HomeAssistant
-from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
+from homeassistant.exceptions import HomeAssistantError, ServiceValidationError, Unauthorized
 from homeassistant.helpers import llm
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry, MockUser
@@ -119,9 +120,11 @@ async def test_notes_belong_to_their_user_and_survive_a_restart(
 
 
 async def test_memory_list_and_forget_action(
-    hass: HomeAssistant, loaded_entry: MockConfigEntry
+    hass: HomeAssistant, loaded_entry: MockConfigEntry, hass_read_only_user: MockUser
 ) -> None:
     """The Memory to-do list shows every note; deleting there or with `forget` forgets."""
+    # It holds every user's notes: not exposed to Assist unless someone chooses to.
+    assert not async_should_expose(hass, "conversation", MEMORY)
     saved = await _call(hass, loaded_entry, "note_save", text="The alarm code is 1234")
     await hass.services.async_call(
         "todo",
@@ -154,6 +157,14 @@ async def test_memory_list_and_forget_action(
     assert neither.value.translation_key == "forget_what"
     assert hass.states.get(MEMORY).state == "1"  # nothing lost to a bad call
 
+    with pytest.raises(Unauthorized):
+        await hass.services.async_call(
+            DOMAIN,
+            "forget",
+            {"all": True},
+            blocking=True,
+            context=Context(user_id=hass_read_only_user.id),
+        )
     response = await hass.services.async_call(
         DOMAIN, "forget", {"all": True}, blocking=True, return_response=True
     )

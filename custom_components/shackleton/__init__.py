@@ -74,7 +74,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: ShackletonConfigEntry) -
     api = ShackletonAPI.for_entry(hass, entry)
     notes = NoteStore(hass, entry.entry_id, async_get_embedder(hass))
     await notes.async_load()
-    reminders = ReminderStore(hass, entry.entry_id, voice.announce)
+    reminders = ReminderStore(hass, entry.entry_id, voice.announce, api.transcripts_allowed)
     await reminders.async_load()
     entry.async_on_unload(reminders.async_stop)
     entry.runtime_data = ShackletonData(

@@ -73,6 +73,9 @@ def _event_json(event: CalendarEvent, calendar: CalendarEntity) -> dict[str, Any
     }
     if event.uid:
         shown["uid"] = event.uid
+    if event.recurrence_id:
+        # One occurrence of a repeating event: moving or deleting it needs both.
+        shown["recurrence_id"] = event.recurrence_id
     if event.location:
         shown["location"] = event.location
     if event.description:
@@ -223,12 +226,14 @@ class CreateEventTool(llm.Tool):
         return {"created": _event_json(shown, calendar)}
 
 
-async def _find_event(hass: HomeAssistant, calendar: CalendarEntity, uid: str) -> CalendarEvent:
+async def _find_event(
+    hass: HomeAssistant, calendar: CalendarEntity, uid: str, recurrence_id: str | None
+) -> CalendarEvent:
     now = dt_util.now()
     for event in await calendar.async_get_events(
         hass, now - timedelta(days=30), now + timedelta(days=400)
     ):
-        if event.uid == uid:
+        if event.uid == uid and (recurrence_id is None or event.recurrence_id == recurrence_id):
             return event
     raise CalendarToolError(f"No event with uid {uid!r} in {_label(calendar)}. List events first.")
 
@@ -238,13 +243,15 @@ class MoveEventTool(llm.Tool):
 
     name = "calendar_move_event"
     description = (
-        "Move an event (by the uid calendar_list_events gave) to a new start; "
+        "Move an event (by the uid calendar_list_events gave, and its recurrence_id for "
+        "one occurrence of a repeating event) to a new start; "
         "it keeps its length unless an end is given."
     )
     parameters = vol.Schema(
         {
             vol.Required("calendar"): str,
             vol.Required("uid"): str,
+            vol.Optional("recurrence_id"): str,
             vol.Required("start"): str,
             vol.Optional("end"): str,
         }
@@ -256,7 +263,7 @@ class MoveEventTool(llm.Tool):
         """Move the event and return it."""
         args = tool_input.tool_args
         calendar = _one(hass, args["calendar"], CalendarEntityFeature.UPDATE_EVENT)
-        event = await _find_event(hass, calendar, args["uid"])
+        event = await _find_event(hass, calendar, args["uid"], args.get("recurrence_id"))
         start, end = _span(args, event.end - event.start)  # type: ignore[operator]
         changed = {
             "summary": event.summary,
@@ -265,7 +272,9 @@ class MoveEventTool(llm.Tool):
             **({"description": event.description} if event.description else {}),
             **({"location": event.location} if event.location else {}),
         }
-        await calendar.async_update_event(args["uid"], changed)
+        await calendar.async_update_event(
+            args["uid"], changed, recurrence_id=args.get("recurrence_id")
+        )
         calendar.async_write_ha_state()
         moved = CalendarEvent(start=start, end=end, summary=event.summary, uid=event.uid)
         return {"moved": _event_json(moved, calendar)}
@@ -275,8 +284,17 @@ class DeleteEventTool(llm.Tool):
     """Remove an event."""
 
     name = "calendar_delete_event"
-    description = "Delete an event, by the uid calendar_list_events gave."
-    parameters = vol.Schema({vol.Required("calendar"): str, vol.Required("uid"): str})
+    description = (
+        "Delete an event, by the uid calendar_list_events gave; with its recurrence_id, "
+        "only that occurrence of a repeating event."
+    )
+    parameters = vol.Schema(
+        {
+            vol.Required("calendar"): str,
+            vol.Required("uid"): str,
+            vol.Optional("recurrence_id"): str,
+        }
+    )
 
     async def async_call(
         self, hass: HomeAssistant, tool_input: llm.ToolInput, llm_context: llm.LLMContext
@@ -284,8 +302,8 @@ class DeleteEventTool(llm.Tool):
         """Delete the event and say which it was."""
         args = tool_input.tool_args
         calendar = _one(hass, args["calendar"], CalendarEntityFeature.DELETE_EVENT)
-        event = await _find_event(hass, calendar, args["uid"])
-        await calendar.async_delete_event(args["uid"])
+        event = await _find_event(hass, calendar, args["uid"], args.get("recurrence_id"))
+        await calendar.async_delete_event(args["uid"], recurrence_id=args.get("recurrence_id"))
         calendar.async_write_ha_state()
         return {"deleted": _event_json(event, calendar)}
 

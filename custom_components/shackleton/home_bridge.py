@@ -78,20 +78,22 @@ class HassHome:
             now=dt_util.now(),
         )
 
-    def _context(self, room: str, turn: int) -> Context:
+    def _context(self, room: str, turn: int | None) -> Context:
+        if turn is None:
+            return Context()  # listing tools is no turn of anyone's
         known = self._turn_contexts.get(room)
         if known is None or known[0] != turn:
             known = self._turn_contexts[room] = (turn, Context())
         return known[1]
 
-    async def _api(self, room: str, turn: int = 0) -> llm.APIInstance:
+    async def _api(self, room: str, turn: int | None) -> llm.APIInstance:
         api = self._entry.runtime_data.api
         llm_context = make_llm_context(self._hass, self._language, None, self._context(room, turn))
         return await api.async_get_room_instance(llm_context, room)
 
     async def tools(self, room: str) -> list[ToolSpec]:
         """Return Shackleton's tools (Assist's over the exposed entities, and its own)."""
-        api = await self._api(room)
+        api = await self._api(room, None)
         return [
             ToolSpec(
                 name=tool.name,

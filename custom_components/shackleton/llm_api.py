@@ -150,7 +150,9 @@ class GuardedTool(llm.Tool):
                 hass, replace(tool_input, tool_args=arguments), llm_context, token
             )
         except Exception as err:
-            outcome = f"error: {err}" if isinstance(err, HomeAssistantError) else "error"
+            # Error texts can quote what was said (names, areas): shown only when allowed.
+            detail = str(err) if self._api.transcripts_allowed() else type(err).__name__
+            outcome = f"error: {detail}" if isinstance(err, HomeAssistantError) else "error"
             raise
         else:
             if result.get("confirmation_required"):
@@ -206,6 +208,10 @@ class ShackletonAPI(llm.API):
     def _option(self, key: str) -> Any:
         return self.entry.options.get(key, DEFAULT_OPTIONS[key])
 
+    def transcripts_allowed(self) -> bool:
+        """Return whether events may show what people said."""
+        return bool(self._option(CONF_TRANSCRIPTS_IN_EVENTS))
+
     async def async_get_api_instance(self, llm_context: llm.LLMContext) -> llm.APIInstance:
         """Return the tools for a conversation agent's turn."""
         return await self.async_get_room_instance(llm_context, None)
@@ -244,8 +250,10 @@ class ShackletonAPI(llm.API):
             return []
         domains = arguments.get("domain")
         device_classes = arguments.get("device_class")
+        name = arguments.get("name")
         constraints = intent.MatchTargetsConstraints(
-            name=arguments.get("name"),
+            # Assist's intents read the name "all" as no name at all: so must the guard.
+            name=None if name == "all" else name,
             area_name=arguments.get("area"),
             floor_name=arguments.get("floor"),
             domains=[domains] if isinstance(domains, str) else domains,

@@ -18,7 +18,7 @@ from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
 from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import llm
 from homeassistant.helpers.storage import Store
-from homeassistant.requirements import RequirementsNotFound, async_process_requirements
+from homeassistant.requirements import async_process_requirements
 from homeassistant.util import dt as dt_util, ulid as ulid_util
 from homeassistant.util.hass_dict import HassKey
 from homeassistant.util.json import JsonObjectType
@@ -62,7 +62,7 @@ class Embedder:
                         self._hass, f"{DOMAIN}.memory", EMBEDDING_REQUIREMENTS
                     )
                     self._model = await self._hass.async_add_executor_job(_load_model)
-                except (RequirementsNotFound, ImportError, OSError) as err:
+                except Exception as err:  # noqa: BLE001 - any failure: keywords instead
                     self.unavailable = str(err)
                     LOGGER.warning("Note search falls back to keywords: %s", err)
             return self._model
@@ -176,7 +176,12 @@ class NoteStore:
                 self._vectors[note.id] = vector
             asked = await self._embedder.async_vectors([query], query=True)
             if asked is not None:
-                scored = [(note, float(self._vectors[note.id] @ asked[0])) for note in notes]
+                # A note deleted while the model ran has no vector: it is gone anyway.
+                scored = [
+                    (note, float(self._vectors[note.id] @ asked[0]))
+                    for note in notes
+                    if note.id in self._vectors
+                ]
                 scored.sort(key=lambda pair: pair[1], reverse=True)
                 return scored[:limit], "meaning"
         wanted = _words(query)

@@ -24,7 +24,7 @@ from homeassistant.util import dt as dt_util, ulid as ulid_util
 from homeassistant.util.json import JsonObjectType
 import voluptuous as vol
 
-from .const import DOMAIN, EVENT_REMINDER, LOGGER
+from .const import DOMAIN, EVENT_REMINDER, LOGGER, REDACTED
 
 STORAGE_VERSION = 1
 MAX_REMINDERS = 200
@@ -45,10 +45,18 @@ class ReminderStore:
     """The reminders of one entry, each armed with an HA timer until delivered."""
 
     def __init__(
-        self, hass: HomeAssistant, entry_id: str, say: Callable[[str | None, str], bool]
+        self,
+        hass: HomeAssistant,
+        entry_id: str,
+        say: Callable[[str | None, str], bool],
+        show_text: Callable[[], bool] = lambda: False,
     ) -> None:
-        """Use the entry's store; `say(room, text)` speaks into a room if it can."""
+        """Use the entry's store; `say(room, text)` speaks into a room if it can.
+
+        `show_text()` tells whether events may carry the reminder's words.
+        """
         self._hass = hass
+        self._show_text = show_text
         self._entry_id = entry_id
         self._say = say
         self._store: Store[dict[str, Any]] = Store(
@@ -112,7 +120,7 @@ class ReminderStore:
             {
                 "entry_id": self._entry_id,
                 "id": reminder.id,
-                "text": reminder.text,
+                "text": reminder.text if self._show_text() else REDACTED,
                 "due": reminder.due,
                 "room": reminder.room,
                 "delivered": "spoken" if spoken else "notification",

@@ -10,7 +10,7 @@ from homeassistant.core import (
     SupportsResponse,
     callback,
 )
-from homeassistant.exceptions import ServiceValidationError
+from homeassistant.exceptions import ServiceValidationError, Unauthorized
 from homeassistant.helpers import config_validation as cv
 import voluptuous as vol
 
@@ -89,6 +89,11 @@ FORGET_SCHEMA = vol.Schema(
 
 
 async def _async_forget(call: ServiceCall) -> ServiceResponse:
+    # Notes are every user's: only an administrator (or an automation) may wipe them.
+    if call.context.user_id is not None:
+        user = await call.hass.auth.async_get_user(call.context.user_id)
+        if user is None or not user.is_admin:
+            raise Unauthorized(context=call.context)
     entry = _entry(call.hass, call)
     notes = entry.runtime_data.notes
     if call.data.get(ATTR_ALL):

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from homeassistant.components.homeassistant.exposed_entities import (
+    async_expose_entity,
+    async_get_entity_settings,
+)
 from homeassistant.components.todo import TodoItem, TodoListEntity
 from homeassistant.components.todo.const import TodoItemStatus, TodoListEntityFeature
 from homeassistant.core import HomeAssistant
@@ -12,6 +16,7 @@ from .entity import ShackletonEntity
 from .models import ShackletonConfigEntry
 
 PARALLEL_UPDATES = 0
+ASSISTANT = "conversation"
 
 MEMORY = EntityDescription(key="memory", translation_key="memory")
 
@@ -36,8 +41,11 @@ class MemoryList(ShackletonEntity, TodoListEntity):
         self._notes = entry.runtime_data.notes
 
     async def async_added_to_hass(self) -> None:
-        """Follow the notes."""
+        """Follow the notes; keep every user's notes away from Assist unless chosen."""
         await super().async_added_to_hass()
+        if ASSISTANT not in async_get_entity_settings(self.hass, self.entity_id):
+            # to-do lists are exposed by default; this one holds everyone's notes.
+            async_expose_entity(self.hass, ASSISTANT, self.entity_id, False)
         self.async_on_remove(self._notes.async_add_listener(self.async_write_ha_state))
 
     @property

@@ -332,6 +332,9 @@ class RoomSession:
         if ev.new_state == "listening":
             self._user_stopped_at = ev.created_at
         if ev.new_state == "speaking":
+            # A new user turn (what a spoken yes needs). Counted when speech starts: a
+            # realtime model's transcript can arrive after it already acted on the words.
+            self.turn += 1
             self._answered = False
             # Still talking: LiveKit drops the preemptive reply and will generate anew.
             self._deferred_failure = None
@@ -347,7 +350,6 @@ class RoomSession:
             return
         metrics = item.metrics
         if item.role == "user":
-            self.turn += 1
             self.tools_called.clear()
             self._turn_failed_reported = False
             self._pending = TurnReport(
@@ -430,11 +432,22 @@ class RoomSession:
             if self._closing:
                 return
             self._apologising = False
-            await self.async_start(**self._start_kwargs)
-            if apologise:
-                self.apologise("session restarted")
+            try:
+                await self.async_start(**self._start_kwargs)
+            except Exception as err:  # noqa: BLE001 - the room must not stay silent
+                self.engine.home.report_error(
+                    self.room, "session", f"restart failed: {err}", recoverable=True
+                )
+                self.session = None
+                retry = True
+            else:
+                retry = False
+                if apologise:
+                    self.apologise("session restarted")
         finally:
             self._restarting = False
+        if retry and not self._closing:
+            self._spawn(self._async_restart(apologise=apologise))
 
     async def _aclose_session(self, session: AgentSession[Any] | None) -> None:
         if session is not None:
@@ -489,7 +502,11 @@ class RoomSession:
         """Say `text` in the room now (a reminder, a timer); False when nobody listens."""
         if self.session is None:
             return False
-        self.session.say(text, allow_interruptions=True, add_to_chat_ctx=True)
+        try:
+            self.session.say(text, allow_interruptions=True, add_to_chat_ctx=True)
+        except RuntimeError as err:  # realtime models cannot say text; a session starting
+            _LOGGER.debug("Room %s: cannot announce: %s", self.room, err)
+            return False
         return True
 
     def apologise(self, why: str) -> None:
