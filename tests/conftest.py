@@ -8,7 +8,8 @@ import importlib
 import time
 from typing import Any
 
-from homeassistant.core import HomeAssistant
+from homeassistant.core import Context, HomeAssistant
+from homeassistant.helpers import llm
 from homeassistant.setup import async_setup_component
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
@@ -23,6 +24,7 @@ from custom_components.shackleton.const import (
     DEFAULT_OPTIONS,
     DOMAIN,
 )
+from custom_components.shackleton.home_bridge import make_llm_context
 from custom_components.shackleton.voice.loading import HEAVY_MODULES, PLUGIN_MODULES
 
 from .fakes import FakeLiveKit, FakeOpenAI, start_app
@@ -125,3 +127,12 @@ async def wait_for(predicate: Any, seconds: float = 10.0) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError("condition not met")
         await asyncio.sleep(0.02)
+
+
+async def call_tool(
+    hass: HomeAssistant, entry: MockConfigEntry, tool: str, user: str | None = None, **args: Any
+) -> Any:
+    """Call one of the entry's Shackleton API tools as a conversation agent would."""
+    llm_context = make_llm_context(hass, "en", None, Context(user_id=user))
+    api = await llm.async_get_api(hass, f"shackleton-{entry.entry_id}", llm_context)
+    return await api.async_call_tool(llm.ToolInput(tool_name=tool, tool_args=args))

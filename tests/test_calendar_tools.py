@@ -8,14 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from homeassistant.components.homeassistant.exposed_entities import async_expose_entity
-from homeassistant.core import Context, HomeAssistant
+from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import HomeAssistantError
-from homeassistant.helpers import llm
 from homeassistant.util import dt as dt_util
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from custom_components.shackleton.home_bridge import make_llm_context
+from .conftest import call_tool
 
 # HA 2025.4's holiday calendar keeps its midnight refresh timer after it is unloaded:
 # the harness then reports a lingering timer that is not ours.
@@ -49,12 +48,6 @@ async def calendars(hass: HomeAssistant, tmp_path: Path) -> AsyncIterator[None]:
         await hass.config_entries.async_unload(entry.entry_id)
 
 
-async def _call(hass: HomeAssistant, entry: MockConfigEntry, tool: str, **args: Any) -> Any:
-    llm_context = make_llm_context(hass, "en", None, Context())
-    api = await llm.async_get_api(hass, f"shackleton-{entry.entry_id}", llm_context)
-    return await api.async_call_tool(llm.ToolInput(tool_name=tool, tool_args=args))
-
-
 async def _family_events(hass: HomeAssistant, day: date) -> list[dict[str, Any]]:
     """Ask HA's own calendar service, not our tool, what the calendar holds."""
     start = datetime.combine(day, datetime.min.time(), dt_util.get_default_time_zone())
@@ -75,7 +68,7 @@ async def test_create_list_move_delete_in_the_homes_time_zone(
 ) -> None:
     """A naive 10:00 is 10:00 in London; moving keeps the length; deleting removes it."""
     tomorrow = dt_util.now().date() + timedelta(days=1)
-    created = await _call(
+    created = await call_tool(
         hass,
         loaded_entry,
         "calendar_create_event",
@@ -91,14 +84,14 @@ async def test_create_list_move_delete_in_the_homes_time_zone(
     assert start.astimezone(dt_util.get_default_time_zone()).hour == 10
     assert stored["location"] == "High Street"
 
-    listed = await _call(
+    listed = await call_tool(
         hass, loaded_entry, "calendar_list_events", start=str(tomorrow), end=str(tomorrow)
     )
     [event] = [event for event in listed["events"] if event["calendar"] == "Family"]
     assert event["start"].startswith(f"{tomorrow}T10:00")
     assert event["end"].startswith(f"{tomorrow}T11:00")  # an hour by default
 
-    await _call(
+    await call_tool(
         hass,
         loaded_entry,
         "calendar_move_event",
@@ -114,7 +107,7 @@ async def test_create_list_move_delete_in_the_homes_time_zone(
     assert (moved_start.hour, moved_start.minute) == (14, 30)
     assert moved_end - moved_start == timedelta(hours=1)  # kept its length
 
-    deleted = await _call(
+    deleted = await call_tool(
         hass, loaded_entry, "calendar_delete_event", calendar="Family", uid=event["uid"]
     )
     assert deleted["deleted"]["summary"] == "Dentist"
@@ -127,7 +120,7 @@ async def test_all_calendars_are_listed_together(
 ) -> None:
     """Without a calendar name, every exposed calendar is read: holidays included."""
     year = dt_util.now().year + 1
-    await _call(
+    await call_tool(
         hass,
         loaded_entry,
         "calendar_create_event",
@@ -136,7 +129,7 @@ async def test_all_calendars_are_listed_together(
         end=f"{year}-12-24T20:00",
         calendar="Family",
     )
-    listed = await _call(
+    listed = await call_tool(
         hass,
         loaded_entry,
         "calendar_list_events",
@@ -151,7 +144,7 @@ async def test_all_calendars_are_listed_together(
     )
 
     async_expose_entity(hass, "conversation", HOLIDAYS, False)
-    listed = await _call(
+    listed = await call_tool(
         hass, loaded_entry, "calendar_list_events", start=f"{year}-12-24", end=f"{year}-12-25"
     )
     assert {event["calendar"] for event in listed["events"]} == {"Family"}
@@ -178,5 +171,5 @@ async def test_bad_requests_get_clear_errors(
     """Read-only calendars, unknown names, past or garbled times: errors the model can read."""
     request = {"start": "2100-01-01T10:00", **args}
     with pytest.raises(HomeAssistantError, match=error):
-        await _call(hass, loaded_entry, "calendar_create_event", **request)
+        await call_tool(hass, loaded_entry, "calendar_create_event", **request)
     assert await _family_events(hass, date(2100, 1, 1)) == []

