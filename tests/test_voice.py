@@ -11,7 +11,7 @@ import time
 
 from homeassistant.const import STATE_OFF, STATE_ON
 from homeassistant.core import HomeAssistant
-from homeassistant.helpers import issue_registry as ir
+from homeassistant.helpers import device_registry as dr, issue_registry as ir
 from homeassistant.setup import async_setup_component
 from homeassistant.util import dt as dt_util
 import pytest
@@ -351,3 +351,35 @@ async def test_reminder_is_said_in_the_room_it_was_set_from(
     [event] = delivered
     assert event.data["room"] == "kitchen"
     assert event.data["delivered"] == "spoken"
+
+
+async def test_timer_uses_home_assistant_timers_and_rings_in_its_room(
+    hass: HomeAssistant,
+    room: Room,
+    loaded_entry: MockConfigEntry,
+    fake_openai: FakeOpenAI,
+    device_registry: dr.DeviceRegistry,
+) -> None:
+    """A room is an HA device with a timer handler: HA's own timer rings in that room.
+
+    Assist's timer intents appear only for such a device; the timer they set is HA's.
+    """
+    fake_openai.transcripts = ["Set a pasta timer for one minute."]
+    fake_openai.chat_script = [
+        ChatReply(tool_calls=[("HassStartTimer", {"name": "pasta", "minutes": 1})]),
+        ChatReply("Pasta timer set for one minute."),
+    ]
+    await room.say("turn_on_kitchen_light")  # any speech: the fake transcribes the script
+    await room.reply(1)
+    tools = fake_openai.chat_requests[0]["tools"]
+    assert "HassStartTimer" in {tool["function"]["name"] for tool in tools}
+    kitchen = device_registry.async_get_device(
+        identifiers={(DOMAIN, f"{loaded_entry.entry_id}_room_kitchen")}
+    )
+    assert kitchen is not None
+    assert kitchen.via_device_id is not None
+
+    async_fire_time_changed(hass, dt_util.utcnow() + timedelta(seconds=61))
+    await hass.async_block_till_done()
+    await room.reply(2)
+    assert "The pasta timer is done." in fake_openai.tts_inputs

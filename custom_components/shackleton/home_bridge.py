@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+from functools import partial
 from typing import Any
 
-from homeassistant.components import conversation
+from homeassistant.components import conversation, persistent_notification
+from homeassistant.components.intent import (
+    TimerEventType,
+    TimerInfo,
+    async_register_timer_handler,
+)
 from homeassistant.core import Context, HomeAssistant, callback
 from homeassistant.exceptions import HomeAssistantError
-from homeassistant.helpers import issue_registry as ir, llm
+from homeassistant.helpers import device_registry as dr, issue_registry as ir, llm
 from homeassistant.util import dt as dt_util
 import voluptuous as vol
 from voluptuous_openapi import convert
@@ -59,6 +65,7 @@ class HassHome:
         self._runtime = entry.runtime_data.runtime
         # One HA context per user turn and room: what tells a confirmation's yes apart.
         self._turn_contexts: dict[str, tuple[int, Context]] = {}
+        self._room_devices: dict[str, str] = {}
         self._secrets = [
             str(value)
             for key, value in entry.data.items()
@@ -86,9 +93,44 @@ class HassHome:
             known = self._turn_contexts[room] = (turn, Context())
         return known[1]
 
+    def _room_device(self, room: str) -> str:
+        """Return the room's HA device, with HA's timer handler registered on it.
+
+        Assist's timer intents only appear for a device that can announce timers, so
+        each room gets one: "set a timer" then works with HA's own timers.
+        """
+        if (device_id := self._room_devices.get(room)) is not None:
+            return device_id
+        device = dr.async_get(self._hass).async_get_or_create(
+            config_entry_id=self._entry.entry_id,
+            identifiers={(DOMAIN, f"{self._entry.entry_id}_room_{room}")},
+            name=f"{self._entry.title} {room}",
+            manufacturer="Shackleton",
+            model="Voice room",
+            via_device=(DOMAIN, self._entry.entry_id),
+        )
+        self._room_devices[room] = device.id
+        self._entry.async_on_unload(
+            async_register_timer_handler(self._hass, device.id, partial(self._on_timer, room))
+        )
+        return device.id
+
+    @callback
+    def _on_timer(self, room: str, event_type: TimerEventType, timer: TimerInfo) -> None:
+        """Say a finished timer in its room; a notification when nobody is there."""
+        if event_type is not TimerEventType.FINISHED:
+            return
+        text = f"The {timer.name} timer is done." if timer.name else "Your timer is done."
+        if not self._entry.runtime_data.voice.announce(room, text):
+            persistent_notification.async_create(
+                self._hass, text, title="Timer", notification_id=f"{DOMAIN}_timer_{timer.id}"
+            )
+
     async def _api(self, room: str, turn: int | None) -> llm.APIInstance:
         api = self._entry.runtime_data.api
-        llm_context = make_llm_context(self._hass, self._language, None, self._context(room, turn))
+        llm_context = make_llm_context(
+            self._hass, self._language, self._room_device(room), self._context(room, turn)
+        )
         return await api.async_get_room_instance(llm_context, room)
 
     async def tools(self, room: str) -> list[ToolSpec]:

@@ -41,8 +41,21 @@ from .reminders import reminder_tools
 CONFIRMATION_TTL = 30.0
 ASSIST_CALENDAR_TOOL = "calendar_get_events"
 TOKEN_ARG = "confirmation_token"  # noqa: S105 - an argument name
-# Tools that only read: they never need a confirmation.
-READ_ONLY_TOOLS = frozenset(
+# Timer intents name timers, not entities: nothing for the guard to match.
+TIMER_TOOLS = frozenset(
+    {
+        intent.INTENT_START_TIMER,
+        intent.INTENT_CANCEL_TIMER,
+        intent.INTENT_CANCEL_ALL_TIMERS,
+        intent.INTENT_INCREASE_TIMER,
+        intent.INTENT_DECREASE_TIMER,
+        intent.INTENT_PAUSE_TIMER,
+        intent.INTENT_UNPAUSE_TIMER,
+        intent.INTENT_TIMER_STATUS,
+    }
+)
+# Tools that only read (or name no entity): they never need a confirmation.
+READ_ONLY_TOOLS = TIMER_TOOLS | frozenset(
     {
         "GetLiveContext",
         "HassGetState",
@@ -227,7 +240,8 @@ class ShackletonAPI(llm.API):
         assist = await llm.async_get_api(self.hass, llm.LLM_API_ASSIST, llm_context)
         if "devices" in groups:
             # Assist's read-only calendar tool gives way to the calendar group's own.
-            tools.extend(tool for tool in assist.tools if tool.name != ASSIST_CALENDAR_TOOL)
+            skipped = {ASSIST_CALENDAR_TOOL} | (set() if "timers" in groups else TIMER_TOOLS)
+            tools.extend(tool for tool in assist.tools if tool.name not in skipped)
             prompt = f"{assist.api_prompt}\n{API_PROMPT}"
         if "calendars" in groups:
             tools.extend(calendar_tools(self.hass))
