@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import subprocess
 import sys
-import time
 
 from google.protobuf.json_format import MessageToJson
 from homeassistant.const import STATE_OFF
@@ -23,7 +21,7 @@ from custom_components.shackleton.const import DOMAIN
 from custom_components.shackleton.voice.rooms import AGENT_IDENTITY, agent_token
 from custom_components.shackleton.voice.settings import Backoff, LiveKitServer
 
-from .conftest import entry_data
+from .conftest import entry_data, wait_for
 from .fakes import FakeLiveKit, FakeOpenAI, closed_port_url
 
 SECRET = "devsecret-devsecret-devsecret-00"
@@ -79,13 +77,6 @@ async def _setup(hass: HomeAssistant, data: dict[str, object]) -> MockConfigEntr
     return entry
 
 
-async def _wait(predicate: object, seconds: float = 10.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not predicate():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "condition not met"
-        await asyncio.sleep(0.05)
-
-
 async def test_closed_port_retries_and_logs_once(
     hass: HomeAssistant, fake_openai: FakeOpenAI, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -100,7 +91,7 @@ async def test_closed_port_retries_and_logs_once(
     manager = entry.runtime_data.voice
     assert manager is not None
     worker = manager.workers["kitchen"]
-    await _wait(lambda: worker.attempts >= 3)
+    await wait_for(lambda: worker.attempts >= 3)
     assert worker.last_error == "cannot_connect"
     assert caplog.text.count("cannot join (cannot_connect)") == 1
     assert SECRET not in caplog.text
@@ -127,7 +118,7 @@ async def test_refused_key_is_reported_as_auth(
     manager = entry.runtime_data.voice
     assert manager is not None
     worker = manager.workers["hall"]
-    await _wait(lambda: worker.last_error is not None)
+    await wait_for(lambda: worker.last_error is not None)
     assert fake_livekit.rtc_attempts >= 1
     assert worker.last_error == "invalid_auth"
     assert caplog.text.count("cannot join (invalid_auth)") == 1

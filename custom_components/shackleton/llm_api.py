@@ -61,7 +61,6 @@ READ_ONLY_TOOLS = TIMER_TOOLS | frozenset(
         "HassGetState",
         "HassGetWeather",
         "todo_get_items",
-        "HassTimerStatus",
         "calendar_list_events",
         "note_search",
         "note_list",
