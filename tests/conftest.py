@@ -27,7 +27,7 @@ from custom_components.shackleton.const import (
 from custom_components.shackleton.home_bridge import make_llm_context
 from custom_components.shackleton.voice.loading import HEAVY_MODULES, PLUGIN_MODULES
 
-from .fakes import FakeLiveKit, FakeOpenAI, start_app
+from .fakes import FakeLiveKit, FakeOllama, FakeOpenAI, start_app
 
 # Import the voice stack once, before any hass exists. Each test's hass interrupts its
 # executor threads when it stops, and an import cut off half-way leaves the openai
@@ -69,6 +69,15 @@ async def fake_openai(socket_enabled: None) -> AsyncIterator[FakeOpenAI]:
     runner, server.url = await start_app(server.app())
     yield server
     server.released.set()
+    await runner.cleanup()
+
+
+@pytest.fixture
+async def fake_ollama(socket_enabled: None) -> AsyncIterator[FakeOllama]:
+    """Serve a fake Ollama chat API on 127.0.0.1."""
+    server = FakeOllama()
+    runner, server.url = await start_app(server.app())
+    yield server
     await runner.cleanup()
 
 

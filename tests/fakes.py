@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+from collections.abc import Callable
 from dataclasses import dataclass, field
 import functools
 import io
@@ -17,6 +18,8 @@ from aiohttp import web
 import jwt
 from livekit import api
 import numpy as np
+
+from custom_components.shackleton.llm_api import TOKEN_ARG
 
 
 async def start_app(app: web.Application) -> tuple[web.AppRunner, str]:
@@ -85,12 +88,33 @@ class FakeLiveKit:
         return web.Response(body=body.SerializeToString(), content_type="application/protobuf")
 
 
+ToolArguments = dict[str, Any] | Callable[[list[dict[str, Any]]], dict[str, Any]]
+
+
+def _resolve(arguments: ToolArguments, body: dict[str, Any]) -> dict[str, Any]:
+    return arguments(body["messages"]) if callable(arguments) else arguments
+
+
+def with_confirmation_token(arguments: dict[str, Any]) -> ToolArguments:
+    """Repeat a call with the token the last "confirmation required" result gave."""
+
+    def confirmed(messages: list[dict[str, Any]]) -> dict[str, Any]:
+        results = [m for m in messages if m["role"] == "tool" and TOKEN_ARG in m["content"]]
+        if not results:
+            raise AssertionError("no confirmation token in the conversation")
+        return {**arguments, TOKEN_ARG: json.loads(results[-1]["content"])[TOKEN_ARG]}
+
+    return confirmed
+
+
 @dataclass
 class ChatReply:
     """One scripted chat completion: text, tool calls, or a fault."""
 
     text: str = ""
-    tool_calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    # Arguments, or a function of the request's messages that returns them (a model
+    # repeating what an earlier tool result told it, such as a confirmation token).
+    tool_calls: list[tuple[str, ToolArguments]] = field(default_factory=list)
     # None, "500", "hang" (never answers), "cut" (stream stops mid-way), "garbage"
     fault: str | None = None
 
@@ -228,7 +252,7 @@ class FakeOpenAI:
                 "index": index,
                 "id": f"call_{len(self.chat_requests)}_{index}",
                 "type": "function",
-                "function": {"name": name, "arguments": json.dumps(arguments)},
+                "function": {"name": name, "arguments": json.dumps(_resolve(arguments, body))},
             }
             await send({"tool_calls": [call]})
         await send({}, "tool_calls" if reply.tool_calls else "stop")
@@ -526,3 +550,50 @@ class _RealtimeConversation:
         item |= {"status": "completed", "content": [{"type": "output_audio", "transcript": text}]}
         await self.send("response.output_item.done", item=item, **where)
         return item
+
+
+@dataclass
+class FakeOllama:
+    """Ollama's chat API (NDJSON streams), for HA's own Ollama conversation agent."""
+
+    chat_script: list[ChatReply] = field(default_factory=list)
+    chat_requests: list[dict[str, Any]] = field(default_factory=list)
+    url: str = ""
+
+    def app(self) -> web.Application:
+        """Return the aiohttp application."""
+        app = web.Application()
+        app.router.add_get("/api/tags", self._tags)
+        app.router.add_post("/api/chat", self._chat)
+        return app
+
+    async def _tags(self, request: web.Request) -> web.Response:
+        return web.json_response({"models": []})
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        self.chat_requests.append(body)
+        reply = self.chat_script.pop(0) if self.chat_script else ChatReply("Okay.")
+        response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+        await response.prepare(request)
+
+        async def send(message: dict[str, Any], done: bool = False) -> None:
+            line = {
+                "model": body["model"],
+                "created_at": "2026-11-22T00:00:00Z",
+                "message": {"role": "assistant", "content": "", **message},
+                "done": done,
+            }
+            await response.write(json.dumps(line).encode() + b"\n")
+
+        for word in reply.text.split(" ") if reply.text else []:
+            await send({"content": word + " "})
+        if reply.tool_calls:
+            calls = [
+                {"function": {"name": name, "arguments": _resolve(arguments, body)}}
+                for name, arguments in reply.tool_calls
+            ]
+            await send({"tool_calls": calls})
+        await send({}, done=True)
+        await response.write_eof()
+        return response

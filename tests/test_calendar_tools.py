@@ -115,6 +115,59 @@ async def test_create_list_move_delete_in_the_homes_time_zone(
 
 
 @pytest.mark.usefixtures("calendars")
+async def test_one_occurrence_of_a_repeating_event_moves_or_goes_alone(
+    hass: HomeAssistant, loaded_entry: MockConfigEntry
+) -> None:
+    """Bin day every week: moving or deleting one week leaves the other weeks alone."""
+    first = dt_util.now().date() + timedelta(days=1)
+    days = [first + timedelta(weeks=week) for week in range(3)]
+    created = await call_tool(
+        hass,
+        loaded_entry,
+        "calendar_create_event",
+        calendar="Family",
+        summary="Bin day",
+        start=f"{first}T07:00",
+        repeat="FREQ=WEEKLY;COUNT=3",
+    )
+    assert created["created"]["repeat"] == "FREQ=WEEKLY;COUNT=3"
+    listed = await call_tool(
+        hass, loaded_entry, "calendar_list_events", start=str(first), end=str(days[-1])
+    )
+    weeks = [event for event in listed["events"] if event["summary"] == "Bin day"]
+    assert [event["start"][:10] for event in weeks] == [str(day) for day in days]
+    assert len({event["uid"] for event in weeks}) == 1
+    assert all(event["repeat"] == "FREQ=WEEKLY;COUNT=3" for event in weeks)
+
+    second, third = weeks[1], weeks[2]
+    await call_tool(
+        hass,
+        loaded_entry,
+        "calendar_move_event",
+        calendar="Family",
+        uid=second["uid"],
+        recurrence_id=second["recurrence_id"],
+        start=f"{days[1]}T09:15",
+    )
+    await call_tool(
+        hass,
+        loaded_entry,
+        "calendar_delete_event",
+        calendar="Family",
+        uid=third["uid"],
+        recurrence_id=third["recurrence_id"],
+    )
+
+    def at(events: list[dict[str, Any]]) -> list[str]:
+        times = [dt_util.parse_datetime(event["start"]) for event in events]
+        return [dt_util.as_local(time).strftime("%H:%M") for time in times if time]
+
+    assert at(await _family_events(hass, days[0])) == ["07:00"]  # untouched
+    assert at(await _family_events(hass, days[1])) == ["09:15"]  # moved alone
+    assert await _family_events(hass, days[2]) == []  # deleted alone
+
+
+@pytest.mark.usefixtures("calendars")
 async def test_all_calendars_are_listed_together(
     hass: HomeAssistant, loaded_entry: MockConfigEntry
 ) -> None:
@@ -163,6 +216,8 @@ async def test_all_calendars_are_listed_together(
             "end must be after start",
         ),
         ({"calendar": "Family", "summary": ""}, "Invalid arguments"),
+        ({"calendar": "Family", "summary": "Gym", "repeat": "every tuesday"}, "RRULE"),
+        ({"calendar": "Family", "summary": "Gym", "repeat": "FREQ=WEEKLY;BYDAY=XX"}, "RRULE"),
     ],
 )
 async def test_bad_requests_get_clear_errors(

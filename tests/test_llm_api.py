@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from homeassistant.components import conversation
 from homeassistant.components.homeassistant.exposed_entities import async_expose_entity
 from homeassistant.const import STATE_LOCKED, STATE_OFF, STATE_ON, STATE_UNLOCKED
 from homeassistant.core import Context, HomeAssistant
@@ -21,6 +22,8 @@ from custom_components.shackleton.const import DEFAULT_OPTIONS, EVENT_TOOL_CALL,
 from custom_components.shackleton.home_bridge import HassHome, make_llm_context
 from custom_components.shackleton.llm_api import TOKEN_ARG, ConfirmationError, Confirmations
 from custom_components.shackleton.voice.home import ToolCallError
+
+from .fakes import ChatReply, FakeOllama, with_confirmation_token
 
 KITCHEN = "light.kitchen_light"
 CELLAR = "light.cellar_light"
@@ -228,3 +231,55 @@ async def test_tool_groups_and_confirmation_domains_follow_the_options(
     await hass.async_block_till_done()
     await _call(hass, loaded_entry, Context(), "HassTurnOff", name="Front door")
     assert hass.states.get(FRONT_DOOR).state == STATE_UNLOCKED
+
+
+@pytest.mark.usefixtures("home")
+async def test_another_conversation_agent_uses_the_api(
+    hass: HomeAssistant, loaded_entry: MockConfigEntry, fake_ollama: FakeOllama
+) -> None:
+    """HA's own Ollama agent, with "Shackleton" picked as its API: tools, yes, audit.
+
+    Nothing of Shackleton's runs the conversation: HA's chat log calls the tools.
+    """
+    ollama = MockConfigEntry(
+        domain="ollama",
+        title="Llama",
+        data={"url": fake_ollama.url, "model": "llama3.2:latest"},
+        options={"llm_hass_api": f"shackleton-{loaded_entry.entry_id}"},
+    )
+    ollama.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(ollama.entry_id)
+    await hass.async_block_till_done()
+    agent = "conversation.llama"
+    assert hass.states.get(agent) is not None
+    audit = async_capture_events(hass, EVENT_TOOL_CALL)
+    fake_ollama.chat_script = [
+        ChatReply(tool_calls=[("HassTurnOn", {"name": "Kitchen light"})]),
+        ChatReply("The kitchen light is on."),
+        ChatReply(tool_calls=[("HassTurnOff", {"name": "Front door"})]),
+        ChatReply("Should I unlock the front door?"),
+        ChatReply(tool_calls=[("HassTurnOff", with_confirmation_token({"name": "Front door"}))]),
+        ChatReply("Unlocked."),
+    ]
+
+    async def say(text: str, conversation_id: str | None) -> conversation.ConversationResult:
+        return await conversation.async_converse(
+            hass, text, conversation_id, Context(), agent_id=agent
+        )
+
+    first = await say("Turn on the kitchen light", None)
+    assert first.response.speech["plain"]["speech"].strip() == "The kitchen light is on."
+    assert hass.states.get(KITCHEN).state == STATE_ON
+    offered = {tool["function"]["name"] for tool in fake_ollama.chat_requests[0]["tools"]}
+    assert {"HassTurnOn", "note_save", "reminder_set"} <= offered
+    assert "Shackleton" in fake_ollama.chat_requests[0]["messages"][0]["content"]
+
+    asked = await say("Unlock the front door", first.conversation_id)
+    assert asked.response.speech["plain"]["speech"].strip() == "Should I unlock the front door?"
+    assert hass.states.get(FRONT_DOOR).state == STATE_LOCKED
+    await say("Yes", first.conversation_id)  # a new user turn: the token is honoured
+    assert hass.states.get(FRONT_DOOR).state == STATE_UNLOCKED
+
+    assert [event.data["outcome"] for event in audit] == ["ok", "confirmation_required", "ok"]
+    assert [event.data["tool"] for event in audit] == ["HassTurnOn", "HassTurnOff", "HassTurnOff"]
+    assert await hass.config_entries.async_unload(ollama.entry_id)

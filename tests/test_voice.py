@@ -9,7 +9,8 @@ from datetime import timedelta
 from pathlib import Path
 import time
 
-from homeassistant.const import STATE_OFF, STATE_ON
+from homeassistant.components.homeassistant.exposed_entities import async_expose_entity
+from homeassistant.const import STATE_LOCKED, STATE_OFF, STATE_ON, STATE_UNLOCKED
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import device_registry as dr, issue_registry as ir
 from homeassistant.setup import async_setup_component
@@ -31,7 +32,7 @@ from custom_components.shackleton.voice.local_audio import (
 )
 
 from .conftest import wait_for
-from .fakes import ChatReply, FakeOpenAI
+from .fakes import ChatReply, FakeOpenAI, with_confirmation_token
 
 AUDIO = Path(__file__).parent / "fixtures" / "audio"
 LIGHT = "light.kitchen_light"
@@ -39,10 +40,12 @@ LIGHT = "light.kitchen_light"
 
 @pytest.fixture
 async def kitchen_light(hass: HomeAssistant) -> None:
-    """Set up a real template light, backed by an input_boolean, exposed to Assist."""
-    assert await async_setup_component(
-        hass, "input_boolean", {"input_boolean": {"kitchen_power": {}}}
-    )
+    """Set up a real template light, backed by an input_boolean, exposed to Assist.
+
+    input_boolean is set up once per hass: the front door's bolt is declared here too.
+    """
+    booleans = {"kitchen_power": {}, "door_locked": {"initial": True}}
+    assert await async_setup_component(hass, "input_boolean", {"input_boolean": booleans})
     target = {"entity_id": "input_boolean.kitchen_power"}
     assert await async_setup_component(
         hass,
@@ -299,6 +302,49 @@ async def test_bad_tool_arguments_reach_the_model_as_errors(
     assert tool_result["role"] == "tool"
     assert "Garage rocket" in tool_result["content"] or "error" in tool_result["content"].lower()
     assert hass.states.get(LIGHT).state == STATE_OFF
+
+
+async def test_unlocking_waits_for_a_spoken_yes(
+    hass: HomeAssistant, room: Room, fake_openai: FakeOpenAI
+) -> None:
+    """The engine counts a user turn when speech starts: only a new utterance is a yes."""
+    door = {"entity_id": "input_boolean.door_locked"}
+    assert await async_setup_component(
+        hass,
+        "lock",
+        {
+            "lock": {
+                "platform": "template",
+                "name": "Front door",
+                "value_template": "{{ is_state('input_boolean.door_locked', 'on') }}",
+                "lock": {"action": "input_boolean.turn_on", "target": door},
+                "unlock": {"action": "input_boolean.turn_off", "target": door},
+            }
+        },
+    )
+    await hass.async_block_till_done()
+    async_expose_entity(hass, "conversation", "lock.front_door", True)
+    assert hass.states.get("lock.front_door").state == STATE_LOCKED
+    fake_openai.transcripts = ["Unlock the front door.", "Yes."]
+    fake_openai.chat_script = [
+        ChatReply(tool_calls=[("HassTurnOff", {"name": "Front door"})]),
+        # A model that answers for the user, in the same turn: refused.
+        ChatReply(tool_calls=[("HassTurnOff", with_confirmation_token({"name": "Front door"}))]),
+        ChatReply("Should I unlock the front door?"),
+        ChatReply(tool_calls=[("HassTurnOff", with_confirmation_token({"name": "Front door"}))]),
+        ChatReply("The front door is unlocked."),
+    ]
+    await room.say("turn_on_kitchen_light")  # any speech: the fake transcribes the script
+    await room.reply(1)
+    skipped = fake_openai.chat_requests[2]["messages"][-1]
+    assert skipped["role"] == "tool"
+    assert "not answered" in skipped["content"]
+    assert hass.states.get("lock.front_door").state == STATE_LOCKED
+
+    await room.say("turn_on_kitchen_light")
+    await room.reply(2)
+    assert hass.states.get("lock.front_door").state == STATE_UNLOCKED
+    assert fake_openai.tts_inputs[-1] == "The front door is unlocked."
 
 
 async def test_turn_taking_applies_without_reload(

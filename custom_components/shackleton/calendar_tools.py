@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from dateutil.rrule import rrulestr
 from homeassistant.components.calendar import CalendarEntity, CalendarEvent
 from homeassistant.components.calendar.const import DATA_COMPONENT, CalendarEntityFeature
 from homeassistant.components.homeassistant.exposed_entities import async_should_expose
@@ -44,6 +45,25 @@ def _when(value: str, field: str) -> datetime | date:
     return moment
 
 
+REPEAT_FREQUENCIES = {"DAILY", "WEEKLY", "MONTHLY", "YEARLY"}
+
+
+def _repeat_rule(value: Any) -> str:
+    """Check an RFC 5545 RRULE body ("FREQ=WEEKLY;BYDAY=TU") before a calendar sees it."""
+    text = str(value).strip().removeprefix("RRULE:")
+    parts = dict(part.split("=", 1) for part in text.split(";") if "=" in part)
+    if parts.get("FREQ") not in REPEAT_FREQUENCIES:
+        raise vol.Invalid(
+            "repeat must be an RRULE with FREQ=DAILY, WEEKLY, MONTHLY or YEARLY, "
+            f"e.g. FREQ=WEEKLY;BYDAY=TU, got {value!r}"
+        )
+    try:
+        rrulestr(text)
+    except (ValueError, TypeError) as err:
+        raise vol.Invalid(f"repeat is not a valid RRULE ({err}): {value!r}") from err
+    return text
+
+
 def _day_start(day: date) -> datetime:
     return datetime.combine(day, datetime.min.time(), dt_util.get_default_time_zone())
 
@@ -76,6 +96,8 @@ def _event_json(event: CalendarEvent, calendar: CalendarEntity) -> dict[str, Any
     if event.recurrence_id:
         # One occurrence of a repeating event: moving or deleting it needs both.
         shown["recurrence_id"] = event.recurrence_id
+    if event.rrule:
+        shown["repeat"] = event.rrule
     if event.location:
         shown["location"] = event.location
     if event.description:
@@ -196,7 +218,8 @@ class CreateEventTool(llm.Tool):
     description = (
         "Add an event. start (and optional end) are ISO dates for all-day events or local "
         "date-times; without end, events last an hour. Give the calendar's name unless "
-        "only one calendar can take events."
+        "only one calendar can take events. For a repeating event, repeat is an RRULE "
+        "such as FREQ=WEEKLY;BYDAY=TU or FREQ=MONTHLY;COUNT=6."
     )
     parameters = vol.Schema(
         {
@@ -206,6 +229,7 @@ class CreateEventTool(llm.Tool):
             vol.Optional("calendar"): str,
             vol.Optional("description"): str,
             vol.Optional("location"): str,
+            vol.Optional("repeat"): _repeat_rule,
         }
     )
 
@@ -220,9 +244,13 @@ class CreateEventTool(llm.Tool):
         for key in ("description", "location"):
             if args.get(key):
                 event[key] = args[key]
+        if args.get("repeat"):
+            event["rrule"] = args["repeat"]
         await calendar.async_create_event(**event)
         calendar.async_write_ha_state()
-        shown = CalendarEvent(start=start, end=end, summary=args["summary"])
+        shown = CalendarEvent(
+            start=start, end=end, summary=args["summary"], rrule=args.get("repeat")
+        )
         return {"created": _event_json(shown, calendar)}
 
 
