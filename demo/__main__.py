@@ -1,11 +1,14 @@
 """Boot a real Home Assistant with Shackleton on offline defaults and show what a user sees.
 
-Run with `scripts/demo`. Exits non-zero if Shackleton does not load.
+Run with `scripts/demo`. Fully offline: faster-whisper tiny.en listens, Home Assistant's
+own Assist agent acts, piper speaks. Exits non-zero if Shackleton does not load, if any
+turn of the script fails, or if Shackleton blocks the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 import json
 import logging
 from pathlib import Path
@@ -16,12 +19,14 @@ from typing import Any
 
 from homeassistant import bootstrap, runner
 from homeassistant.components.diagnostics import async_redact_data
+from homeassistant.components.homeassistant.exposed_entities import async_expose_entity
 from homeassistant.config_entries import ConfigEntry, ConfigEntryState
-from homeassistant.core import HomeAssistant
+from homeassistant.const import EVENT_STATE_CHANGED
+from homeassistant.core import Event, EventStateChangedData, HomeAssistant
 from homeassistant.helpers import entity_registry as er, issue_registry as ir
 from homeassistant.helpers.translation import async_get_translations
 
-from custom_components.shackleton.const import DEFAULT_OPTIONS, DOMAIN, REDACT_KEYS
+from custom_components.shackleton.const import DEFAULT_OPTIONS, DOMAIN, EVENT_TURN, REDACT_KEYS
 from custom_components.shackleton.diagnostics import async_get_config_entry_diagnostics
 
 REPO = Path(__file__).resolve().parent.parent
@@ -40,20 +45,51 @@ logger:
     homeassistant.components.camera.img_util: critical
     # The blocking-call detector: the demo collects its reports.
     homeassistant.util.loop: warning
+input_boolean:
+  kitchen_power:
+  porch_power:
+light:
+  - platform: template
+    lights:
+      kitchen_light:
+        friendly_name: Kitchen light
+        value_template: "{{ is_state('input_boolean.kitchen_power', 'on') }}"
+        turn_on: {action: input_boolean.turn_on, target: {entity_id: input_boolean.kitchen_power}}
+        turn_off: {action: input_boolean.turn_off, target: {entity_id: input_boolean.kitchen_power}}
+      porch_light:
+        friendly_name: Porch light
+        value_template: "{{ is_state('input_boolean.porch_power', 'on') }}"
+        turn_on: {action: input_boolean.turn_on, target: {entity_id: input_boolean.porch_power}}
+        turn_off: {action: input_boolean.turn_off, target: {entity_id: input_boolean.porch_power}}
 """
 
-# What a user has after choosing "No LiveKit server yet" and a local OpenAI-compatible
-# server (Ollama on its usual port); nothing here reaches the internet.
+# What a user has after choosing "No LiveKit server yet", offline speech ("On this Home
+# Assistant") and Assist as the language model: no account, no model server, no network.
 ENTRY_DATA = {
     "voice_mode": "pipeline",
-    "stt_provider": "compatible",
-    "llm_provider": "compatible",
-    "tts_provider": "compatible",
-    "compatible_base_url": "http://127.0.0.1:11434/v1",
-    "stt_model": "whisper",
-    "llm_model": "qwen3:4b",
-    "tts_model": "kokoro",
+    "stt_provider": "local",
+    "stt_model": "tiny.en",
+    "llm_provider": "home_assistant",
+    "llm_model": "conversation.home_assistant",
+    "tts_provider": "local",
+    "tts_model": "en_US-joe-medium",
 }
+# The script: what is said into the kitchen, and what must change in the home.
+SCRIPT: list[tuple[str, str, Callable[[HomeAssistant], bool]]] = [
+    ("Turn on the kitchen light.", "HassTurnOn", lambda h: _state(h, KITCHEN) == "on"),
+    ("Turn on the porch light.", "HassTurnOn", lambda h: _state(h, PORCH) == "on"),
+    ("Turn off the kitchen light.", "HassTurnOff", lambda h: _state(h, KITCHEN) == "off"),
+    ("Set a timer for two minutes.", "HassStartTimer", lambda h: True),
+    ("Add eggs to my shopping list.", "HassListAddItem", lambda h: _state(h, SHOPPING) == "1"),
+]
+KITCHEN, PORCH, SHOPPING = "light.kitchen_light", "light.porch_light", "todo.shopping_list"
+ANNOUNCEMENT = "Dinner is ready."
+WAV_DIR = REPO / "demo" / "output"
+
+
+def _state(hass: HomeAssistant, entity_id: str) -> str | None:
+    state = hass.states.get(entity_id)
+    return state.state if state else None
 
 
 class _BlockingCalls(logging.Handler):
@@ -89,13 +125,21 @@ async def _run(config_dir: Path) -> int:
     logging.getLogger("homeassistant.util.loop").addHandler(blocking)
     await hass.async_start()
     try:
+        todo = {"todo_list_name": "Shopping list", "storage_key": "shopping"}
+        await _add_entry(hass, "local_todo", "Shopping list", todo)
+        async_expose_entity(hass, "conversation", SHOPPING, True)
         entry = ConfigEntry(
             version=1,
             minor_version=1,
             domain=DOMAIN,
             title="Shackleton",
             data=ENTRY_DATA,
-            options={**DEFAULT_OPTIONS, "language": hass.config.language},
+            # The demo prints what was said: transcripts in events are on here.
+            options={
+                **DEFAULT_OPTIONS,
+                "language": hass.config.language,
+                "transcripts_in_events": True,
+            },
             source="user",
             unique_id=None,
             discovery_keys={},
@@ -123,6 +167,7 @@ async def _run(config_dir: Path) -> int:
             print(f" ({runtime.voice_error})")
 
         await _show(hass, entry)
+        spoken = engine is not None and await _converse(hass, entry)
         ok = await hass.config_entries.async_unload(entry.entry_id)
         print(f"\nUnloaded cleanly: {ok}")
         ours = [report for report in blocking.reports if DOMAIN in report or "livekit" in report]
@@ -130,9 +175,103 @@ async def _run(config_dir: Path) -> int:
         print(f"Blocking calls on the event loop: {total} ({len(ours)} from Shackleton)")
         for report in blocking.reports:
             print("  " + report.splitlines()[0][:300])
-        return 0 if ok and not ours else 1
+        return 0 if ok and spoken and not ours else 1
     finally:
         await hass.async_stop()
+
+
+async def _add_entry(hass: HomeAssistant, domain: str, title: str, data: dict[str, Any]) -> None:
+    entry = ConfigEntry(
+        version=1, minor_version=1, domain=domain, title=title, data=data, options={},
+        source="user", unique_id=None, discovery_keys={}, subentries_data=None,
+    )  # fmt: skip
+    await hass.config_entries.async_add(entry)
+    await hass.async_block_till_done()
+
+
+async def _converse(hass: HomeAssistant, entry: ConfigEntry) -> bool:
+    """Speak the script into a kitchen session; print what happened; True if all passed."""
+    from custom_components.shackleton.voice.local_audio import (
+        LocalAudioInput,
+        LocalAudioOutput,
+    )
+    from custom_components.shackleton.voice.local_models import PiperTTS
+
+    loop = asyncio.get_running_loop()
+    turns: list[dict[str, Any]] = []
+    changes: list[str] = []
+    arrived = asyncio.Condition()
+
+    async def on_turn(event: Event[dict[str, Any]]) -> None:
+        async with arrived:
+            turns.append(dict(event.data))
+            arrived.notify_all()
+
+    hass.bus.async_listen(EVENT_TURN, on_turn)
+
+    def changed(event: Event[EventStateChangedData]) -> None:
+        old, new = event.data["old_state"], event.data["new_state"]
+        if new is not None and event.data["entity_id"].split(".")[0] in ("light", "todo"):
+            changes.append(f"{new.entity_id}: {old.state if old else '-'} -> {new.state}")
+
+    hass.bus.async_listen(EVENT_STATE_CHANGED, changed)
+    mic, speaker = LocalAudioInput(), LocalAudioOutput()
+    await entry.runtime_data.voice.async_start_local_session(
+        "kitchen", audio_input=mic, audio_output=speaker
+    )
+    voice = PiperTTS()  # the user's voice: piper again, so the run is deterministic
+    await loop.run_in_executor(None, WAV_DIR.mkdir, 0o755, True, True)
+    passed = 0
+    print("\nTalking to Shackleton in the kitchen (piper speaks, tiny.en listens, Assist acts)")
+    for number, (text, intent, check) in enumerate(SCRIPT, 1):
+        pcm, rate = await loop.run_in_executor(None, voice.synthesize_pcm, text)
+        changes.clear()
+        await mic.play_pcm(pcm, rate)
+        segment = await asyncio.wait_for(speaker.wait_for_segment(number), 30)
+        async with arrived:
+            await asyncio.wait_for(arrived.wait_for(lambda n=number: len(turns) >= n), 10)
+        turn = turns[number - 1]
+        ok = turn["error"] is None and intent in turn["tools"] and check(hass)
+        passed += ok
+        wav = WAV_DIR / f"{number:02d}_reply.wav"
+        await loop.run_in_executor(None, segment.write_wav, wav)
+        print(f"\n{number}. you said      {text}")
+        print(f"   it heard      {turn['user_text']}")
+        print(f"   intents       {', '.join(turn['tools']) or '-'}")
+        print(f"   home changes  {'; '.join(changes) or '-'}")
+        print(f"   it replied    {turn['agent_text']}  ({wav.relative_to(REPO)})")
+        print(
+            f"   speech end -> first audio {turn['end_to_end_ms']} ms   {'OK' if ok else 'FAILED'}"
+        )
+    print(f"\nAnnouncement: {ANNOUNCEMENT}")
+    entry.runtime_data.voice.announce("kitchen", ANNOUNCEMENT)
+    announced = await asyncio.wait_for(speaker.wait_for_segment(len(SCRIPT) + 1), 30)
+    wav = WAV_DIR / "announcement.wav"
+    await loop.run_in_executor(None, announced.write_wav, wav)
+    print(f"   said in the kitchen: {announced.duration:.1f} s of audio ({wav.relative_to(REPO)})")
+    mic.close()
+    _print_latency(turns)
+    print(f"\nTurns passed: {passed}/{len(SCRIPT)}")
+    return passed == len(SCRIPT) and announced.duration > 0.5
+
+
+def _print_latency(turns: list[dict[str, Any]]) -> None:
+    stages = [
+        ("end of speech -> turn committed", "end_of_utterance_delay_ms"),
+        ("speech-to-text", "transcription_delay_ms"),
+        ("Assist (first text)", "llm_ttft_ms"),
+        ("text-to-speech (first audio)", "tts_ttfb_ms"),
+        ("speech end -> first audio", "end_to_end_ms"),
+    ]
+    print("\nLatency over the script (ms)")
+    rows = [("stage", "p50    p95")]
+    for label, key in stages:
+        values = sorted(turn[key] for turn in turns if turn.get(key) is not None)
+        if values:
+            p50 = values[len(values) // 2]
+            p95 = values[min(len(values) - 1, round(0.95 * (len(values) - 1)))]
+            rows.append((label, f"{p50:<6} {p95}"))
+    _print_table(rows)
 
 
 async def _main() -> int:

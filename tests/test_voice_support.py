@@ -16,6 +16,7 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 from custom_components.shackleton.const import DOMAIN
 from custom_components.shackleton.voice_manager import settings_from_entry
 from custom_components.shackleton.voice_support import (
+    LOCAL_REQUIREMENTS,
     VOICE_REQUIREMENTS,
     VoiceSupportLoader,
     async_get_loader,
@@ -27,11 +28,14 @@ from .fakes import FakeLiveKit, FakeOpenAI
 REPO = __import__("pathlib").Path(__file__).parent.parent
 
 
-def test_requirements_match_the_pinned_set() -> None:
-    """The runtime install uses exactly the pins of requirements/voice.txt."""
-    lines = (REPO / "requirements" / "voice.txt").read_text().splitlines()
+@pytest.mark.parametrize(
+    ("name", "installed"), [("voice", VOICE_REQUIREMENTS), ("local", LOCAL_REQUIREMENTS)]
+)
+def test_requirements_match_the_pinned_set(name: str, installed: list[str]) -> None:
+    """The runtime installs use exactly the pins of requirements/voice.txt and local.txt."""
+    lines = (REPO / "requirements" / f"{name}.txt").read_text().splitlines()
     pins = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
-    assert pins == VOICE_REQUIREMENTS
+    assert pins == installed
 
 
 async def test_missing_packages_leave_text_working(

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+import os
 from typing import Any
 
-from homeassistant.components import webhook
+from homeassistant.components import conversation, webhook
 from homeassistant.config_entries import (
     SOURCE_RECONFIGURE,
     ConfigEntry,
@@ -18,6 +19,7 @@ from homeassistant.data_entry_flow import section
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.selector import (
     BooleanSelector,
+    ConversationAgentSelector,
     LanguageSelector,
     NumberSelector,
     NumberSelectorConfig,
@@ -69,6 +71,8 @@ from .const import (
 from .livekit_server import LiveKitError, async_check_livekit, normalize_livekit_url
 from .livekit_webhook import webhook_id
 from .providers import (
+    PROVIDER_HOME_ASSISTANT,
+    PROVIDER_LOCAL,
     PROVIDER_OPENAI,
     PROVIDERS,
     ProviderError,
@@ -265,6 +269,8 @@ class ShackletonConfigFlow(ConfigFlow, domain=DOMAIN):
         fields: dict[Any, Any] = {}
         for name in providers_in_use(self._data):
             spec = PROVIDERS[name]
+            if not spec.remote:
+                continue
             if spec.needs_api_key and not (keep_blank and self._data.get(api_key_key(name))):
                 fields[vol.Required(api_key_key(name))] = _SECRET
             else:
@@ -278,7 +284,10 @@ class ShackletonConfigFlow(ConfigFlow, domain=DOMAIN):
             default = self._data.get(model_key(stage)) or PROVIDERS[
                 stage_provider(self._data, stage)
             ].default_models.get(stage)
-            fields[vol.Required(model_key(stage), default=default or vol.UNDEFINED)] = _TEXT
+            agent = stage_provider(self._data, stage) == PROVIDER_HOME_ASSISTANT
+            fields[vol.Required(model_key(stage), default=default or vol.UNDEFINED)] = (
+                ConversationAgentSelector() if agent else _TEXT
+            )
         schema = vol.Schema(fields)
         return self.async_show_form(
             step_id="credentials",
@@ -405,12 +414,16 @@ class ShackletonConfigFlow(ConfigFlow, domain=DOMAIN):
         for stage in stages:
             field_name = model_key(stage)
             model = str(user_input.get(field_name) or self._data.get(field_name) or "").strip()
-            if model:
-                cleaned[field_name] = model
-            else:
+            if not model:
                 errors[field_name] = "model_required"
+                continue
+            cleaned[field_name] = model
+            if (reason := await self._async_check_in_home(stage, model)) is not None:
+                errors[field_name] = reason
         for name in providers_in_use(self._data):
             spec = PROVIDERS[name]
+            if not spec.remote:
+                continue
             key_field, url_field = api_key_key(name), base_url_key(name)
             api_key = (user_input.get(key_field) or self._data.get(key_field) or "").strip()
             raw_url = user_input.get(url_field) or spec.default_base_url or ""
@@ -433,6 +446,20 @@ class ShackletonConfigFlow(ConfigFlow, domain=DOMAIN):
                     ):
                         errors[model_key(stage)] = "model_not_found"
         return errors, cleaned
+
+    async def _async_check_in_home(self, stage: str, model: str) -> str | None:
+        """Check a model that runs in HA: the agent exists, the model path is there."""
+        provider = stage_provider(self._data, stage)
+        if provider == PROVIDER_HOME_ASSISTANT:
+            if conversation.async_get_agent_info(self.hass, model) is None:
+                return "agent_not_found"
+        elif (
+            provider == PROVIDER_LOCAL
+            and model != PROVIDERS[provider].default_models[stage]
+            and not await self.hass.async_add_executor_job(os.path.exists, model)
+        ):
+            return "model_path_not_found"
+        return None
 
 
 SECRET_FIELDS = frozenset({CONF_LIVEKIT_API_SECRET, *(api_key_key(name) for name in PROVIDERS)})

@@ -148,6 +148,7 @@ LIVEKIT_RETRY_MAX: Final = 60.0
 
 ISSUE_NO_LIVEKIT: Final = "no_livekit_server"
 ISSUE_VOICE_UNAVAILABLE: Final = "voice_unavailable"
+ISSUE_VOICE_START_FAILED: Final = "voice_start_failed"
 ISSUE_PROVIDER_FAILING: Final = "provider_failing"
 
 EVENT_TURN: Final = "shackleton_turn"

@@ -66,6 +66,8 @@ class HassHome:
         # One HA context per user turn and room: what tells a confirmation's yes apart.
         self._turn_contexts: dict[str, tuple[int, Context]] = {}
         self._room_devices: dict[str, str] = {}
+        # A room's conversation with an agent goes on across turns (follow-ups work).
+        self._conversations: dict[str, str] = {}
         self._secrets = [
             str(value)
             for key, value in entry.data.items()
@@ -154,6 +156,29 @@ class HassHome:
             return await api.async_call_tool(llm.ToolInput(tool_name=name, tool_args=arguments))
         except (HomeAssistantError, vol.Invalid) as err:
             raise ToolCallError(str(err) or type(err).__name__) from err
+
+    async def converse(
+        self, room: str, text: str, agent_id: str, *, turn: int = 0
+    ) -> tuple[str, list[str]]:
+        """Ask a conversation agent, as the room's device (so timers ring there)."""
+        try:
+            result = await conversation.async_converse(
+                self._hass,
+                text,
+                self._conversations.get(room),
+                self._context(room, turn),
+                language=self._language,
+                agent_id=agent_id,
+                device_id=self._room_device(room),
+            )
+        except HomeAssistantError as err:
+            raise ToolCallError(str(err) or type(err).__name__) from err
+        response = result.response
+        if result.conversation_id:
+            self._conversations[room] = result.conversation_id
+        speech = str(response.speech.get("plain", {}).get("speech", ""))
+        intent_type = response.intent.intent_type if response.intent else None
+        return speech, [intent_type] if intent_type else []
 
     @callback
     def report_state(self, room: str, state: str) -> None:

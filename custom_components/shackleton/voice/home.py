@@ -66,6 +66,15 @@ class Home(Protocol):
         turn than it was asked in is what a spoken yes looks like to the home.
         """
 
+    async def converse(
+        self, room: str, text: str, agent_id: str, *, turn: int = 0
+    ) -> tuple[str, list[str]]:
+        """Hand a user's words to the home's conversation agent.
+
+        Return its reply and the intents or tools it used (it runs them itself); a
+        failure raises ToolCallError.
+        """
+
     def report_state(self, room: str, state: str) -> None:
         """Record the agent's state in a room (listening, thinking, speaking, idle)."""
 

@@ -21,8 +21,10 @@ from typing import Final
 #   which stalled the loop for 0.47 s in the first turn of every process.
 # - anyio's asyncio backend: httpx (under the openai client) loads it on its first
 #   request, the TTS prewarm at session start: 80 ms on the loop.
+# - livekit.rtc.resources: looked up by name when a session starts.
 HEAVY_MODULES: Final = (
     "livekit.rtc",
+    "livekit.rtc.resources",
     "livekit.agents",
     "openai",
     "openai.resources",
@@ -37,7 +39,11 @@ HEAVY_MODULES: Final = (
 # Register themselves with livekit-agents at import: main thread only.
 PLUGIN_MODULES: Final = ("livekit.plugins.silero", "livekit.plugins.openai", "livekit.plugins.groq")
 # The engine's own modules import livekit at the top: load them in a worker thread too.
-ENGINE_MODULES: Final = (f"{__package__}.engine", f"{__package__}.rooms")
+ENGINE_MODULES: Final = (
+    f"{__package__}.engine",
+    f"{__package__}.rooms",
+    f"{__package__}.local_models",
+)
 
 # A worker thread cannot be cancelled: after an unload mid-load it goes on importing.
 # A later load must wait for it, or it would meet half-initialised openai modules.

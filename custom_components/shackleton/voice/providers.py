@@ -13,6 +13,8 @@ import openai as openai_sdk
 from openai.types.realtime import AudioTranscription
 from openai.types.realtime.realtime_audio_input_turn_detection import ServerVad
 
+from .agent_llm import ConversationAgentLLM
+from .home import Home
 from .settings import Limits, ProviderSettings, TurnTaking, VoiceSettings
 
 DEFAULT_BASE_URLS = {
@@ -30,6 +32,13 @@ class Models:
     tts: tts.TTS[Any] | None = None
     # Clients made here with their own HTTP pools; a host's shared pool is never closed.
     owned_clients: list[openai_sdk.AsyncClient] = field(default_factory=list)
+
+    async def warm_up(self) -> None:
+        """Load local models now (in worker threads), not in the first turn."""
+        for model in (self.stt, self.tts):
+            warm_up = getattr(model, "warm_up", None)
+            if warm_up is not None:
+                await warm_up()
 
     async def aclose(self) -> None:
         """Close the models and the clients this module created."""
@@ -89,8 +98,12 @@ def build_models(
     settings: VoiceSettings,
     http_client: httpx.AsyncClient | None = None,
     http_session: aiohttp.ClientSession | None = None,
+    home: Home | None = None,
 ) -> Models:
-    """Build every model the settings name; see `make_client` about blocking."""
+    """Build every model the settings name; see `make_client` about blocking.
+
+    Local models are only described here; `Models.warm_up` loads them.
+    """
     clients: dict[tuple[str, str | None, str | None], openai_sdk.AsyncClient] = {}
 
     def client(provider: ProviderSettings) -> openai_sdk.AsyncClient:
@@ -124,7 +137,11 @@ def build_models(
         raise ValueError("pipeline mode needs STT and TTS provider settings")
     language = settings.language.split("-")[0]
     stt_model: stt.STT[Any]
-    if settings.stt.kind == "groq":
+    if settings.stt.kind == "local":
+        from .local_models import WhisperSTT
+
+        stt_model = WhisperSTT(model=settings.stt.model, language=language)
+    elif settings.stt.kind == "groq":
         # The groq plugin insists on a key even when given a client.
         stt_model = groq.STT(
             model=settings.stt.model,
@@ -137,7 +154,11 @@ def build_models(
             model=settings.stt.model, client=client(settings.stt), language=language
         )
     llm_model: llm.LLM[Any]
-    if settings.llm.kind == "groq":
+    if settings.llm.kind == "home_assistant":
+        if home is None:
+            raise ValueError("a conversation agent needs the home it belongs to")
+        llm_model = ConversationAgentLLM(home, settings.llm.model)
+    elif settings.llm.kind == "groq":
         llm_model = groq.LLM(
             model=settings.llm.model,
             client=client(settings.llm),
@@ -145,11 +166,17 @@ def build_models(
         )
     else:
         llm_model = openai.LLM(model=settings.llm.model, client=client(settings.llm))
-    tts_model = openai.TTS(
-        model=settings.tts.model,
-        voice=settings.voice or "alloy",
-        client=client(settings.tts),
-        # Raw 24 kHz PCM: nothing to decode between the provider and the room.
-        response_format="pcm",
-    )
+    tts_model: tts.TTS[Any]
+    if settings.tts.kind == "local":
+        from .local_models import PiperTTS
+
+        tts_model = PiperTTS(model=settings.tts.model)
+    else:
+        tts_model = openai.TTS(
+            model=settings.tts.model,
+            voice=settings.voice or "alloy",
+            client=client(settings.tts),
+            # Raw 24 kHz PCM: nothing to decode between the provider and the room.
+            response_format="pcm",
+        )
     return Models(llm=llm_model, stt=stt_model, tts=tts_model, owned_clients=owned())

@@ -7,7 +7,9 @@ import random
 import re
 from typing import Literal
 
-ProviderKind = Literal["openai", "groq", "compatible"]
+# local: faster-whisper (STT) and piper (TTS) in this process, models from wheels.
+# home_assistant: a conversation agent of the home as the language model stage.
+ProviderKind = Literal["openai", "groq", "compatible", "local", "home_assistant"]
 # Room names the agent joins: what LiveKit and URLs take without escaping.
 ROOM_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 
