@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from homeassistant.config_entries import SOURCE_USER, ConfigEntryState
@@ -206,6 +207,64 @@ async def test_skip_server_with_local_compatible_and_groq(
     assert result["data"]["groq_base_url"] == fake_openai.base_url
     # ...and no Authorization header was sent where there was no key.
     assert {"path": "/v1/models", "auth": False} in fake_openai.requests
+
+
+async def test_fully_local_asks_no_keys_and_checks_what_is_in_home(
+    hass: HomeAssistant, tmp_path: Path
+) -> None:
+    """Offline speech and Assist: no key or URL fields; a missing agent or path is an error."""
+    result = await _start(hass, "skip_livekit")
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"],
+        {
+            "voice_mode": "pipeline",
+            "stt_provider": "local",
+            "llm_provider": "home_assistant",
+            "tts_provider": "local",
+        },
+    )
+    assert [str(key) for key in result["data_schema"].schema] == [
+        "stt_model",
+        "llm_model",
+        "tts_model",
+    ]
+    defaults = {str(key): key.default() for key in result["data_schema"].schema if key.default}
+    assert defaults == {
+        "stt_model": "tiny.en",
+        "llm_model": "conversation.home_assistant",
+        "tts_model": "en_US-joe-medium",
+    }
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"],
+        {
+            "stt_model": str(tmp_path / "no-such-model"),
+            "llm_model": "conversation.no_such_agent",
+            "tts_model": "en_US-joe-medium",
+        },
+    )
+    assert result["errors"] == {
+        "stt_model": "model_path_not_found",
+        "llm_model": "agent_not_found",
+    }
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"],
+        {
+            "stt_model": str(tmp_path),
+            "llm_model": "conversation.home_assistant",
+            "tts_model": "en_US-joe-medium",
+        },
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert result["data"] == {
+        "voice_mode": "pipeline",
+        "stt_provider": "local",
+        "llm_provider": "home_assistant",
+        "tts_provider": "local",
+        "stt_model": str(tmp_path),
+        "llm_model": "conversation.home_assistant",
+        "tts_model": "en_US-joe-medium",
+    }
+    await hass.config_entries.async_unload(result["result"].entry_id)
 
 
 async def test_realtime_mode(hass: HomeAssistant, fake_openai: FakeOpenAI) -> None:

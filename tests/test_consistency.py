@@ -126,7 +126,8 @@ def test_every_field_has_label_and_description() -> None:
         labels, descriptions = _field_strings(step)
         assert labels == descriptions, name
     credentials = set(STRINGS["config"]["step"]["credentials"]["data"])
-    generated = {api_key_key(p) for p in PROVIDERS} | {base_url_key(p) for p in PROVIDERS}
+    remote = [name for name, spec in PROVIDERS.items() if spec.remote]
+    generated = {api_key_key(p) for p in remote} | {base_url_key(p) for p in remote}
     generated |= {model_key(stage) for stage in (*PIPELINE_STAGES, STAGE_REALTIME)}
     assert generated == credentials
     options = STRINGS["options"]["step"]["init"]

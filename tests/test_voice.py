@@ -31,7 +31,7 @@ from custom_components.shackleton.voice.local_audio import (
     read_wav,
 )
 
-from .conftest import wait_for
+from .conftest import entry_data, wait_for
 from .fakes import ChatReply, FakeOpenAI, with_confirmation_token
 
 AUDIO = Path(__file__).parent / "fixtures" / "audio"
@@ -429,3 +429,38 @@ async def test_timer_uses_home_assistant_timers_and_rings_in_its_room(
     await hass.async_block_till_done()
     await room.reply(2)
     assert "The pasta timer is done." in fake_openai.tts_inputs
+
+
+@pytest.mark.parametrize("agent", ["conversation.home_assistant", "conversation.removed"])
+async def test_assist_as_the_language_model(
+    hass: HomeAssistant, kitchen_light: None, fake_openai: FakeOpenAI, agent: str
+) -> None:
+    """HA's own Assist answers and acts; an agent that is gone gets the spoken apology."""
+    errors = async_capture_events(hass, EVENT_ERROR)
+    turns = async_capture_events(hass, EVENT_TURN)
+    data = entry_data(None, fake_openai) | {"llm_provider": "home_assistant", "llm_model": agent}
+    entry = MockConfigEntry(domain=DOMAIN, title="Shackleton", data=data)
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done(wait_background_tasks=True)
+    mic, speaker = LocalAudioInput(), LocalAudioOutput()
+    session = await entry.runtime_data.voice.async_start_local_session(
+        "kitchen", audio_input=mic, audio_output=speaker
+    )
+    kitchen = Room(mic, speaker, session)
+    fake_openai.default_transcript = "Turn on the kitchen light."
+    await kitchen.say("turn_on_kitchen_light")
+    reply = await kitchen.reply()
+    await wait_for(lambda: turns)
+    assert fake_openai.chat_requests == []  # no language model was asked
+    if agent == "conversation.home_assistant":
+        assert hass.states.get(LIGHT).state == STATE_ON
+        assert fake_openai.tts_inputs == ["Turned on the light"]
+        assert turns[0].data["tools"] == ["HassTurnOn"]
+    else:
+        assert hass.states.get(LIGHT).state == STATE_OFF
+        assert 3.0 < reply.duration < 4.0  # the bundled apology
+        assert turns[0].data["error"] == "llm_error"
+        assert any("conversation.removed" in str(error.data) for error in errors)
+    mic.close()
+    assert await hass.config_entries.async_unload(entry.entry_id)

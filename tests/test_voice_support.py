@@ -107,6 +107,51 @@ async def test_install_failure_is_reported(
     assert "shackleton-no-such-package-for-tests" in (support.detail or "")
 
 
+async def test_local_speech_that_cannot_be_installed_is_reported(
+    hass: HomeAssistant,
+    fake_openai: FakeOpenAI,
+    issue_registry: ir.IssueRegistry,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An entry on offline speech whose packages cannot be had: voice off, a repair says so."""
+    monkeypatch.setitem(sys.modules, "faster_whisper", None)
+    hass.config.skip_pip = False
+    monkeypatch.setattr(
+        "custom_components.shackleton.voice_support.LOCAL_REQUIREMENTS",
+        ["shackleton-no-such-local-package==0.0.0"],
+    )
+    data = entry_data(None, fake_openai) | {"stt_provider": "local", "stt_model": "tiny.en"}
+    entry = MockConfigEntry(domain=DOMAIN, title="Shackleton", data=data)
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done(wait_background_tasks=True)
+    assert entry.runtime_data.runtime.voice_error == "install_failed"
+    issue = issue_registry.async_get_issue(DOMAIN, f"voice_unavailable_{entry.entry_id}")
+    assert issue is not None
+    assert "shackleton-no-such-local-package" in issue.translation_placeholders["error"]
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_a_voice_engine_that_fails_to_start_is_a_repair(
+    hass: HomeAssistant, fake_openai: FakeOpenAI, issue_registry: ir.IssueRegistry
+) -> None:
+    """A piper voice path that is not there (a deleted file): a repair, HA carries on."""
+    data = entry_data(None, fake_openai) | {
+        "tts_provider": "local",
+        "tts_model": "/nonexistent/voice.onnx",
+    }
+    entry = MockConfigEntry(domain=DOMAIN, title="Shackleton", data=data)
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done(wait_background_tasks=True)
+    assert entry.state.value == "loaded"
+    assert entry.runtime_data.runtime.voice_error == "start_failed"
+    issue = issue_registry.async_get_issue(DOMAIN, f"voice_start_failed_{entry.entry_id}")
+    assert issue is not None
+    assert "voice.onnx" in issue.translation_placeholders["error"]
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
 async def test_plugin_import_failure(hass: HomeAssistant, monkeypatch: pytest.MonkeyPatch) -> None:
     """A plugin that cannot be imported makes voice unavailable, not HA unhappy."""
     monkeypatch.setitem(sys.modules, "livekit.plugins.groq", None)

@@ -462,7 +462,12 @@ class ShackletonConfigFlow(ConfigFlow, domain=DOMAIN):
         return None
 
 
-SECRET_FIELDS = frozenset({CONF_LIVEKIT_API_SECRET, *(api_key_key(name) for name in PROVIDERS)})
+SECRET_FIELDS = frozenset(
+    {
+        CONF_LIVEKIT_API_SECRET,
+        *(api_key_key(name) for name, spec in PROVIDERS.items() if spec.remote),
+    }
+)
 
 
 def _without_secrets(values: Mapping[str, Any] | None) -> dict[str, Any] | None:

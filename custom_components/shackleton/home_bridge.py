@@ -171,7 +171,7 @@ class HassHome:
                 agent_id=agent_id,
                 device_id=self._room_device(room),
             )
-        except HomeAssistantError as err:
+        except (HomeAssistantError, ValueError) as err:  # ValueError: no such agent (any more)
             raise ToolCallError(str(err) or type(err).__name__) from err
         response = result.response
         if result.conversation_id:

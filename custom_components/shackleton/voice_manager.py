@@ -196,9 +196,12 @@ class VoiceManager:
             async_clear_issue(self._hass, ISSUE_VOICE_START_FAILED, self._entry.entry_id)
             if settings.llm.kind == "home_assistant":
                 # Assist loads its sentences on first use (0.35 s): not in the first turn.
-                await conversation.async_prepare_agent(
-                    self._hass, settings.llm.model, settings.language
-                )
+                try:
+                    await conversation.async_prepare_agent(
+                        self._hass, settings.llm.model, settings.language
+                    )
+                except ValueError as err:  # the agent was removed: each turn apologises
+                    LOGGER.warning("%s: %s", self._entry.title, err)
             self._runtime.async_set_voice(
                 available=True,
                 details={

