@@ -6,7 +6,8 @@ from collections.abc import Mapping
 import os
 from typing import Any
 
-from homeassistant.components import conversation, webhook
+from homeassistant.components import conversation, stt, webhook
+from homeassistant.components.tts import helper as tts_helper
 from homeassistant.config_entries import (
     SOURCE_RECONFIGURE,
     ConfigEntry,
@@ -20,6 +21,8 @@ from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.selector import (
     BooleanSelector,
     ConversationAgentSelector,
+    EntitySelector,
+    EntitySelectorConfig,
     LanguageSelector,
     NumberSelector,
     NumberSelectorConfig,
@@ -59,6 +62,8 @@ from .const import (
     PIPELINE_STAGES,
     STAGE_LLM,
     STAGE_REALTIME,
+    STAGE_STT,
+    STAGE_TTS,
     TOOL_GROUPS,
     VOICE_MODE_PIPELINE,
     VOICE_MODE_REALTIME,
@@ -81,6 +86,12 @@ from .providers import (
     providers_for,
 )
 
+# The home's own engines, picked from what it has.
+_IN_HOME_SELECTORS: dict[str, Any] = {
+    STAGE_STT: EntitySelector(EntitySelectorConfig(domain="stt")),
+    STAGE_LLM: ConversationAgentSelector(),
+    STAGE_TTS: EntitySelector(EntitySelectorConfig(domain="tts")),
+}
 _SECRET = TextSelector(TextSelectorConfig(type=TextSelectorType.PASSWORD))
 _TEXT = TextSelector()
 _URL = TextSelector(TextSelectorConfig(type=TextSelectorType.URL))
@@ -284,9 +295,10 @@ class ShackletonConfigFlow(ConfigFlow, domain=DOMAIN):
             default = self._data.get(model_key(stage)) or PROVIDERS[
                 stage_provider(self._data, stage)
             ].default_models.get(stage)
-            agent = stage_provider(self._data, stage) == PROVIDER_HOME_ASSISTANT
             fields[vol.Required(model_key(stage), default=default or vol.UNDEFINED)] = (
-                ConversationAgentSelector() if agent else _TEXT
+                _IN_HOME_SELECTORS[stage]
+                if stage_provider(self._data, stage) == PROVIDER_HOME_ASSISTANT
+                else _TEXT
             )
         schema = vol.Schema(fields)
         return self.async_show_form(
@@ -451,8 +463,20 @@ class ShackletonConfigFlow(ConfigFlow, domain=DOMAIN):
         """Check a model that runs in HA: the agent exists, the model path is there."""
         provider = stage_provider(self._data, stage)
         if provider == PROVIDER_HOME_ASSISTANT:
-            if conversation.async_get_agent_info(self.hass, model) is None:
-                return "agent_not_found"
+            if stage == STAGE_LLM:
+                if conversation.async_get_agent_info(self.hass, model) is None:
+                    return "agent_not_found"
+            elif stage == STAGE_STT:
+                if (
+                    stt.DOMAIN not in self.hass.config.components
+                    or stt.async_get_speech_to_text_engine(self.hass, model) is None
+                ):
+                    return "engine_not_found"
+            elif (
+                "tts" not in self.hass.config.components
+                or tts_helper.get_engine_instance(self.hass, model) is None
+            ):
+                return "engine_not_found"
         elif (
             provider == PROVIDER_LOCAL
             and model != PROVIDERS[provider].default_models[stage]

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 import dataclasses
 from functools import partial
 from typing import Any
 
-from homeassistant.components import conversation, persistent_notification
+from homeassistant.components import conversation, persistent_notification, stt
 from homeassistant.components.intent import (
     TimerEventType,
     TimerInfo,
     async_register_timer_handler,
 )
+from homeassistant.components.tts import helper as tts_helper
 from homeassistant.core import Context, HomeAssistant, callback
 from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import device_registry as dr, issue_registry as ir, llm
@@ -180,6 +182,58 @@ class HassHome:
         intent_type = response.intent.intent_type if response.intent else None
         return speech, [intent_type] if intent_type else []
 
+    async def transcribe(self, engine: str, pcm: bytes, rate: int, language: str) -> str:
+        """Transcribe with one of HA's speech-to-text engines, as an Assist pipeline does."""
+        instance = (
+            stt.async_get_speech_to_text_engine(self._hass, engine)
+            if stt.DOMAIN in self._hass.config.components
+            else None
+        )
+        if instance is None:
+            raise ToolCallError(f"There is no speech-to-text engine {engine}")
+        metadata = stt.SpeechMetadata(
+            language=_pick_language(language, instance.supported_languages),
+            format=stt.AudioFormats.WAV,
+            codec=stt.AudioCodecs.PCM,
+            bit_rate=stt.AudioBitRates.BITRATE_16,
+            sample_rate=stt.AudioSampleRates(rate),
+            channel=stt.AudioChannels.CHANNEL_MONO,
+        )
+
+        async def audio() -> AsyncIterator[bytes]:
+            for start in range(0, len(pcm), 3200):  # 100 ms chunks, as a satellite sends
+                yield pcm[start : start + 3200]
+
+        try:
+            if isinstance(instance, stt.SpeechToTextEntity):
+                result = await instance.internal_async_process_audio_stream(metadata, audio())
+            else:
+                result = await instance.async_process_audio_stream(metadata, audio())
+        except HomeAssistantError as err:
+            raise ToolCallError(str(err) or type(err).__name__) from err
+        if result.result is not stt.SpeechResultState.SUCCESS:
+            raise ToolCallError(f"{engine} could not transcribe the audio")
+        return str(result.text or "")
+
+    async def synthesize(self, engine: str, text: str, language: str) -> tuple[str, bytes]:
+        """Speak with one of HA's text-to-speech engines, in its own audio format."""
+        instance = (
+            tts_helper.get_engine_instance(self._hass, engine)
+            if "tts" in self._hass.config.components
+            else None
+        )
+        if instance is None:
+            raise ToolCallError(f"There is no text-to-speech engine {engine}")
+        chosen = _pick_language(language, instance.supported_languages)
+        options = dict(instance.default_options or {})
+        try:
+            extension, data = await instance.async_get_tts_audio(text, chosen, options)
+        except HomeAssistantError as err:
+            raise ToolCallError(str(err) or type(err).__name__) from err
+        if not extension or not data:
+            raise ToolCallError(f"{engine} returned no audio")
+        return extension, data
+
     @callback
     def report_state(self, room: str, state: str) -> None:
         """Show a room's agent state on the state sensor."""
@@ -239,6 +293,17 @@ class HassHome:
         for secret in self._secrets:
             text = text.replace(secret, REDACTED)
         return text
+
+
+def _pick_language(wanted: str, supported: list[str] | None) -> str:
+    """Return `wanted` or the engine's closest language (en for en-GB, en-US for en)."""
+    if not supported or wanted in supported:
+        return wanted
+    base = wanted.split("-")[0].lower()
+    for language in supported:
+        if language.lower() == base or language.split("-")[0].lower() == base:
+            return language
+    return wanted  # the engine says what is wrong with it
 
 
 def _ms(seconds: float | None) -> int | None:

@@ -67,12 +67,13 @@ PROVIDERS: Final[dict[str, ProviderSpec]] = {
         lists_all_models=False,
         remote=False,
     ),
-    # A conversation agent of this HA (Assist's intents, or any other agent) as the
-    # language model: the "model" is the agent's id.
+    # This HA's own engines: a conversation agent (Assist's intents, or any other) as
+    # the language model, its STT and TTS entities for speech; the "model" is the id.
     PROVIDER_HOME_ASSISTANT: ProviderSpec(
         default_base_url=None,
         needs_api_key=False,
-        default_models={STAGE_LLM: "conversation.home_assistant"},
+        # STT and TTS: an engine (entity) the user already has, such as Wyoming's.
+        default_models={STAGE_STT: "", STAGE_LLM: "conversation.home_assistant", STAGE_TTS: ""},
         lists_all_models=False,
         remote=False,
     ),

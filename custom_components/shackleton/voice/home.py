@@ -75,6 +75,19 @@ class Home(Protocol):
         failure raises ToolCallError.
         """
 
+    async def transcribe(self, engine: str, pcm: bytes, rate: int, language: str) -> str:
+        """Transcribe mono 16-bit PCM with one of the home's speech-to-text engines.
+
+        A failure raises ToolCallError.
+        """
+
+    async def synthesize(self, engine: str, text: str, language: str) -> tuple[str, bytes]:
+        """Speak `text` with one of the home's text-to-speech engines.
+
+        Return the audio's format (its file extension: wav, mp3…) and bytes; a failure
+        raises ToolCallError.
+        """
+
     def report_state(self, room: str, state: str) -> None:
         """Record the agent's state in a room (listening, thinking, speaking, idle)."""
 

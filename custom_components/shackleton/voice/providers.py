@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +16,7 @@ from openai.types.realtime.realtime_audio_input_turn_detection import ServerVad
 
 from .agent_llm import ConversationAgentLLM
 from .home import Home
+from .home_speech import HomeSTT, HomeTTS
 from .settings import Limits, ProviderSettings, TurnTaking, VoiceSettings
 
 DEFAULT_BASE_URLS = {
@@ -135,48 +137,65 @@ def build_models(
         )
     if settings.stt is None or settings.tts is None:
         raise ValueError("pipeline mode needs STT and TTS provider settings")
+    if home is None and "home_assistant" in (
+        settings.stt.kind,
+        settings.llm.kind,
+        settings.tts.kind,
+    ):
+        raise ValueError("the home's own engines need the home")
+    stt_model = _stt(settings, settings.stt, client, home)
+    llm_model = _llm(settings.llm, client, home)
+    tts_model = _tts(settings, settings.tts, client, home)
+    return Models(llm=llm_model, stt=stt_model, tts=tts_model, owned_clients=owned())
+
+
+Client = Callable[[ProviderSettings], openai_sdk.AsyncClient]
+
+
+def _stt(
+    settings: VoiceSettings, provider: ProviderSettings, client: Client, home: Home | None
+) -> stt.STT[Any]:
     language = settings.language.split("-")[0]
-    stt_model: stt.STT[Any]
-    if settings.stt.kind == "local":
+    if provider.kind == "home_assistant" and home is not None:
+        return HomeSTT(home, provider.model, language=settings.language)
+    if provider.kind == "local":
         from .local_models import WhisperSTT
 
-        stt_model = WhisperSTT(model=settings.stt.model, language=language)
-    elif settings.stt.kind == "groq":
+        return WhisperSTT(model=provider.model, language=language)
+    if provider.kind == "groq":
         # The groq plugin insists on a key even when given a client.
-        stt_model = groq.STT(
-            model=settings.stt.model,
-            client=client(settings.stt),
-            api_key=settings.stt.api_key or "no-key",
+        return groq.STT(
+            model=provider.model,
+            client=client(provider),
+            api_key=provider.api_key or "no-key",
             language=language,
         )
-    else:
-        stt_model = openai.STT(
-            model=settings.stt.model, client=client(settings.stt), language=language
+    return openai.STT(model=provider.model, client=client(provider), language=language)
+
+
+def _llm(provider: ProviderSettings, client: Client, home: Home | None) -> llm.LLM[Any]:
+    if provider.kind == "home_assistant" and home is not None:
+        return ConversationAgentLLM(home, provider.model)
+    if provider.kind == "groq":
+        return groq.LLM(
+            model=provider.model, client=client(provider), api_key=provider.api_key or "no-key"
         )
-    llm_model: llm.LLM[Any]
-    if settings.llm.kind == "home_assistant":
-        if home is None:
-            raise ValueError("a conversation agent needs the home it belongs to")
-        llm_model = ConversationAgentLLM(home, settings.llm.model)
-    elif settings.llm.kind == "groq":
-        llm_model = groq.LLM(
-            model=settings.llm.model,
-            client=client(settings.llm),
-            api_key=settings.llm.api_key or "no-key",
-        )
-    else:
-        llm_model = openai.LLM(model=settings.llm.model, client=client(settings.llm))
-    tts_model: tts.TTS[Any]
-    if settings.tts.kind == "local":
+    return openai.LLM(model=provider.model, client=client(provider))
+
+
+def _tts(
+    settings: VoiceSettings, provider: ProviderSettings, client: Client, home: Home | None
+) -> tts.TTS[Any]:
+    if provider.kind == "home_assistant" and home is not None:
+        return HomeTTS(home, provider.model, language=settings.language)
+    if provider.kind == "local":
         from .local_models import PiperTTS
 
-        tts_model = PiperTTS(model=settings.tts.model)
-    else:
-        tts_model = openai.TTS(
-            model=settings.tts.model,
-            voice=settings.voice or "alloy",
-            client=client(settings.tts),
-            # Raw 24 kHz PCM: nothing to decode between the provider and the room.
-            response_format="pcm",
-        )
-    return Models(llm=llm_model, stt=stt_model, tts=tts_model, owned_clients=owned())
+        return PiperTTS(model=provider.model)
+    return openai.TTS(
+        model=provider.model,
+        voice=settings.voice or "alloy",
+        client=client(provider),
+        # Raw 24 kHz PCM: nothing to decode between the provider and the room.
+        response_format="pcm",
+    )

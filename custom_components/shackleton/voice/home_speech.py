@@ -1,0 +1,135 @@
+"""The home's own speech engines (HA's STT and TTS entities) as the session's STT and TTS.
+
+Whatever the user already runs in Home Assistant (Wyoming whisper and piper, Home
+Assistant Cloud, …) can listen and speak for Shackleton: the home transcribes a whole
+utterance (the session's VAD cuts it) and synthesizes a sentence at a time.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+import uuid
+
+from livekit import rtc
+from livekit.agents import (
+    DEFAULT_API_CONNECT_OPTIONS,
+    APIConnectOptions,
+    APIError,
+    LanguageCode,
+    stt,
+    tts,
+    utils,
+)
+from livekit.agents.types import NOT_GIVEN, NotGivenOr
+import numpy as np
+
+from .home import Home, ToolCallError
+
+# What every HA speech-to-text engine takes: 16 kHz mono 16-bit PCM.
+STT_RATE: Final = 16000
+# Encoded audio from the home is decoded by LiveKit at this rate.
+TTS_RATE: Final = 24000
+
+
+def mono_pcm16(frame: rtc.AudioFrame, rate: int) -> bytes:
+    """Return a frame's audio as mono 16-bit PCM at `rate` (linear interpolation)."""
+    samples = np.frombuffer(frame.data, dtype=np.int16).astype(np.float32)
+    if frame.num_channels > 1:
+        samples = samples.reshape(-1, frame.num_channels).mean(axis=1)
+    if frame.sample_rate != rate and len(samples):
+        length = round(len(samples) * rate / frame.sample_rate)
+        positions = np.arange(length) * (frame.sample_rate / rate)
+        samples = np.interp(positions, np.arange(len(samples)), samples)
+    return np.clip(samples, -32768, 32767).astype(np.int16).tobytes()
+
+
+class HomeSTT(stt.STT[Any]):
+    """A Home Assistant speech-to-text engine (entity or legacy provider)."""
+
+    def __init__(self, home: Home, engine: str, *, language: str = "en") -> None:
+        """Use the home's engine `engine` (for example stt.faster_whisper)."""
+        super().__init__(capabilities=stt.STTCapabilities(streaming=False, interim_results=False))
+        self._home, self._engine, self._language = home, engine, language
+
+    @property
+    def model(self) -> str:
+        """Return the engine's id."""
+        return self._engine
+
+    @property
+    def provider(self) -> str:
+        """Return who runs it."""
+        return "home-assistant"
+
+    async def _recognize_impl(
+        self,
+        buffer: utils.AudioBuffer,
+        *,
+        language: NotGivenOr[str] = NOT_GIVEN,
+        conn_options: APIConnectOptions,
+    ) -> stt.SpeechEvent:
+        spoken = str(language) if language else self._language
+        pcm = mono_pcm16(rtc.combine_audio_frames(buffer), STT_RATE)
+        try:
+            text = await self._home.transcribe(self._engine, pcm, STT_RATE, spoken)
+        except ToolCallError as err:
+            raise APIError(str(err), retryable=False) from err
+        return stt.SpeechEvent(
+            type=stt.SpeechEventType.FINAL_TRANSCRIPT,
+            alternatives=[stt.SpeechData(text=text, language=LanguageCode(spoken))],
+        )
+
+
+class HomeTTS(tts.TTS[Any]):
+    """A Home Assistant text-to-speech engine; LiveKit feeds it a sentence at a time."""
+
+    def __init__(self, home: Home, engine: str, *, language: str = "en") -> None:
+        """Use the home's engine `engine` (for example tts.piper)."""
+        super().__init__(
+            capabilities=tts.TTSCapabilities(streaming=False),
+            sample_rate=TTS_RATE,
+            num_channels=1,
+        )
+        self._home, self._engine, self._language = home, engine, language
+
+    @property
+    def model(self) -> str:
+        """Return the engine's id."""
+        return self._engine
+
+    @property
+    def provider(self) -> str:
+        """Return who runs it."""
+        return "home-assistant"
+
+    def synthesize(
+        self, text: str, *, conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS
+    ) -> tts.ChunkedStream:
+        """Speak one piece of text."""
+        return _HomeTTSStream(tts=self, input_text=text, conn_options=conn_options)
+
+
+class _HomeTTSStream(tts.ChunkedStream):
+    def __init__(self, *, tts: HomeTTS, input_text: str, conn_options: APIConnectOptions) -> None:
+        super().__init__(tts=tts, input_text=input_text, conn_options=conn_options)
+        self._home_tts = tts
+
+    async def _run(self, output_emitter: tts.AudioEmitter) -> None:
+        engine = self._home_tts
+        try:
+            extension, data = await engine._home.synthesize(  # noqa: SLF001
+                engine._engine,  # noqa: SLF001
+                self.input_text,
+                engine._language,  # noqa: SLF001
+            )
+        except ToolCallError as err:
+            raise APIError(str(err), retryable=False) from err
+        # Encoded (wav, mp3, flac, ogg…): LiveKit decodes it to the session's rate.
+        output_emitter.initialize(
+            request_id=uuid.uuid4().hex,
+            sample_rate=TTS_RATE,
+            num_channels=1,
+            mime_type=f"audio/{extension}",
+        )
+        output_emitter.push(data)
+        output_emitter.flush()

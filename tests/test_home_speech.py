@@ -1,0 +1,106 @@
+"""Home Assistant's own speech engines and Assist as the whole pipeline.
+
+HA's demo integration brings a real speech-to-text entity, a real (legacy) text-to-
+speech engine that answers with an MP3, and the demo lights: Shackleton listens,
+thinks and speaks with nothing of its own but the VAD.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from homeassistant.const import STATE_ON
+from homeassistant.core import HomeAssistant
+from homeassistant.setup import async_setup_component
+import numpy as np
+import pytest
+from pytest_homeassistant_custom_component.common import MockConfigEntry, async_capture_events
+
+from custom_components.shackleton.const import DOMAIN, EVENT_TURN
+from custom_components.shackleton.home_bridge import HassHome, _pick_language
+from custom_components.shackleton.voice.home import ToolCallError
+from custom_components.shackleton.voice.local_audio import (
+    LocalAudioInput,
+    LocalAudioOutput,
+    read_wav,
+)
+
+from .conftest import wait_for
+from .test_voice import AUDIO
+
+DEMO_LIGHT = "light.kitchen_lights"
+HOME_ENGINES = {
+    "voice_mode": "pipeline",
+    "stt_provider": "home_assistant",
+    "stt_model": "stt.demo_stt",
+    "llm_provider": "home_assistant",
+    "llm_model": "conversation.home_assistant",
+    "tts_provider": "home_assistant",
+    "tts_model": "demo",
+}
+
+
+@pytest.fixture
+async def demo(hass: HomeAssistant) -> None:
+    """Set up HA's demo integration: STT entity, TTS engine, lights."""
+    assert await async_setup_component(hass, "homeassistant", {})
+    assert await async_setup_component(hass, "tts", {"tts": {"platform": "demo"}})
+    assert await async_setup_component(hass, "demo", {})
+    await hass.async_block_till_done()
+    assert hass.states.get(DEMO_LIGHT) is not None
+
+
+@pytest.mark.usefixtures("demo")
+@pytest.mark.parametrize("expected_lingering_timers", [True])  # the demo's own
+async def test_the_homes_engines_listen_and_speak(hass: HomeAssistant) -> None:
+    """Speech → the demo STT entity → Assist → demo light on → the demo TTS's MP3, played."""
+    turns = async_capture_events(hass, EVENT_TURN)
+    await hass.services.async_call("light", "turn_off", {"entity_id": DEMO_LIGHT}, blocking=True)
+    entry = MockConfigEntry(domain=DOMAIN, title="Shackleton", data=HOME_ENGINES)
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done(wait_background_tasks=True)
+    mic, speaker = LocalAudioInput(), LocalAudioOutput()
+    await entry.runtime_data.voice.async_start_local_session(
+        "kitchen", audio_input=mic, audio_output=speaker
+    )
+    pcm, rate = read_wav(AUDIO / "turn_on_kitchen_light.wav")
+    await mic.play_pcm(pcm, rate)
+    reply = await asyncio.wait_for(speaker.wait_for_segment(1), 30)
+    await wait_for(lambda: turns)
+    # The demo STT hears "Turn the Kitchen Lights on", whatever is said.
+    assert hass.states.get(DEMO_LIGHT).state == STATE_ON
+    assert turns[0].data["tools"] == ["HassTurnOn"]
+    assert turns[0].data["error"] is None
+    # The demo TTS's MP3, decoded by LiveKit and played at the session's rate.
+    assert reply.duration > 0.5
+    assert np.abs(np.frombuffer(bytes(reply.pcm), dtype=np.int16)).max() > 1000
+    mic.close()
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+@pytest.mark.usefixtures("demo")
+@pytest.mark.parametrize("expected_lingering_timers", [True])
+async def test_missing_engines_are_errors_the_session_survives(hass: HomeAssistant) -> None:
+    """An engine that is not there is a provider error (an apology), not a crash."""
+    entry = MockConfigEntry(domain=DOMAIN, title="Shackleton", data=HOME_ENGINES)
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done(wait_background_tasks=True)
+    home = HassHome(hass, entry)
+    with pytest.raises(ToolCallError, match="no speech-to-text engine stt.gone"):
+        await home.transcribe("stt.gone", b"\0\0" * 1600, 16000, "en")
+    with pytest.raises(ToolCallError, match="no text-to-speech engine tts.gone"):
+        await home.synthesize("tts.gone", "Hello.", "en")
+    extension, data = await home.synthesize("demo", "Hello.", "en-GB")
+    assert (extension, len(data) > 1000) == ("mp3", True)
+    assert await home.transcribe("stt.demo_stt", b"\0\0" * 1600, 16000, "en-GB")
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+def test_language_matching() -> None:
+    """en-GB asks an engine with only en for en; en asks an en-US engine for en-US."""
+    assert _pick_language("en-GB", ["en", "de"]) == "en"
+    assert _pick_language("en", ["en-US", "de-DE"]) == "en-US"
+    assert _pick_language("fr", ["en"]) == "fr"
+    assert _pick_language("de", None) == "de"
