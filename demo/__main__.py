@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from datetime import timedelta
 import json
 import logging
 from pathlib import Path
@@ -25,6 +26,7 @@ from homeassistant.const import EVENT_STATE_CHANGED
 from homeassistant.core import Event, EventStateChangedData, HomeAssistant
 from homeassistant.helpers import entity_registry as er, issue_registry as ir
 from homeassistant.helpers.translation import async_get_translations
+from homeassistant.util import dt as dt_util
 
 from custom_components.shackleton.const import DEFAULT_OPTIONS, DOMAIN, EVENT_TURN, REDACT_KEYS
 from custom_components.shackleton.diagnostics import async_get_config_entry_diagnostics
@@ -81,10 +83,18 @@ SCRIPT: list[tuple[str, str, Callable[[HomeAssistant], bool]]] = [
     ("Turn off the kitchen light.", "HassTurnOff", lambda h: _state(h, KITCHEN) == "off"),
     ("Set a timer for two minutes.", "HassStartTimer", lambda h: True),
     ("Add eggs to my shopping list.", "HassListAddItem", lambda h: _state(h, SHOPPING) == "1"),
+    ("What's on the calendar tomorrow?", "calendar_list_events", lambda h: True),
+    ("Remind me to call mom at 5 pm.", "reminder_set", lambda h: _reminders(h) == ["call mom"]),
 ]
 KITCHEN, PORCH, SHOPPING = "light.kitchen_light", "light.porch_light", "todo.shopping_list"
+FAMILY = "calendar.family"
 ANNOUNCEMENT = "Dinner is ready."
 WAV_DIR = REPO / "demo" / "output"
+
+
+def _reminders(hass: HomeAssistant) -> list[str]:
+    entry = hass.config_entries.async_entries(DOMAIN)[0]
+    return [reminder.text for reminder in entry.runtime_data.reminders.reminders.values()]
 
 
 def _state(hass: HomeAssistant, entity_id: str) -> str | None:
@@ -128,6 +138,21 @@ async def _run(config_dir: Path) -> int:
         todo = {"todo_list_name": "Shopping list", "storage_key": "shopping"}
         await _add_entry(hass, "local_todo", "Shopping list", todo)
         async_expose_entity(hass, "conversation", SHOPPING, True)
+        family = {"calendar_name": "Family", "storage_key": "family"}
+        await _add_entry(hass, "local_calendar", "Family", family)
+        async_expose_entity(hass, "conversation", FAMILY, True)
+        tomorrow = dt_util.now().date() + timedelta(days=1)
+        await hass.services.async_call(
+            "calendar",
+            "create_event",
+            {
+                "entity_id": FAMILY,
+                "summary": "Dentist",
+                "start_date_time": f"{tomorrow} 10:00:00",
+                "end_date_time": f"{tomorrow} 11:00:00",
+            },
+            blocking=True,
+        )
         entry = ConfigEntry(
             version=1,
             minor_version=1,
@@ -222,7 +247,8 @@ async def _converse(hass: HomeAssistant, entry: ConfigEntry) -> bool:
     voice = PiperTTS()  # the user's voice: piper again, so the run is deterministic
     await loop.run_in_executor(None, WAV_DIR.mkdir, 0o755, True, True)
     passed = 0
-    print("\nTalking to Shackleton in the kitchen (piper speaks, tiny.en listens, Assist acts)")
+    print("\nTalking to Shackleton in the kitchen (piper speaks, tiny.en listens, Assist acts;")
+    print("calendar and reminder sentences are Shackleton's own, for Assist)")
     for number, (text, intent, check) in enumerate(SCRIPT, 1):
         pcm, rate = await loop.run_in_executor(None, voice.synthesize_pcm, text)
         changes.clear()
@@ -237,7 +263,7 @@ async def _converse(hass: HomeAssistant, entry: ConfigEntry) -> bool:
         await loop.run_in_executor(None, segment.write_wav, wav)
         print(f"\n{number}. you said      {text}")
         print(f"   it heard      {turn['user_text']}")
-        print(f"   intents       {', '.join(turn['tools']) or '-'}")
+        print(f"   intents/tools {', '.join(turn['tools']) or '-'}")
         print(f"   home changes  {'; '.join(changes) or '-'}")
         print(f"   it replied    {turn['agent_text']}  ({wav.relative_to(REPO)})")
         print(

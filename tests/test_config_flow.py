@@ -8,6 +8,7 @@ from typing import Any
 from homeassistant.config_entries import SOURCE_USER, ConfigEntryState
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
+from homeassistant.setup import async_setup_component
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
@@ -265,6 +266,43 @@ async def test_fully_local_asks_no_keys_and_checks_what_is_in_home(
         "tts_model": "en_US-joe-medium",
     }
     await hass.config_entries.async_unload(result["result"].entry_id)
+
+
+async def test_home_engines_that_are_not_there(hass: HomeAssistant) -> None:
+    """Speech engines are picked from HA's entities; one that is not there is an error."""
+    result = await _start(hass, "skip_livekit")
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"],
+        {
+            "voice_mode": "pipeline",
+            "stt_provider": "home_assistant",
+            "llm_provider": "home_assistant",
+            "tts_provider": "home_assistant",
+        },
+    )
+    selectors = {str(key): value for key, value in result["data_schema"].schema.items()}
+    assert selectors["stt_model"].config["domain"] == ["stt"]
+    assert selectors["tts_model"].config["domain"] == ["tts"]
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"],
+        {
+            "stt_model": "stt.gone",
+            "llm_model": "conversation.home_assistant",
+            "tts_model": "tts.gone",
+        },
+    )
+    assert result["errors"] == {"stt_model": "engine_not_found", "tts_model": "engine_not_found"}
+    assert await async_setup_component(hass, "stt", {})
+    assert await async_setup_component(hass, "tts", {})
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"],
+        {
+            "stt_model": "stt.gone",
+            "llm_model": "conversation.home_assistant",
+            "tts_model": "tts.gone",
+        },
+    )
+    assert result["errors"] == {"stt_model": "engine_not_found", "tts_model": "engine_not_found"}
 
 
 async def test_realtime_mode(hass: HomeAssistant, fake_openai: FakeOpenAI) -> None:

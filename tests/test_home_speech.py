@@ -12,6 +12,8 @@ import asyncio
 from homeassistant.const import STATE_ON
 from homeassistant.core import HomeAssistant
 from homeassistant.setup import async_setup_component
+from livekit import rtc
+from livekit.agents import APIError
 import numpy as np
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_capture_events
@@ -19,6 +21,7 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry, async_
 from custom_components.shackleton.const import DOMAIN, EVENT_TURN
 from custom_components.shackleton.home_bridge import HassHome, _pick_language
 from custom_components.shackleton.voice.home import ToolCallError
+from custom_components.shackleton.voice.home_speech import HomeSTT, HomeTTS, mono_pcm16
 from custom_components.shackleton.voice.local_audio import (
     LocalAudioInput,
     LocalAudioOutput,
@@ -92,10 +95,26 @@ async def test_missing_engines_are_errors_the_session_survives(hass: HomeAssista
         await home.transcribe("stt.gone", b"\0\0" * 1600, 16000, "en")
     with pytest.raises(ToolCallError, match="no text-to-speech engine tts.gone"):
         await home.synthesize("tts.gone", "Hello.", "en")
+    frame = rtc.AudioFrame(bytes(6400), 16000, 1, 3200)
+    with pytest.raises(APIError):
+        await HomeSTT(home, "stt.gone").recognize([frame])
+    with pytest.raises(APIError):
+        async with HomeTTS(home, "tts.gone").synthesize("Hello.") as stream:
+            [event async for event in stream]
     extension, data = await home.synthesize("demo", "Hello.", "en-GB")
     assert (extension, len(data) > 1000) == ("mp3", True)
     assert await home.transcribe("stt.demo_stt", b"\0\0" * 1600, 16000, "en-GB")
     assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+def test_audio_for_home_engines_is_16k_mono() -> None:
+    """Stereo 48 kHz becomes mono 16 kHz, as every HA speech-to-text engine takes."""
+    tone = (np.sin(np.arange(4800) / 10) * 10000).astype(np.int16)
+    stereo = np.repeat(tone, 2)
+    frame = rtc.AudioFrame(stereo.tobytes(), 48000, 2, 4800)
+    mono = np.frombuffer(mono_pcm16(frame, 16000), dtype=np.int16)
+    assert len(mono) == 1600
+    assert abs(int(mono[100]) - int(tone[300])) < 200
 
 
 def test_language_matching() -> None:

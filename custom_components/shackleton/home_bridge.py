@@ -21,6 +21,7 @@ from homeassistant.util import dt as dt_util
 import voluptuous as vol
 from voluptuous_openapi import convert
 
+from . import phrases
 from .const import (
     ASSISTANT_STATES,
     CONF_LANGUAGE,
@@ -162,7 +163,17 @@ class HassHome:
     async def converse(
         self, room: str, text: str, agent_id: str, *, turn: int = 0
     ) -> tuple[str, list[str]]:
-        """Ask a conversation agent, as the room's device (so timers ring there)."""
+        """Ask a conversation agent, as the room's device (so timers ring there).
+
+        Assist has no calendar or reminder sentences: Shackleton's own (phrases.py)
+        are tried first for it, and run Shackleton's tools.
+        """
+        if agent_id == conversation.HOME_ASSISTANT_AGENT and (matched := phrases.match(text)):
+            try:
+                result = await self.call_tool(room, matched.tool, matched.arguments, turn=turn)
+            except ToolCallError as err:
+                return f"Sorry, I couldn't do that: {err}", [matched.tool]
+            return phrases.answer(matched, result), [matched.tool]
         try:
             result = await conversation.async_converse(
                 self._hass,
