@@ -264,7 +264,7 @@ async def test_another_conversation_agent_uses_the_api(
 
     async def say(text: str, conversation_id: str | None) -> conversation.ConversationResult:
         return await conversation.async_converse(
-            hass, text, conversation_id, Context(), agent_id=agent
+            hass, text=text, conversation_id=conversation_id, context=Context(), agent_id=agent
         )
 
     first = await say("Turn on the kitchen light", None)

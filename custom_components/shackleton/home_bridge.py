@@ -177,9 +177,9 @@ class HassHome:
         try:
             result = await conversation.async_converse(
                 self._hass,
-                text,
-                self._conversations.get(room),
-                self._context(room, turn),
+                text=text,
+                conversation_id=self._conversations.get(room),
+                context=self._context(room, turn),
                 language=self._language,
                 agent_id=agent_id,
                 device_id=self._room_device(room),

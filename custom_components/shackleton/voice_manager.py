@@ -229,7 +229,12 @@ class VoiceManager:
         # A sentence no intent matches: every pattern is tried (so compiled), nothing
         # runs, and Assist answers that it did not understand.
         await conversation.async_converse(
-            self._hass, "shackleton warm up", None, Context(), language, agent_id=agent_id
+            self._hass,
+            text="shackleton warm up",
+            conversation_id=None,
+            context=Context(),
+            language=language,
+            agent_id=agent_id,
         )
 
     async def async_start_local_session(self, room: str, **io: Any) -> RoomSession:
