@@ -253,25 +253,21 @@ async def _converse(hass: HomeAssistant, entry: ConfigEntry) -> bool:
         pcm, rate = await loop.run_in_executor(None, voice.synthesize_pcm, text)
         changes.clear()
         await mic.play_pcm(pcm, rate)
-        segment = await asyncio.wait_for(speaker.wait_for_segment(number), 30)
+        # The turn ends when its answer is in the chat; its reply is then the last
+        # segment the speaker played (LiveKit may pause and resume it as two).
         async with arrived:
-            await asyncio.wait_for(arrived.wait_for(lambda n=number: len(turns) >= n), 10)
+            await asyncio.wait_for(arrived.wait_for(lambda n=number: len(turns) >= n), 30)
         turn = turns[number - 1]
+        last = max(1, len(speaker.segments))
+        segment = await asyncio.wait_for(speaker.wait_for_segment(last), 30)
         ok = turn["error"] is None and intent in turn["tools"] and check(hass)
         passed += ok
         wav = WAV_DIR / f"{number:02d}_reply.wav"
         await loop.run_in_executor(None, segment.write_wav, wav)
-        print(f"\n{number}. you said      {text}")
-        print(f"   it heard      {turn['user_text']}")
-        print(f"   intents/tools {', '.join(turn['tools']) or '-'}")
-        print(f"   home changes  {'; '.join(changes) or '-'}")
-        print(f"   it replied    {turn['agent_text']}  ({wav.relative_to(REPO)})")
-        print(
-            f"   speech end -> first audio {turn['end_to_end_ms']} ms   {'OK' if ok else 'FAILED'}"
-        )
+        _print_turn(f"{number}. you said      {text}", turn, changes, wav, ok=ok)
     print(f"\nAnnouncement: {ANNOUNCEMENT}")
     entry.runtime_data.voice.announce("kitchen", ANNOUNCEMENT)
-    announced = await asyncio.wait_for(speaker.wait_for_segment(len(SCRIPT) + 1), 30)
+    announced = await asyncio.wait_for(speaker.wait_for_segment(len(speaker.segments) + 1), 30)
     wav = WAV_DIR / "announcement.wav"
     await loop.run_in_executor(None, announced.write_wav, wav)
     print(f"   said in the kitchen: {announced.duration:.1f} s of audio ({wav.relative_to(REPO)})")
@@ -279,6 +275,17 @@ async def _converse(hass: HomeAssistant, entry: ConfigEntry) -> bool:
     _print_latency(turns)
     print(f"\nTurns passed: {passed}/{len(SCRIPT)}")
     return passed == len(SCRIPT) and announced.duration > 0.5
+
+
+def _print_turn(
+    said: str, turn: dict[str, Any], changes: list[str], wav: Path, *, ok: bool
+) -> None:
+    print(f"\n{said}")
+    print(f"   it heard      {turn['user_text']}")
+    print(f"   intents/tools {', '.join(turn['tools']) or '-'}")
+    print(f"   home changes  {'; '.join(changes) or '-'}")
+    print(f"   it replied    {turn['agent_text']}  ({wav.relative_to(REPO)})")
+    print(f"   speech end -> first audio {turn['end_to_end_ms']} ms   {'OK' if ok else 'FAILED'}")
 
 
 def _print_latency(turns: list[dict[str, Any]]) -> None:

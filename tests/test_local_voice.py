@@ -11,10 +11,11 @@ import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from homeassistant.components.homeassistant.exposed_entities import async_expose_entity
 from homeassistant.const import STATE_OFF, STATE_ON
-from homeassistant.core import HomeAssistant
+from homeassistant.core import Event, HomeAssistant
 from homeassistant.setup import async_setup_component
 from homeassistant.util import dt as dt_util
 import numpy as np
@@ -84,19 +85,34 @@ async def home(hass: HomeAssistant, tmp_path: Path) -> None:
 class LocalRoom:
     """A kitchen served by the local pipeline, with a microphone the test speaks into."""
 
-    def __init__(self, session: RoomSession, mic: LocalAudioInput, speaker: LocalAudioOutput):
-        """Keep the session's audio ends."""
-        self.session, self.mic, self.speaker = session, mic, speaker
-        self.replies = 0
+    def __init__(
+        self,
+        session: RoomSession,
+        mic: LocalAudioInput,
+        speaker: LocalAudioOutput,
+        turns: list[Event[dict[str, Any]]],
+    ) -> None:
+        """Keep the session's audio ends and its turn events."""
+        self.session, self.mic, self.speaker, self.turns = session, mic, speaker, turns
 
-    async def say(self, text: str) -> None:
-        """Speak `text` with piper into the microphone, then wait for the spoken reply."""
+    async def say(self, text: str) -> dict[str, Any]:
+        """Speak `text` with piper into the microphone; return the turn it made.
+
+        A turn ends when its answer is in the chat (after the tools ran): waiting for
+        it, not for a count of audio segments, keeps one turn's audio from being taken
+        for the next one's (LiveKit can pause and resume a reply in two segments).
+        """
         pcm, rate = await asyncio.get_running_loop().run_in_executor(
             None, VOICE.synthesize_pcm, text
         )
+        before = len(self.turns)
         await self.mic.play_pcm(pcm, rate)
-        self.replies += 1
-        await asyncio.wait_for(self.speaker.wait_for_segment(self.replies), 30)
+        await wait_for(lambda: len(self.turns) > before, 30)
+        turn = self.turns[before].data
+        assert len(self.turns) == before + 1, [event.data["user_text"] for event in self.turns]
+        assert turn["user_text"] == text, turn  # tiny.en heard piper's words exactly
+        assert turn["error"] is None, turn
+        return turn
 
 
 @pytest.fixture
@@ -117,7 +133,7 @@ async def kitchen(hass: HomeAssistant, home: None) -> AsyncIterator[LocalRoom]:
     session = await manager.async_start_local_session(
         "kitchen", audio_input=mic, audio_output=speaker
     )
-    yield LocalRoom(session, mic, speaker)
+    yield LocalRoom(session, mic, speaker, async_capture_events(hass, EVENT_TURN))
     mic.close()
     assert await hass.config_entries.async_unload(entry.entry_id)
     await hass.async_block_till_done()
@@ -137,37 +153,26 @@ async def test_spoken_requests_run_through_assist_offline(
     hass: HomeAssistant, kitchen: LocalRoom
 ) -> None:
     """Lights, a shopping-list item and a timer by voice, with no network at all."""
-    turns = async_capture_events(hass, EVENT_TURN)
-
-    await kitchen.say("Turn on the kitchen light.")
+    turn = await kitchen.say("Turn on the kitchen light.")
+    assert turn["tools"] == ["HassTurnOn"]
+    assert turn["agent_text"] == "Turned on the light"
     assert hass.states.get(LIGHT).state == STATE_ON
-    await kitchen.say("Turn off the kitchen light.")
+    turn = await kitchen.say("Turn off the kitchen light.")
+    assert turn["tools"] == ["HassTurnOff"]
     assert hass.states.get(LIGHT).state == STATE_OFF
 
-    await kitchen.say("Add eggs to my shopping list.")
+    turn = await kitchen.say("Add eggs to my shopping list.")
+    assert turn["tools"] == ["HassListAddItem"]
     items = await hass.services.async_call(
         "todo", "get_items", {"entity_id": SHOPPING}, blocking=True, return_response=True
     )
     assert [item["summary"].lower() for item in items[SHOPPING]["items"]] == ["eggs"]
 
-    await kitchen.say("Set a timer for one minute.")
-    await wait_for(lambda: len(turns) == 4)
-    # tiny.en heard piper's words exactly, and Assist answered each.
-    assert [turn.data["user_text"] for turn in turns] == [
-        "Turn on the kitchen light.",
-        "Turn off the kitchen light.",
-        "Add eggs to my shopping list.",
-        "Set a timer for one minute.",
-    ]
-    assert turns[0].data["agent_text"] == "Turned on the light"
-    assert [turn.data["tools"] for turn in turns] == [
-        ["HassTurnOn"],
-        ["HassTurnOff"],
-        ["HassListAddItem"],
-        ["HassStartTimer"],
-    ]
-    assert all(turn.data["error"] is None for turn in turns)
+    turn = await kitchen.say("Set a timer for one minute.")
+    assert turn["tools"] == ["HassStartTimer"]
+    spoken = len(kitchen.speaker.segments)
+    await wait_for(lambda: kitchen.speaker.segments[-1].finished_at is not None, 10)
     async_fire_time_changed(hass, dt_util.utcnow() + timedelta(seconds=61))
     await hass.async_block_till_done()
-    done = await asyncio.wait_for(kitchen.speaker.wait_for_segment(5), 30)
+    done = await asyncio.wait_for(kitchen.speaker.wait_for_segment(spoken + 1), 30)
     assert done.duration > 0.5  # "The timer is done.", said by piper in the kitchen
