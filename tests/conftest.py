@@ -129,6 +129,20 @@ async def loaded_entry(hass: HomeAssistant, mock_config_entry: MockConfigEntry) 
     return mock_config_entry
 
 
+async def setup_front_door(hass: HomeAssistant) -> None:
+    """Set up a template lock "Front door" on input_boolean.door_locked (set up already)."""
+    target = {"entity_id": "input_boolean.door_locked"}
+    lock = {
+        "platform": "template",
+        "name": "Front door",
+        "value_template": "{{ is_state('input_boolean.door_locked', 'on') }}",
+        "lock": {"action": "input_boolean.turn_on", "target": target},
+        "unlock": {"action": "input_boolean.turn_off", "target": target},
+    }
+    assert await async_setup_component(hass, "lock", {"lock": lock})
+    await hass.async_block_till_done()
+
+
 async def wait_for(predicate: Any, seconds: float = 10.0) -> None:
     """Wait until `predicate()` is true: LiveKit finishes turns on tasks HA does not track."""
     deadline = time.monotonic() + seconds

@@ -23,6 +23,7 @@ from custom_components.shackleton.home_bridge import HassHome, make_llm_context
 from custom_components.shackleton.llm_api import TOKEN_ARG, ConfirmationError, Confirmations
 from custom_components.shackleton.voice.home import ToolCallError
 
+from .conftest import setup_front_door
 from .fakes import ChatReply, FakeOllama, with_confirmation_token
 
 KITCHEN = "light.kitchen_light"
@@ -56,20 +57,7 @@ async def home(hass: HomeAssistant) -> None:
     assert await async_setup_component(
         hass, "light", {"light": {"platform": "template", "lights": lights}}
     )
-    door = _switched("door_locked")
-    assert await async_setup_component(
-        hass,
-        "lock",
-        {
-            "lock": {
-                "platform": "template",
-                "name": "Front door",
-                "value_template": door["value_template"],
-                "lock": door["on"],
-                "unlock": door["off"],
-            }
-        },
-    )
+    await setup_front_door(hass)
     await hass.async_block_till_done()
     async_expose_entity(hass, "conversation", CELLAR, False)
     async_expose_entity(hass, "conversation", FRONT_DOOR, True)  # locks are not by default

@@ -30,6 +30,7 @@ from custom_components.shackleton.const import DEFAULT_OPTIONS, DOMAIN, EVENT_TU
 from custom_components.shackleton.voice.engine import RoomSession
 from custom_components.shackleton.voice.local_audio import LocalAudioInput, LocalAudioOutput
 from custom_components.shackleton.voice.local_models import PiperTTS, to_whisper_audio
+from demo.__main__ import ENTRY_DATA
 
 from .conftest import wait_for
 
@@ -39,19 +40,6 @@ LIGHT = "light.kitchen_light"
 SHOPPING = "todo.shopping_list"
 # What the test itself synthesizes: piper's bundled voice, noise scales at zero.
 VOICE = PiperTTS()
-
-
-def local_entry_data() -> dict[str, str]:
-    """Return entry data for a fully local pipeline (no LiveKit server, no keys)."""
-    return {
-        "voice_mode": "pipeline",
-        "stt_provider": "local",
-        "stt_model": "tiny.en",
-        "llm_provider": "home_assistant",
-        "llm_model": "conversation.home_assistant",
-        "tts_provider": "local",
-        "tts_model": "en_US-joe-medium",
-    }
 
 
 @pytest.fixture
@@ -121,7 +109,7 @@ async def kitchen(hass: HomeAssistant, home: None) -> AsyncIterator[LocalRoom]:
     entry = MockConfigEntry(
         domain=DOMAIN,
         title="Shackleton (local)",
-        data=local_entry_data(),
+        data=ENTRY_DATA,  # the demo's: fully local, no LiveKit server
         options={**DEFAULT_OPTIONS, "language": "en", "transcripts_in_events": True},
     )
     entry.add_to_hass(hass)

@@ -31,7 +31,7 @@ from custom_components.shackleton.voice.local_audio import (
     read_wav,
 )
 
-from .conftest import entry_data, wait_for
+from .conftest import entry_data, setup_front_door, wait_for
 from .fakes import ChatReply, FakeOpenAI, with_confirmation_token
 
 AUDIO = Path(__file__).parent / "fixtures" / "audio"
@@ -308,21 +308,7 @@ async def test_unlocking_waits_for_a_spoken_yes(
     hass: HomeAssistant, room: Room, fake_openai: FakeOpenAI
 ) -> None:
     """The engine counts a user turn when speech starts: only a new utterance is a yes."""
-    door = {"entity_id": "input_boolean.door_locked"}
-    assert await async_setup_component(
-        hass,
-        "lock",
-        {
-            "lock": {
-                "platform": "template",
-                "name": "Front door",
-                "value_template": "{{ is_state('input_boolean.door_locked', 'on') }}",
-                "lock": {"action": "input_boolean.turn_on", "target": door},
-                "unlock": {"action": "input_boolean.turn_off", "target": door},
-            }
-        },
-    )
-    await hass.async_block_till_done()
+    await setup_front_door(hass)
     async_expose_entity(hass, "conversation", "lock.front_door", True)
     assert hass.states.get("lock.front_door").state == STATE_LOCKED
     fake_openai.transcripts = ["Unlock the front door.", "Yes."]

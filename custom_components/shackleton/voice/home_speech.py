@@ -8,7 +8,6 @@ utterance (the session's VAD cuts it) and synthesizes a sentence at a time.
 from __future__ import annotations
 
 from typing import Any, Final
-import uuid
 
 from livekit import rtc
 from livekit.agents import (
@@ -24,6 +23,7 @@ from livekit.agents.types import NOT_GIVEN, NotGivenOr
 import numpy as np
 
 from .home import Home, ToolCallError
+from .tts_stream import OneShotStream
 
 # What every HA speech-to-text engine takes: 16 kHz mono 16-bit PCM.
 STT_RATE: Final = 16000
@@ -106,30 +106,15 @@ class HomeTTS(tts.TTS[Any]):
         self, text: str, *, conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS
     ) -> tts.ChunkedStream:
         """Speak one piece of text."""
-        return _HomeTTSStream(tts=self, input_text=text, conn_options=conn_options)
-
-
-class _HomeTTSStream(tts.ChunkedStream):
-    def __init__(self, *, tts: HomeTTS, input_text: str, conn_options: APIConnectOptions) -> None:
-        super().__init__(tts=tts, input_text=input_text, conn_options=conn_options)
-        self._home_tts = tts
-
-    async def _run(self, output_emitter: tts.AudioEmitter) -> None:
-        engine = self._home_tts
-        try:
-            extension, data = await engine._home.synthesize(  # noqa: SLF001
-                engine._engine,  # noqa: SLF001
-                self.input_text,
-                engine._language,  # noqa: SLF001
-            )
-        except ToolCallError as err:
-            raise APIError(str(err), retryable=False) from err
-        # Encoded (wav, mp3, flac, ogg…): LiveKit decodes it to the session's rate.
-        output_emitter.initialize(
-            request_id=uuid.uuid4().hex,
-            sample_rate=TTS_RATE,
-            num_channels=1,
-            mime_type=f"audio/{extension}",
+        return OneShotStream(
+            tts=self,
+            input_text=text,
+            conn_options=conn_options,
+            speak=self._speak,
+            name=self._engine,
         )
-        output_emitter.push(data)
-        output_emitter.flush()
+
+    async def _speak(self, text: str) -> tuple[str, int, bytes]:
+        extension, data = await self._home.synthesize(self._engine, text, self._language)
+        # Encoded (wav, mp3, flac, ogg…): LiveKit decodes it to the session's rate.
+        return f"audio/{extension}", TTS_RATE, data

