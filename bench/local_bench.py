@@ -4,7 +4,7 @@ The real engine with silero, faster-whisper tiny.en and piper, on local audio at
 time. The utterances are common Assist requests spoken by piper (deterministic). The
 language-model stage is an agent that answers at once, so the figures are the speech
 stack's (Assist itself takes 13 ms at the median in `scripts/demo`).
-Run: `scripts/bench local` (about 2 minutes).
+Run: `scripts/bench local` (about 80 s).
 """
 
 from __future__ import annotations

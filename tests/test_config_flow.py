@@ -283,26 +283,20 @@ async def test_home_engines_that_are_not_there(hass: HomeAssistant) -> None:
     selectors = {str(key): value for key, value in result["data_schema"].schema.items()}
     assert selectors["stt_model"].config["domain"] == ["stt"]
     assert selectors["tts_model"].config["domain"] == ["tts"]
-    result = await hass.config_entries.flow.async_configure(
-        result["flow_id"],
-        {
-            "stt_model": "stt.gone",
-            "llm_model": "conversation.home_assistant",
-            "tts_model": "tts.gone",
-        },
-    )
-    assert result["errors"] == {"stt_model": "engine_not_found", "tts_model": "engine_not_found"}
-    assert await async_setup_component(hass, "stt", {})
-    assert await async_setup_component(hass, "tts", {})
-    result = await hass.config_entries.flow.async_configure(
-        result["flow_id"],
-        {
-            "stt_model": "stt.gone",
-            "llm_model": "conversation.home_assistant",
-            "tts_model": "tts.gone",
-        },
-    )
-    assert result["errors"] == {"stt_model": "engine_not_found", "tts_model": "engine_not_found"}
+    gone = {"stt_model": "stt.gone", "llm_model": "conversation.home_assistant"}
+    # Whether or not HA's stt and tts components are loaded, an engine that is not
+    # there is refused on its field.
+    for loaded in (False, True):
+        if loaded:
+            assert await async_setup_component(hass, "stt", {})
+            assert await async_setup_component(hass, "tts", {})
+        result = await hass.config_entries.flow.async_configure(
+            result["flow_id"], {**gone, "tts_model": "tts.gone"}
+        )
+        assert result["errors"] == {
+            "stt_model": "engine_not_found",
+            "tts_model": "engine_not_found",
+        }
 
 
 async def test_realtime_mode(hass: HomeAssistant, fake_openai: FakeOpenAI) -> None:

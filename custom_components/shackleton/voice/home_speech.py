@@ -7,6 +7,7 @@ utterance (the session's VAD cuts it) and synthesizes a sentence at a time.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Final
 
 from livekit import rtc
@@ -20,27 +21,15 @@ from livekit.agents import (
     utils,
 )
 from livekit.agents.types import NOT_GIVEN, NotGivenOr
-import numpy as np
 
 from .home import Home, ToolCallError
+from .local_audio import mono_pcm16
 from .tts_stream import OneShotStream
 
 # What every HA speech-to-text engine takes: 16 kHz mono 16-bit PCM.
 STT_RATE: Final = 16000
 # Encoded audio from the home is decoded by LiveKit at this rate.
 TTS_RATE: Final = 24000
-
-
-def mono_pcm16(frame: rtc.AudioFrame, rate: int) -> bytes:
-    """Return a frame's audio as mono 16-bit PCM at `rate` (linear interpolation)."""
-    samples = np.frombuffer(frame.data, dtype=np.int16).astype(np.float32)
-    if frame.num_channels > 1:
-        samples = samples.reshape(-1, frame.num_channels).mean(axis=1)
-    if frame.sample_rate != rate and len(samples):
-        length = round(len(samples) * rate / frame.sample_rate)
-        positions = np.arange(length) * (frame.sample_rate / rate)
-        samples = np.interp(positions, np.arange(len(samples)), samples)
-    return np.clip(samples, -32768, 32767).astype(np.int16).tobytes()
 
 
 class HomeSTT(stt.STT[Any]):
@@ -69,7 +58,8 @@ class HomeSTT(stt.STT[Any]):
         conn_options: APIConnectOptions,
     ) -> stt.SpeechEvent:
         spoken = str(language) if language else self._language
-        pcm = mono_pcm16(rtc.combine_audio_frames(buffer), STT_RATE)
+        frame = rtc.combine_audio_frames(buffer)
+        pcm = await asyncio.get_running_loop().run_in_executor(None, mono_pcm16, frame, STT_RATE)
         try:
             text = await self._home.transcribe(self._engine, pcm, STT_RATE, spoken)
         except ToolCallError as err:

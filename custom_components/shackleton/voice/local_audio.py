@@ -62,7 +62,7 @@ class LocalAudioInput(io.AudioInput):
     def play_pcm(self, pcm: bytes, sample_rate: int) -> asyncio.Future[float]:
         """Queue 16-bit mono PCM; the future resolves (monotonic time) after its last frame."""
         if sample_rate != self.sample_rate:
-            pcm = _resample(pcm, sample_rate, self.sample_rate)
+            pcm = resample(pcm, sample_rate, self.sample_rate)
         step = self._samples_per_frame * 2
         for start in range(0, len(pcm), step):
             chunk = pcm[start : start + step].ljust(step, b"\0")
@@ -112,12 +112,22 @@ class LocalAudioInput(io.AudioInput):
         return self._silence
 
 
-def _resample(pcm: bytes, rate_in: int, rate_out: int) -> bytes:
+def resample(pcm: bytes, rate_in: int, rate_out: int) -> bytes:
+    """Resample mono 16-bit PCM with LiveKit's native resampler (no delay, exact length)."""
     resampler = rtc.AudioResampler(rate_in, rate_out, quality=rtc.AudioResamplerQuality.HIGH)
     frame = rtc.AudioFrame(pcm, rate_in, 1, len(pcm) // 2)
     out = [bytes(f.data) for f in resampler.push(frame)]
     out += [bytes(f.data) for f in resampler.flush()]
     return b"".join(out)
+
+
+def mono_pcm16(frame: rtc.AudioFrame, rate: int) -> bytes:
+    """Return a frame's audio as mono 16-bit PCM at `rate`."""
+    samples = np.frombuffer(frame.data, dtype=np.int16)
+    if frame.num_channels > 1:
+        samples = samples.reshape(-1, frame.num_channels).mean(axis=1).astype(np.int16)
+    pcm = samples.tobytes()
+    return pcm if frame.sample_rate == rate else resample(pcm, frame.sample_rate, rate)
 
 
 @dataclass(slots=True)

@@ -32,6 +32,7 @@ from livekit.agents.language import LanguageCode
 from livekit.agents.types import NOT_GIVEN, NotGivenOr
 import numpy as np
 
+from .local_audio import mono_pcm16, resample
 from .tts_stream import OneShotStream
 
 # What "local" means when no model path is given: the models inside the wheels.
@@ -141,12 +142,9 @@ def load_piper(model: str) -> Any:
 
 def to_whisper_audio(pcm: np.ndarray[Any, Any], rate: int) -> np.ndarray[Any, Any]:
     """Return float32 mono at 16 kHz with a lead-in of silence, from 16-bit PCM."""
+    if rate != WHISPER_RATE and len(pcm):
+        pcm = np.frombuffer(resample(pcm.astype(np.int16).tobytes(), rate, WHISPER_RATE), np.int16)
     audio = pcm.astype(np.float32) / 32768.0
-    if rate != WHISPER_RATE and len(audio):
-        length = round(len(audio) * WHISPER_RATE / rate)
-        audio = np.interp(
-            np.arange(length) * (rate / WHISPER_RATE), np.arange(len(audio)), audio
-        ).astype(np.float32)
     lead = np.zeros(round(LEAD_IN_SECONDS * WHISPER_RATE), dtype=np.float32)
     return np.concatenate([lead, audio, lead])
 
@@ -197,6 +195,10 @@ class WhisperSTT(stt.STT[Any]):
         )
         return "".join(segment.text for segment in segments).strip()
 
+    def _transcribe_frame(self, frame: rtc.AudioFrame, language: str) -> str:
+        pcm = np.frombuffer(mono_pcm16(frame, WHISPER_RATE), dtype=np.int16)
+        return self._transcribe(pcm, WHISPER_RATE, language)
+
     async def _recognize_impl(
         self,
         buffer: utils.AudioBuffer,
@@ -205,13 +207,10 @@ class WhisperSTT(stt.STT[Any]):
         conn_options: APIConnectOptions,
     ) -> stt.SpeechEvent:
         frame = rtc.combine_audio_frames(buffer)
-        pcm = np.frombuffer(frame.data, dtype=np.int16)
-        if frame.num_channels > 1:
-            pcm = pcm.reshape(-1, frame.num_channels).mean(axis=1).astype(np.int16)
         spoken = str(language) if language else self._language
         try:
             text = await asyncio.get_running_loop().run_in_executor(
-                None, self._transcribe, pcm, frame.sample_rate, spoken.split("-")[0]
+                None, self._transcribe_frame, frame, spoken.split("-")[0]
             )
         except Exception as err:  # the model's own errors: a failed request, not a crash
             raise APIError(f"faster-whisper failed: {err}", retryable=False) from err
