@@ -18,7 +18,7 @@ from homeassistant.requirements import RequirementsNotFound, async_process_requi
 from homeassistant.util.hass_dict import HassKey
 
 from .const import DOMAIN, LOGGER
-from .voice.loading import ENGINE_MODULES, import_heavy, import_plugins
+from .voice.loading import ENGINE_MODULES, HEAVY_MODULES, import_heavy, import_plugins
 
 # Kept equal to requirements/voice.txt by a test.
 VOICE_REQUIREMENTS: Final = [
@@ -92,7 +92,7 @@ class VoiceSupportLoader:
         try:
             await self._hass.async_add_executor_job(import_heavy, modules)
         except ImportError:
-            LOGGER.info("Installing %s", ", ".join(requirements))
+            LOGGER.info("%s packages missing; installing %s", name, ", ".join(requirements))
             try:
                 await async_process_requirements(self._hass, f"{DOMAIN}.{name}", requirements)
                 await self._hass.async_add_executor_job(import_heavy, modules)
@@ -104,18 +104,9 @@ class VoiceSupportLoader:
 
     async def _async_load(self) -> VoiceSupport:
         started = time.monotonic()
-        try:
-            await self._hass.async_add_executor_job(import_heavy)
-        except ImportError:
-            LOGGER.info("Voice packages missing; installing %s", ", ".join(VOICE_REQUIREMENTS))
-            try:
-                await async_process_requirements(self._hass, f"{DOMAIN}.voice", VOICE_REQUIREMENTS)
-            except RequirementsNotFound as err:
-                return self._unavailable("install_failed", str(err))
-            try:
-                await self._hass.async_add_executor_job(import_heavy)
-            except ImportError as err:
-                return self._unavailable("import_failed", str(err))
+        packages = await self._async_import_or_install(HEAVY_MODULES, VOICE_REQUIREMENTS, "voice")
+        if not packages.available:
+            return packages
         try:
             plugins_started = time.monotonic()
             import_plugins()
