@@ -82,7 +82,7 @@ SCRIPT: list[tuple[str, str, Callable[[HomeAssistant], bool]]] = [
     ("Turn on the porch light.", "HassTurnOn", lambda h: _state(h, PORCH) == "on"),
     ("Turn off the kitchen light.", "HassTurnOff", lambda h: _state(h, KITCHEN) == "off"),
     ("Set a timer for two minutes.", "HassStartTimer", lambda h: True),
-    ("Add eggs to my shopping list.", "HassListAddItem", lambda h: _state(h, SHOPPING) == "1"),
+    ("Put eggs on my shopping list.", "HassListAddItem", lambda h: _state(h, SHOPPING) == "1"),
     ("What's on the calendar tomorrow?", "calendar_list_events", lambda h: True),
     ("Remind me to call mom at 5 pm.", "reminder_set", lambda h: _reminders(h) == ["call mom"]),
 ]

@@ -149,7 +149,7 @@ async def test_spoken_requests_run_through_assist_offline(
     assert turn["tools"] == ["HassTurnOff"]
     assert hass.states.get(LIGHT).state == STATE_OFF
 
-    turn = await kitchen.say("Add eggs to my shopping list.")
+    turn = await kitchen.say("Put eggs on my shopping list.")
     assert turn["tools"] == ["HassListAddItem"]
     items = await hass.services.async_call(
         "todo", "get_items", {"entity_id": SHOPPING}, blocking=True, return_response=True
