@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 import importlib
+from pathlib import Path
 import time
 from typing import Any
 
+from homeassistant.const import STATE_OFF
 from homeassistant.core import Context, HomeAssistant
 from homeassistant.helpers import llm
 from homeassistant.setup import async_setup_component
@@ -25,9 +28,19 @@ from custom_components.shackleton.const import (
     DOMAIN,
 )
 from custom_components.shackleton.home_bridge import make_llm_context
+from custom_components.shackleton.voice.engine import RoomSession
 from custom_components.shackleton.voice.loading import HEAVY_MODULES, PLUGIN_MODULES
+from custom_components.shackleton.voice.local_audio import (
+    LocalAudioInput,
+    LocalAudioOutput,
+    Segment,
+    read_wav,
+)
 
 from .fakes import FakeLiveKit, FakeOllama, FakeOpenAI, start_app
+
+LIGHT = "light.kitchen_light"
+AUDIO = Path(__file__).parent / "fixtures" / "audio"
 
 # Import the voice stack once, before any hass exists. Each test's hass interrupts its
 # executor threads when it stops, and an import cut off half-way leaves the openai
@@ -159,3 +172,68 @@ async def call_tool(
     llm_context = make_llm_context(hass, "en", None, Context(user_id=user))
     api = await llm.async_get_api(hass, f"shackleton-{entry.entry_id}", llm_context)
     return await api.async_call_tool(llm.ToolInput(tool_name=tool, tool_args=args))
+
+
+@pytest.fixture
+async def kitchen_light(hass: HomeAssistant) -> None:
+    """Set up a real template light, backed by an input_boolean, exposed to Assist.
+
+    input_boolean is set up once per hass: the front door's bolt is declared here too.
+    """
+    booleans = {"kitchen_power": {}, "door_locked": {"initial": True}}
+    assert await async_setup_component(hass, "input_boolean", {"input_boolean": booleans})
+    target = {"entity_id": "input_boolean.kitchen_power"}
+    assert await async_setup_component(
+        hass,
+        "light",
+        {
+            "light": {
+                "platform": "template",
+                "lights": {
+                    "kitchen_light": {
+                        "friendly_name": "Kitchen light",
+                        "value_template": "{{ is_state('input_boolean.kitchen_power', 'on') }}",
+                        "turn_on": {"action": "input_boolean.turn_on", "target": target},
+                        "turn_off": {"action": "input_boolean.turn_off", "target": target},
+                    }
+                },
+            }
+        },
+    )
+    await hass.async_block_till_done()
+    assert hass.states.get(LIGHT).state == STATE_OFF
+
+
+@dataclass
+class Room:
+    """A room with a local microphone and speaker, served by the entry's engine."""
+
+    mic: LocalAudioInput
+    speaker: LocalAudioOutput
+    session: RoomSession
+
+    async def say(self, name: str) -> float:
+        """Speak a fixture utterance; return the monotonic time its audio ended."""
+        pcm, rate = read_wav(AUDIO / f"{name}.wav")
+        return await self.mic.play_pcm(pcm, rate)
+
+    async def reply(self, number: int = 1, wait: float = 20) -> Segment:
+        """Wait for the assistant's `number`th spoken segment to finish."""
+        return await asyncio.wait_for(self.speaker.wait_for_segment(number), wait)
+
+
+@pytest.fixture
+async def room(
+    hass: HomeAssistant, kitchen_light: None, loaded_entry: MockConfigEntry
+) -> AsyncIterator[Room]:
+    """Start a kitchen session on local audio; unload the entry afterwards."""
+    mic, speaker = LocalAudioInput(), LocalAudioOutput()
+    manager = loaded_entry.runtime_data.voice
+    assert manager is not None
+    session = await manager.async_start_local_session(
+        "kitchen", audio_input=mic, audio_output=speaker
+    )
+    yield Room(mic, speaker, session)
+    mic.close()
+    assert await hass.config_entries.async_unload(loaded_entry.entry_id)
+    await hass.async_block_till_done()

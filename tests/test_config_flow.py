@@ -559,7 +559,11 @@ async def test_options_flow(hass: HomeAssistant, loaded_entry: MockConfigEntry) 
         "voice": "nova",
         "turn_taking": turn_taking,
         "tools": {"tool_groups": ["devices"], "confirm_domains": ["lock", "valve"]},
-        "rooms": {"auto_join_prefix": "home-"},
+        "rooms": {
+            "auto_join_prefix": "home-",
+            "announce_when_nobody_listens": "queue",
+            "announce_queue_minutes": 30.0,
+        },
         "privacy": {"transcript_retention_days": 0, "transcripts_in_events": True},
     }
     result = await hass.config_entries.options.async_configure(result["flow_id"], user_input)
@@ -579,10 +583,13 @@ async def test_options_flow(hass: HomeAssistant, loaded_entry: MockConfigEntry) 
         "tool_groups": ["devices"],
         "confirm_domains": ["lock", "valve"],
         "auto_join_prefix": "home-",
+        "announce_when_nobody_listens": "queue",
+        "announce_queue_minutes": 30,
         "transcript_retention_days": 0,
         "transcripts_in_events": True,
     }
     assert isinstance(loaded_entry.options["transcript_retention_days"], int)
+    assert isinstance(loaded_entry.options["announce_queue_minutes"], int)
     assert loaded_entry.state is ConfigEntryState.LOADED
 
 

@@ -18,11 +18,14 @@ async def test_entities(
     entity_registry: er.EntityRegistry,
     snapshot: SnapshotAssertion,
 ) -> None:
-    """Every entity's registry entry and state match the snapshot."""
+    """Every entity's registry entry and state match the snapshot (a room's too)."""
+    loaded_entry.runtime_data.rooms.async_served("kitchen")
+    await hass.async_block_till_done()
     entities = er.async_entries_for_config_entry(entity_registry, loaded_entry.entry_id)
     disabled = [e.entity_id for e in entities if e.disabled_by is not None]
     assert disabled == ["sensor.shackleton_127_0_0_1_last_turn_latency"]
-    assert {entity.domain for entity in entities} == {"binary_sensor", "sensor", "switch", "todo"}
+    domains = {entity.domain for entity in entities}
+    assert domains == {"binary_sensor", "conversation", "notify", "sensor", "switch", "todo"}
     for entity in sorted(entities, key=lambda e: e.entity_id):
         assert entity == snapshot(name=f"{entity.entity_id}-entry")
         assert hass.states.get(entity.entity_id) == snapshot(name=f"{entity.entity_id}-state")

@@ -28,8 +28,7 @@ from custom_components.shackleton.voice.local_audio import (
     read_wav,
 )
 
-from .conftest import wait_for
-from .test_voice import AUDIO
+from .conftest import AUDIO, wait_for
 
 DEMO_LIGHT = "light.kitchen_lights"
 HOME_ENGINES = {

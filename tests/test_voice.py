@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 import time
 
 from homeassistant.components.homeassistant.exposed_entities import async_expose_entity
 from homeassistant.const import STATE_LOCKED, STATE_OFF, STATE_ON, STATE_UNLOCKED
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import device_registry as dr, issue_registry as ir
-from homeassistant.setup import async_setup_component
 from homeassistant.util import dt as dt_util
 import pytest
 from pytest_homeassistant_custom_component.common import (
@@ -23,84 +19,13 @@ from pytest_homeassistant_custom_component.common import (
 )
 
 from custom_components.shackleton.const import DOMAIN, EVENT_ERROR, EVENT_REMINDER, EVENT_TURN
-from custom_components.shackleton.voice.engine import RoomSession
 from custom_components.shackleton.voice.local_audio import (
     LocalAudioInput,
     LocalAudioOutput,
-    Segment,
-    read_wav,
 )
 
-from .conftest import entry_data, setup_front_door, wait_for
+from .conftest import LIGHT, Room, entry_data, setup_front_door, wait_for
 from .fakes import ChatReply, FakeOpenAI, with_confirmation_token
-
-AUDIO = Path(__file__).parent / "fixtures" / "audio"
-LIGHT = "light.kitchen_light"
-
-
-@pytest.fixture
-async def kitchen_light(hass: HomeAssistant) -> None:
-    """Set up a real template light, backed by an input_boolean, exposed to Assist.
-
-    input_boolean is set up once per hass: the front door's bolt is declared here too.
-    """
-    booleans = {"kitchen_power": {}, "door_locked": {"initial": True}}
-    assert await async_setup_component(hass, "input_boolean", {"input_boolean": booleans})
-    target = {"entity_id": "input_boolean.kitchen_power"}
-    assert await async_setup_component(
-        hass,
-        "light",
-        {
-            "light": {
-                "platform": "template",
-                "lights": {
-                    "kitchen_light": {
-                        "friendly_name": "Kitchen light",
-                        "value_template": "{{ is_state('input_boolean.kitchen_power', 'on') }}",
-                        "turn_on": {"action": "input_boolean.turn_on", "target": target},
-                        "turn_off": {"action": "input_boolean.turn_off", "target": target},
-                    }
-                },
-            }
-        },
-    )
-    await hass.async_block_till_done()
-    assert hass.states.get(LIGHT).state == STATE_OFF
-
-
-@dataclass
-class Room:
-    """A room with a local microphone and speaker, served by the entry's engine."""
-
-    mic: LocalAudioInput
-    speaker: LocalAudioOutput
-    session: RoomSession
-
-    async def say(self, name: str) -> float:
-        """Speak a fixture utterance; return the monotonic time its audio ended."""
-        pcm, rate = read_wav(AUDIO / f"{name}.wav")
-        return await self.mic.play_pcm(pcm, rate)
-
-    async def reply(self, number: int = 1, wait: float = 20) -> Segment:
-        """Wait for the assistant's `number`th spoken segment to finish."""
-        return await asyncio.wait_for(self.speaker.wait_for_segment(number), wait)
-
-
-@pytest.fixture
-async def room(
-    hass: HomeAssistant, kitchen_light: None, loaded_entry: MockConfigEntry
-) -> AsyncIterator[Room]:
-    """Start a kitchen session on local audio; unload the entry afterwards."""
-    mic, speaker = LocalAudioInput(), LocalAudioOutput()
-    manager = loaded_entry.runtime_data.voice
-    assert manager is not None
-    session = await manager.async_start_local_session(
-        "kitchen", audio_input=mic, audio_output=speaker
-    )
-    yield Room(mic, speaker, session)
-    mic.close()
-    assert await hass.config_entries.async_unload(loaded_entry.entry_id)
-    await hass.async_block_till_done()
 
 
 async def test_spoken_request_turns_on_light(

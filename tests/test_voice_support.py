@@ -17,6 +17,7 @@ from custom_components.shackleton.const import DOMAIN
 from custom_components.shackleton.voice_manager import settings_from_entry
 from custom_components.shackleton.voice_support import (
     LOCAL_REQUIREMENTS,
+    TEXT_REQUIREMENTS,
     VOICE_REQUIREMENTS,
     VoiceSupportLoader,
     async_get_loader,
@@ -203,3 +204,9 @@ def test_first_turn_imports_nothing_on_the_loop() -> None:
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert json.loads(result.stdout.strip().splitlines()[-1]) == []
+
+
+def test_text_requirement_is_the_tested_pin() -> None:
+    """The text agent installs the OpenAI SDK version the tests run (HA 2026.2's pin)."""
+    lines = (REPO / "requirements" / "test.txt").read_text().splitlines()
+    assert set(TEXT_REQUIREMENTS) <= {line.strip() for line in lines}

@@ -5,7 +5,12 @@ from __future__ import annotations
 from homeassistant.const import Platform
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import ConfigEntryAuthFailed
-from homeassistant.helpers import config_validation as cv, issue_registry as ir, llm
+from homeassistant.helpers import (
+    config_validation as cv,
+    device_registry as dr,
+    issue_registry as ir,
+    llm,
+)
 from homeassistant.helpers.typing import ConfigType
 
 from .const import (
@@ -23,12 +28,15 @@ from .memory import NoteStore, async_get_embedder
 from .models import ShackletonConfigEntry, ShackletonData, ShackletonRuntime
 from .reminders import ReminderStore
 from .repairs import async_clear_all, async_clear_issue, async_raise_issue
+from .room_devices import RoomDevices
 from .services import async_setup_services
 from .voice.settings import LiveKitServer
 from .voice_manager import VoiceManager, turn_taking_from_options
 
 PLATFORMS: list[Platform] = [
     Platform.BINARY_SENSOR,
+    Platform.CONVERSATION,
+    Platform.NOTIFY,
     Platform.SENSOR,
     Platform.SWITCH,
     Platform.TODO,
@@ -77,12 +85,15 @@ async def async_setup_entry(hass: HomeAssistant, entry: ShackletonConfigEntry) -
     reminders = ReminderStore(hass, entry.entry_id, voice.announce, api.transcripts_allowed)
     await reminders.async_load()
     entry.async_on_unload(reminders.async_stop)
+    rooms = RoomDevices(hass, entry, lambda room: room in voice.active_rooms)
+    await rooms.async_load()
     entry.runtime_data = ShackletonData(
         runtime=runtime,
         voice=voice,
         api=api,
         notes=notes,
         reminders=reminders,
+        rooms=rooms,
         link=link,
         options=dict(entry.options),
     )
@@ -128,3 +139,13 @@ async def async_remove_entry(hass: HomeAssistant, entry: ShackletonConfigEntry) 
     async_clear_all(hass, entry.entry_id)
     await NoteStore(hass, entry.entry_id, async_get_embedder(hass)).async_remove()
     await ReminderStore(hass, entry.entry_id, lambda room, text: False).async_remove()
+    await RoomDevices(hass, entry, lambda room: False).async_remove_store()
+
+
+async def async_remove_config_entry_device(
+    hass: HomeAssistant, entry: ShackletonConfigEntry, device: dr.DeviceEntry
+) -> bool:
+    """Let the user delete a room's device, unless someone is talking in that room."""
+    rooms = entry.runtime_data.rooms
+    room = rooms.room_of(device)
+    return room is not None and rooms.async_remove(room, remove_device=False)

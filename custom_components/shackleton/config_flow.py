@@ -37,6 +37,8 @@ from homeassistant.helpers.selector import (
 import voluptuous as vol
 
 from .const import (
+    CONF_ANNOUNCE_NOBODY,
+    CONF_ANNOUNCE_QUEUE_MINUTES,
     CONF_AUTO_JOIN_PREFIX,
     CONF_CONFIRM_DOMAINS,
     CONF_INSTRUCTIONS,
@@ -59,6 +61,7 @@ from .const import (
     CONFIRMABLE_TARGETS,
     DEFAULT_OPTIONS,
     DOMAIN,
+    NOBODY_POLICIES,
     PIPELINE_STAGES,
     STAGE_LLM,
     STAGE_REALTIME,
@@ -140,6 +143,18 @@ OPTION_SECTIONS: dict[str, dict[str, Any]] = {
     },
     SECTION_ROOMS: {
         CONF_AUTO_JOIN_PREFIX: TextSelector(),
+        CONF_ANNOUNCE_NOBODY: SelectSelector(
+            SelectSelectorConfig(
+                options=list(NOBODY_POLICIES),
+                translation_key=CONF_ANNOUNCE_NOBODY,
+                mode=SelectSelectorMode.LIST,
+            )
+        ),
+        CONF_ANNOUNCE_QUEUE_MINUTES: NumberSelector(
+            NumberSelectorConfig(
+                min=1, max=1440, step=1, unit_of_measurement="min", mode=NumberSelectorMode.BOX
+            )
+        ),
     },
     SECTION_PRIVACY: {
         CONF_TRANSCRIPT_RETENTION_DAYS: NumberSelector(
@@ -521,7 +536,8 @@ class ShackletonOptionsFlow(OptionsFlow):
             if flat[CONF_MIN_ENDPOINTING_DELAY] > flat[CONF_MAX_ENDPOINTING_DELAY]:
                 errors["base"] = "endpointing_order"
             else:
-                flat[CONF_TRANSCRIPT_RETENTION_DAYS] = int(flat[CONF_TRANSCRIPT_RETENTION_DAYS])
+                for whole in (CONF_TRANSCRIPT_RETENTION_DAYS, CONF_ANNOUNCE_QUEUE_MINUTES):
+                    flat[whole] = int(flat[whole])
                 return self.async_create_entry(data={**current, **flat})
             current = {**current, **flat}
         fields: dict[Any, Any] = {

@@ -63,6 +63,15 @@ CONF_TOOL_GROUPS: Final = "tool_groups"
 CONF_CONFIRM_DOMAINS: Final = "confirm_domains"
 # Options: rooms.
 CONF_AUTO_JOIN_PREFIX: Final = "auto_join_prefix"
+# Options: announcements, when nobody is in the room.
+CONF_ANNOUNCE_NOBODY: Final = "announce_when_nobody_listens"
+CONF_ANNOUNCE_QUEUE_MINUTES: Final = "announce_queue_minutes"
+NOBODY_DROP: Final = "drop"
+NOBODY_QUEUE: Final = "queue"
+NOBODY_NOTIFY: Final = "notify"
+NOBODY_POLICIES: Final = (NOBODY_DROP, NOBODY_QUEUE, NOBODY_NOTIFY)
+PRIORITY_NORMAL: Final = "normal"
+PRIORITY_HIGH: Final = "high"
 # Options: privacy.
 CONF_TRANSCRIPT_RETENTION_DAYS: Final = "transcript_retention_days"
 CONF_TRANSCRIPTS_IN_EVENTS: Final = "transcripts_in_events"
@@ -122,6 +131,8 @@ DEFAULT_OPTIONS: Final[dict[str, object]] = {
         "cover.gate",
     ],
     CONF_AUTO_JOIN_PREFIX: "",
+    CONF_ANNOUNCE_NOBODY: NOBODY_NOTIFY,
+    CONF_ANNOUNCE_QUEUE_MINUTES: 10,
     CONF_TRANSCRIPT_RETENTION_DAYS: 7,
     CONF_TRANSCRIPTS_IN_EVENTS: False,
 }

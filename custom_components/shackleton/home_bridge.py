@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 import dataclasses
 from functools import partial
 from typing import Any
@@ -16,10 +16,9 @@ from homeassistant.components.intent import (
 from homeassistant.components.tts import helper as tts_helper
 from homeassistant.core import Context, HomeAssistant, callback
 from homeassistant.exceptions import HomeAssistantError
-from homeassistant.helpers import device_registry as dr, issue_registry as ir, llm
+from homeassistant.helpers import issue_registry as ir, llm
 from homeassistant.util import dt as dt_util
 import voluptuous as vol
-from voluptuous_openapi import convert
 
 from . import phrases
 from .const import (
@@ -34,6 +33,7 @@ from .const import (
     REDACTED,
     STATE_IDLE,
 )
+from .llm_api import tool_schemas
 from .models import ShackletonConfigEntry
 from .repairs import async_clear_issue, async_raise_issue
 from .voice.home import HomeContext, ToolCallError, ToolSpec, TurnReport
@@ -56,6 +56,56 @@ def make_llm_context(
     }
     names = {field.name for field in dataclasses.fields(llm.LLMContext)}
     return llm.LLMContext(**{k: v for k, v in values.items() if k in names})
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AgentAnswer:
+    """What a conversation agent said, and the intents or tools it used."""
+
+    speech: str
+    tools: list[str]
+    conversation_id: str | None = None
+
+
+async def async_ask_agent(
+    hass: HomeAssistant,
+    *,
+    text: str,
+    agent_id: str,
+    conversation_id: str | None,
+    context: Context,
+    language: str,
+    device_id: str | None,
+    run_tool: Callable[[str, dict[str, Any]], Awaitable[Any]],
+) -> AgentAnswer:
+    """Hand words to one of the home's conversation agents.
+
+    Assist has no calendar or reminder sentences: Shackleton's own (phrases.py) are
+    tried first for it, and run Shackleton's tools through `run_tool`. A failing or
+    missing agent raises ToolCallError.
+    """
+    if agent_id == conversation.HOME_ASSISTANT_AGENT and (matched := phrases.match(text)):
+        try:
+            result = await run_tool(matched.tool, matched.arguments)
+        except (ToolCallError, HomeAssistantError, vol.Invalid) as err:
+            return AgentAnswer(f"Sorry, I couldn't do that: {err}", [matched.tool])
+        return AgentAnswer(phrases.answer(matched, result), [matched.tool])
+    try:
+        result = await conversation.async_converse(
+            hass,
+            text=text,
+            conversation_id=conversation_id,
+            context=context,
+            language=language,
+            agent_id=agent_id,
+            device_id=device_id,
+        )
+    except (HomeAssistantError, ValueError) as err:  # ValueError: no such agent (any more)
+        raise ToolCallError(str(err) or type(err).__name__) from err
+    response = result.response
+    speech = str(response.speech.get("plain", {}).get("speech", ""))
+    intent_type = response.intent.intent_type if response.intent else None
+    return AgentAnswer(speech, [intent_type] if intent_type else [], result.conversation_id)
 
 
 class HassHome:
@@ -104,21 +154,13 @@ class HassHome:
         Assist's timer intents only appear for a device that can announce timers, so
         each room gets one: "set a timer" then works with HA's own timers.
         """
-        if (device_id := self._room_devices.get(room)) is not None:
-            return device_id
-        device = dr.async_get(self._hass).async_get_or_create(
-            config_entry_id=self._entry.entry_id,
-            identifiers={(DOMAIN, f"{self._entry.entry_id}_room_{room}")},
-            name=f"{self._entry.title} {room}",
-            manufacturer="Shackleton",
-            model="Voice room",
-            via_device=(DOMAIN, self._entry.entry_id),
-        )
-        self._room_devices[room] = device.id
-        self._entry.async_on_unload(
-            async_register_timer_handler(self._hass, device.id, partial(self._on_timer, room))
-        )
-        return device.id
+        device_id = self._entry.runtime_data.rooms.device_id(room)
+        if self._room_devices.get(room) != device_id:
+            self._room_devices[room] = device_id
+            self._entry.async_on_unload(
+                async_register_timer_handler(self._hass, device_id, partial(self._on_timer, room))
+            )
+        return device_id
 
     @callback
     def _on_timer(self, room: str, event_type: TimerEventType, timer: TimerInfo) -> None:
@@ -140,15 +182,7 @@ class HassHome:
 
     async def tools(self, room: str) -> list[ToolSpec]:
         """Return Shackleton's tools (Assist's over the exposed entities, and its own)."""
-        api = await self._api(room, None)
-        return [
-            ToolSpec(
-                name=tool.name,
-                description=tool.description or tool.name,
-                parameters=convert(tool.parameters, custom_serializer=api.custom_serializer),
-            )
-            for tool in api.tools
-        ]
+        return [ToolSpec(**schema) for schema in tool_schemas(await self._api(room, None))]
 
     async def call_tool(
         self, room: str, name: str, arguments: dict[str, Any], *, turn: int = 0
@@ -163,35 +197,20 @@ class HassHome:
     async def converse(
         self, room: str, text: str, agent_id: str, *, turn: int = 0
     ) -> tuple[str, list[str]]:
-        """Ask a conversation agent, as the room's device (so timers ring there).
-
-        Assist has no calendar or reminder sentences: Shackleton's own (phrases.py)
-        are tried first for it, and run Shackleton's tools.
-        """
-        if agent_id == conversation.HOME_ASSISTANT_AGENT and (matched := phrases.match(text)):
-            try:
-                result = await self.call_tool(room, matched.tool, matched.arguments, turn=turn)
-            except ToolCallError as err:
-                return f"Sorry, I couldn't do that: {err}", [matched.tool]
-            return phrases.answer(matched, result), [matched.tool]
-        try:
-            result = await conversation.async_converse(
-                self._hass,
-                text=text,
-                conversation_id=self._conversations.get(room),
-                context=self._context(room, turn),
-                language=self._language,
-                agent_id=agent_id,
-                device_id=self._room_device(room),
-            )
-        except (HomeAssistantError, ValueError) as err:  # ValueError: no such agent (any more)
-            raise ToolCallError(str(err) or type(err).__name__) from err
-        response = result.response
-        if result.conversation_id:
-            self._conversations[room] = result.conversation_id
-        speech = str(response.speech.get("plain", {}).get("speech", ""))
-        intent_type = response.intent.intent_type if response.intent else None
-        return speech, [intent_type] if intent_type else []
+        """Ask a conversation agent, as the room's device (so timers ring there)."""
+        answer = await async_ask_agent(
+            self._hass,
+            text=text,
+            agent_id=agent_id,
+            conversation_id=self._conversations.get(room),
+            context=self._context(room, turn),
+            language=self._language,
+            device_id=self._room_device(room),
+            run_tool=partial(self.call_tool, room, turn=turn),
+        )
+        if answer.conversation_id:
+            self._conversations[room] = answer.conversation_id
+        return answer.speech, answer.tools
 
     async def transcribe(self, engine: str, pcm: bytes, rate: int, language: str) -> str:
         """Transcribe with one of HA's speech-to-text engines, as an Assist pipeline does."""
@@ -254,7 +273,9 @@ class HassHome:
     @callback
     def report_turn(self, report: TurnReport) -> None:
         """Fire `shackleton_turn` and feed the figures; a good turn clears the breaker repair."""
-        self._runtime.async_record_turn(report.end_to_end, failed=report.error is not None)
+        self._runtime.async_record_turn(
+            report.end_to_end, failed=report.error is not None, room=report.room
+        )
         data: dict[str, Any] = {
             "entry_id": self._entry.entry_id,
             "room": report.room,

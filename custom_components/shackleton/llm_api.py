@@ -23,6 +23,7 @@ from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import intent, llm
 from homeassistant.util.json import JsonObjectType
 import voluptuous as vol
+from voluptuous_openapi import convert
 
 from .calendar_tools import calendar_tools
 from .const import (
@@ -313,3 +314,15 @@ class ShackletonAPI(llm.API):
             },
             context=llm_context.context,
         )
+
+
+def tool_schemas(api: llm.APIInstance) -> list[dict[str, Any]]:
+    """Return an API instance's tools as JSON-schema function descriptions."""
+    return [
+        {
+            "name": tool.name,
+            "description": tool.description or tool.name,
+            "parameters": convert(tool.parameters, custom_serializer=api.custom_serializer),
+        }
+        for tool in api.tools
+    ]

@@ -20,10 +20,12 @@ from .const import (
 )
 
 if TYPE_CHECKING:
+    from .conversation import ShackletonConversationEntity
     from .livekit_server import LiveKitLink
     from .llm_api import ShackletonAPI
     from .memory import NoteStore
     from .reminders import ReminderStore
+    from .room_devices import RoomDevices
     from .voice_manager import VoiceManager
 
 # The busiest room decides what the assistant state sensor shows.
@@ -48,6 +50,7 @@ class ShackletonRuntime:
         self.voice_details: dict[str, Any] = {}
         self.room_states: dict[str, str] = {}
         self.last_turn_ms: float | None = None
+        self.room_last_turn_ms: dict[str, int] = {}
         self._e2e: deque[float] = deque(maxlen=TURN_WINDOW)
         self._turns = 0
         self._failed_turns = 0
@@ -57,6 +60,12 @@ class ShackletonRuntime:
     def active_sessions(self) -> int:
         """Return how many rooms have a voice session."""
         return len(self.room_states)
+
+    def room_state(self, room: str) -> str:
+        """Return what the assistant is doing in one room (`offline`: nobody there)."""
+        if not self.voice_enabled:
+            return STATE_OFFLINE
+        return self.room_states.get(room, STATE_OFFLINE)
 
     @property
     def assistant_state(self) -> str:
@@ -117,14 +126,18 @@ class ShackletonRuntime:
         self._notify()
 
     @callback
-    def async_record_turn(self, end_to_end: float | None, *, failed: bool) -> None:
-        """Feed a finished turn into the rolling figures."""
+    def async_record_turn(
+        self, end_to_end: float | None, *, failed: bool, room: str | None = None
+    ) -> None:
+        """Feed a finished turn into the rolling figures (the home's, and its room's)."""
         self._turns += 1
         if failed:
             self._failed_turns += 1
         if end_to_end is not None:
             self._e2e.append(end_to_end)
-            self.last_turn_ms = round(end_to_end * 1000)
+            self.last_turn_ms = milliseconds = round(end_to_end * 1000)
+            if room is not None:
+                self.room_last_turn_ms[room] = milliseconds
         self._notify()
 
     def turn_figures(self) -> dict[str, Any]:
@@ -170,6 +183,10 @@ class ShackletonData:
     # What the assistant remembers (Store-backed, survives restarts).
     notes: NoteStore
     reminders: ReminderStore
+    # Each room served is a device (room_devices.py).
+    rooms: RoomDevices
     link: LiveKitLink | None = field(default=None)
+    # The Assist agent, once its platform is set up (what `shackleton.ask` talks to).
+    agent: ShackletonConversationEntity | None = field(default=None)
     # The options the entry runs with, to tell a live change from a reload.
     options: dict[str, Any] = field(default_factory=dict)

@@ -1,7 +1,11 @@
-"""Actions of Shackleton: voice sessions in LiveKit rooms, and forgetting notes."""
+"""Actions of Shackleton: ask, announce, start a conversation, rooms, and forgetting notes."""
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
+from homeassistant.components import conversation
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import (
     HomeAssistant,
@@ -10,19 +14,43 @@ from homeassistant.core import (
     SupportsResponse,
     callback,
 )
-from homeassistant.exceptions import ServiceValidationError, Unauthorized
+from homeassistant.exceptions import HomeAssistantError, ServiceValidationError, Unauthorized
 from homeassistant.helpers import config_validation as cv
 import voluptuous as vol
 
-from .const import DOMAIN
+from .const import (
+    CONF_ANNOUNCE_NOBODY,
+    CONF_ANNOUNCE_QUEUE_MINUTES,
+    DEFAULT_OPTIONS,
+    DOMAIN,
+    NOBODY_POLICIES,
+    PRIORITY_HIGH,
+    PRIORITY_NORMAL,
+)
+from .conversation import ShackletonConversationEntity
 from .models import ShackletonConfigEntry
 from .voice.settings import ROOM_NAME
+from .voice_manager import Announcement
 
 ATTR_CONFIG_ENTRY_ID = "config_entry_id"
 ATTR_ROOM = "room"
 SERVICE_START_SESSION = "start_session"
 SERVICE_END_SESSION = "end_session"
 SERVICE_FORGET = "forget"
+SERVICE_ASK = "ask"
+SERVICE_ANNOUNCE = "announce"
+SERVICE_START_CONVERSATION = "start_conversation"
+ATTR_TEXT = "text"
+ATTR_CONTEXT = "context"
+ATTR_CONVERSATION_ID = "conversation_id"
+ATTR_LANGUAGE = "language"
+ATTR_MESSAGE = "message"
+ATTR_ROOMS = "rooms"
+ATTR_REPHRASE = "rephrase"
+ATTR_CHIME = "chime"
+ATTR_PRIORITY = "priority"
+ATTR_NOBODY = "when_nobody_listens"
+ATTR_QUEUE_MINUTES = "queue_minutes"
 ATTR_NOTE_ID = "note_id"
 ATTR_ALL = "all"
 
@@ -53,10 +81,144 @@ def _entry(hass: HomeAssistant, call: ServiceCall) -> ShackletonConfigEntry:
 
 
 def _room(call: ServiceCall) -> str:
-    room = str(call.data[ATTR_ROOM]).strip()
+    return _valid_room(str(call.data[ATTR_ROOM]))
+
+
+def _valid_room(name: str) -> str:
+    room = name.strip()
     if not ROOM_NAME.fullmatch(room):
         raise _error("invalid_room", room=room)
     return room
+
+
+def _known_room(entry: ShackletonConfigEntry, name: str) -> str:
+    """Return a room the assistant has served (or serves now); anything else is a typo."""
+    room = _valid_room(name)
+    data = entry.runtime_data
+    known = {*data.rooms.rooms, *data.voice.active_rooms}
+    if room not in known:
+        raise _error("unknown_room", room=room, rooms=", ".join(sorted(known)) or "-")
+    return room
+
+
+def _agent(entry: ShackletonConfigEntry) -> ShackletonConversationEntity:
+    agent = entry.runtime_data.agent
+    if agent is None or agent.entity_id is None:
+        raise HomeAssistantError(
+            translation_domain=DOMAIN,
+            translation_key="agent_unavailable",
+            translation_placeholders={"title": entry.title},
+        )
+    return agent
+
+
+ASK_SCHEMA = vol.Schema(
+    {
+        vol.Optional(ATTR_CONFIG_ENTRY_ID): cv.string,
+        vol.Required(ATTR_TEXT): vol.All(cv.string, vol.Length(min=1)),
+        vol.Optional(ATTR_CONVERSATION_ID): cv.string,
+        vol.Optional(ATTR_CONTEXT): cv.string,
+        vol.Optional(ATTR_LANGUAGE): cv.string,
+    }
+)
+
+
+async def _async_ask(call: ServiceCall) -> ServiceResponse:
+    """Ask the assistant in text; answer with its reply, tool calls and conversation id."""
+    entry = _entry(call.hass, call)
+    agent = _agent(entry)
+    result = await conversation.async_converse(
+        call.hass,
+        text=call.data[ATTR_TEXT],
+        conversation_id=call.data.get(ATTR_CONVERSATION_ID),
+        context=call.context,
+        language=call.data.get(ATTR_LANGUAGE),
+        agent_id=agent.entity_id,
+        extra_system_prompt=call.data.get(ATTR_CONTEXT),
+    )
+    speech = str(result.response.speech.get("plain", {}).get("speech", ""))
+    answer = agent.answers.pop(result.conversation_id or "", None)
+    if answer is None or answer.error is not None:
+        raise HomeAssistantError(
+            translation_domain=DOMAIN,
+            translation_key="ask_failed",
+            translation_placeholders={"error": (answer.error if answer else None) or speech},
+        )
+    response: dict[str, Any] = {
+        "response": speech,
+        "conversation_id": result.conversation_id,
+        "continue_conversation": result.continue_conversation,
+        "tool_calls": [record.as_dict() for record in answer.tool_calls],
+    }
+    return response
+
+
+ANNOUNCE_SCHEMA = vol.Schema(
+    {
+        vol.Optional(ATTR_CONFIG_ENTRY_ID): cv.string,
+        vol.Required(ATTR_MESSAGE): vol.All(cv.string, vol.Length(min=1, max=1000)),
+        vol.Optional(ATTR_ROOMS): vol.All(cv.ensure_list, [cv.string]),
+        vol.Optional(ATTR_REPHRASE, default=False): cv.boolean,
+        vol.Optional(ATTR_CHIME, default=False): cv.boolean,
+        vol.Optional(ATTR_PRIORITY, default=PRIORITY_NORMAL): vol.In(
+            [PRIORITY_NORMAL, PRIORITY_HIGH]
+        ),
+        vol.Optional(ATTR_NOBODY): vol.In(NOBODY_POLICIES),
+        vol.Optional(ATTR_QUEUE_MINUTES): vol.All(vol.Coerce(float), vol.Range(min=1, max=1440)),
+    }
+)
+
+
+async def _async_message(entry: ShackletonConfigEntry, call: ServiceCall) -> tuple[str, bool]:
+    """Return the words to say, rephrased by the persona when asked (and when it can)."""
+    message = str(call.data[ATTR_MESSAGE]).strip()
+    if not call.data.get(ATTR_REPHRASE):
+        return message, False
+    agent = _agent(entry)
+    rewritten = await agent.async_rewrite(message, call.hass.config.language)
+    return (rewritten, True) if rewritten else (message, False)
+
+
+async def _async_announce(call: ServiceCall) -> ServiceResponse:
+    """Speak into rooms; say per room whether it was spoken, queued, notified or dropped."""
+    entry = _entry(call.hass, call)
+    rooms = [_known_room(entry, room) for room in call.data.get(ATTR_ROOMS, [])]
+    options = {**DEFAULT_OPTIONS, **entry.options}
+    policy = call.data.get(ATTR_NOBODY) or str(options[CONF_ANNOUNCE_NOBODY])
+    minutes = call.data.get(ATTR_QUEUE_MINUTES) or float(options[CONF_ANNOUNCE_QUEUE_MINUTES])
+    text, rephrased = await _async_message(entry, call)
+    announcement = Announcement(
+        text=text,
+        chime=call.data[ATTR_CHIME],
+        priority=call.data[ATTR_PRIORITY],
+        expires_at=time.monotonic() + 60 * minutes,
+    )
+    outcomes = entry.runtime_data.voice.async_announce(rooms or None, announcement, policy)
+    response: dict[str, Any] = {"message": text, "rephrased": rephrased, "rooms": outcomes}
+    return response
+
+
+START_CONVERSATION_SCHEMA = vol.Schema(
+    {
+        vol.Optional(ATTR_CONFIG_ENTRY_ID): cv.string,
+        vol.Required(ATTR_ROOM): cv.string,
+        vol.Required(ATTR_MESSAGE): vol.All(cv.string, vol.Length(min=1, max=1000)),
+        vol.Optional(ATTR_CONTEXT): cv.string,
+        vol.Optional(ATTR_REPHRASE, default=False): cv.boolean,
+    }
+)
+
+
+async def _async_start_conversation(call: ServiceCall) -> ServiceResponse:
+    """Speak first in a room, then listen for the answer."""
+    entry = _entry(call.hass, call)
+    room = _known_room(entry, call.data[ATTR_ROOM])
+    text, rephrased = await _async_message(entry, call)
+    if not await entry.runtime_data.voice.async_start_conversation(
+        room, text, call.data.get(ATTR_CONTEXT)
+    ):
+        raise _error("nobody_in_room", room=room)
+    return {"room": room, "message": text, "rephrased": rephrased}
 
 
 async def _async_start_session(call: ServiceCall) -> None:
@@ -115,6 +277,27 @@ def async_setup_services(hass: HomeAssistant) -> None:
     )
     hass.services.async_register(
         DOMAIN, SERVICE_END_SESSION, _async_end_session, schema=SESSION_SCHEMA
+    )
+    hass.services.async_register(
+        DOMAIN,
+        SERVICE_ASK,
+        _async_ask,
+        schema=ASK_SCHEMA,
+        supports_response=SupportsResponse.ONLY,
+    )
+    hass.services.async_register(
+        DOMAIN,
+        SERVICE_ANNOUNCE,
+        _async_announce,
+        schema=ANNOUNCE_SCHEMA,
+        supports_response=SupportsResponse.OPTIONAL,
+    )
+    hass.services.async_register(
+        DOMAIN,
+        SERVICE_START_CONVERSATION,
+        _async_start_conversation,
+        schema=START_CONVERSATION_SCHEMA,
+        supports_response=SupportsResponse.OPTIONAL,
     )
     hass.services.async_register(
         DOMAIN,

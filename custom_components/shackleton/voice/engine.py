@@ -28,28 +28,25 @@ from livekit.agents.voice.events import (
     FunctionToolsExecutedEvent,
     UserStateChangedEvent,
 )
+import numpy as np
 
 from .agent_llm import ConversationAgentLLM
 from .home import Home, HomeContext, ToolCallError, ToolSpec, TurnReport
 from .local_audio import read_wav
 from .providers import Models, build_models, connect_options, realtime_turn_detection
-from .settings import Backoff, TurnTaking, VoiceSettings
+from .settings import Backoff, TurnTaking, VoiceSettings, persona
 from .shared_vad import SharedVAD
 
 _LOGGER = logging.getLogger(__name__)
 RESTART_BACKOFF = Backoff(initial=1.0, maximum=60.0)
 APOLOGY_WAV = Path(__file__).parent / "assets" / "apology_en.wav"
-HONESTY_RULE = (
-    "Only say you did something in the home when a tool call did it and reported success; "
-    "if a tool fails or you have no tool for it, say so plainly."
-)
+CHIME_RATE = 24000
 
 
 def build_instructions(settings: VoiceSettings, context: HomeContext) -> str:
     """Return the persona with the home's context appended."""
     lines = [
-        settings.instructions.strip(),
-        HONESTY_RULE,
+        persona(settings.instructions),
         f"Home: {context.home_name}. Time zone: {context.time_zone}. "
         f"Now: {context.now:%A %d %B %Y, %H:%M}.",
         f"Answer in the language with code '{context.language}'.",
@@ -522,16 +519,52 @@ class RoomSession:
         self._report_failed_turn("breaker open")
         self.apologise("breaker open")
 
-    def announce(self, text: str) -> bool:
-        """Say `text` in the room now (a reminder, a timer); False when nobody listens."""
-        if self.session is None:
+    def announce(self, text: str, *, chime: bool = False, interrupt: bool = False) -> bool:
+        """Say `text` in the room now (a reminder, a timer); False when nobody listens.
+
+        `interrupt` cuts off what the assistant is saying; otherwise the announcement
+        waits for it. Either way the user can talk over it. The text joins the chat
+        context, so "what did you just say?" works.
+        """
+        session = self.session
+        if session is None or self._restarting:
             return False
         try:
-            self.session.say(text, allow_interruptions=True, add_to_chat_ctx=True)
-        except RuntimeError as err:  # realtime models cannot say text; a session starting
+            if interrupt:
+                self._spawn(session.interrupt(force=True))
+            if chime:
+                session.say(
+                    "", audio=self.engine.chime_audio(), allow_interruptions=True,
+                    add_to_chat_ctx=False,
+                )  # fmt: skip
+            if self.engine.settings.mode == "realtime":
+                # A speech-to-speech model has no separate voice: it reads the text out.
+                session.generate_reply(
+                    instructions=f"Say this to the room, word for word: {text}",
+                    allow_interruptions=True,
+                )
+            else:
+                session.say(text, allow_interruptions=True, add_to_chat_ctx=True)
+        except RuntimeError as err:  # a session closing or starting
             _LOGGER.debug("Room %s: cannot announce: %s", self.room, err)
             return False
         return True
+
+    async def start_conversation(self, text: str, context: str | None) -> bool:
+        """Speak first, then listen: the answer is a turn like any other.
+
+        `context` (why the assistant is asking) goes into the chat context for the
+        model, not into the room.
+        """
+        session = self.session
+        if session is None or self._restarting:
+            return False
+        if context:
+            agent = session.current_agent
+            chat_ctx = agent.chat_ctx.copy()
+            chat_ctx.add_message(role="system", content=f"Why you are asking: {context}")
+            await agent.update_chat_ctx(chat_ctx)
+        return self.announce(text)
 
     def apologise(self, why: str) -> None:
         """Say the apology from pre-rendered audio: the failing provider is not needed."""
@@ -574,6 +607,25 @@ class RoomSession:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
+def chime_pcm(rate: int) -> bytes:
+    """Return a soft two-note chime (E6 then A5, 0.35 s) as 16-bit mono PCM."""
+    notes = []
+    for freq in (1318.5, 880.0):
+        t = np.arange(int(0.175 * rate)) / rate
+        envelope = np.minimum(1.0, t / 0.01) * np.exp(-t * 12)  # quick attack, bell decay
+        notes.append(0.25 * 32767 * envelope * np.sin(2 * np.pi * freq * t))
+    return bytes(np.concatenate(notes).astype("<i2").tobytes())
+
+
+def _frames(pcm: bytes, rate: int) -> list[rtc.AudioFrame]:
+    """Cut mono PCM into 20 ms frames (the last one padded with silence)."""
+    samples = rate // 50
+    return [
+        rtc.AudioFrame(pcm[i : i + samples * 2].ljust(samples * 2, b"\0"), rate, 1, samples)
+        for i in range(0, len(pcm), samples * 2)
+    ]
+
+
 class VoiceEngine:
     """Runs a session per room for one home; models and VAD are shared between rooms."""
 
@@ -594,6 +646,7 @@ class VoiceEngine:
         self.breaker_retry_after = breaker_retry_after
         self.sessions: dict[str, RoomSession] = {}
         self._apology: list[rtc.AudioFrame] = []
+        self._chime = _frames(chime_pcm(CHIME_RATE), CHIME_RATE)
 
     @classmethod
     async def async_create(
@@ -625,11 +678,7 @@ class VoiceEngine:
 
     async def _async_load_apology(self) -> None:
         pcm, rate = await asyncio.get_running_loop().run_in_executor(None, read_wav, APOLOGY_WAV)
-        samples = rate // 50
-        self._apology = [
-            rtc.AudioFrame(pcm[i : i + samples * 2].ljust(samples * 2, b"\0"), rate, 1, samples)
-            for i in range(0, len(pcm), samples * 2)
-        ]
+        self._apology = _frames(pcm, rate)
 
     def apology_audio(self) -> AsyncIterator[rtc.AudioFrame]:
         """Return the apology's audio as a fresh stream."""
@@ -667,10 +716,26 @@ class VoiceEngine:
             raise
         return session
 
-    def announce(self, room: str, text: str) -> bool:
+    def announce(
+        self, room: str, text: str, *, chime: bool = False, interrupt: bool = False
+    ) -> bool:
         """Say `text` in `room`; return False when the room has no session."""
         session = self.sessions.get(room)
-        return session is not None and session.announce(text)
+        return session is not None and session.announce(text, chime=chime, interrupt=interrupt)
+
+    async def start_conversation(self, room: str, text: str, context: str | None) -> bool:
+        """Open a conversation in `room`; return False when the room has no session."""
+        session = self.sessions.get(room)
+        return session is not None and await session.start_conversation(text, context)
+
+    def chime_audio(self) -> AsyncIterator[rtc.AudioFrame]:
+        """Return the pre-announcement chime as a fresh stream."""
+
+        async def frames() -> AsyncIterator[rtc.AudioFrame]:
+            for frame in self._chime:
+                yield frame
+
+        return frames()
 
     async def async_end_session(self, room: str) -> bool:
         """End a room's session; return whether there was one."""

@@ -17,12 +17,8 @@ from openai.types.realtime.realtime_audio_input_turn_detection import ServerVad
 from .agent_llm import ConversationAgentLLM
 from .home import Home
 from .home_speech import HomeSTT, HomeTTS
+from .openai_client import DEFAULT_BASE_URLS, make_client
 from .settings import Limits, ProviderSettings, TurnTaking, VoiceSettings
-
-DEFAULT_BASE_URLS = {
-    "openai": "https://api.openai.com/v1",
-    "groq": "https://api.groq.com/openai/v1",
-}
 
 
 @dataclass(slots=True)
@@ -49,25 +45,6 @@ class Models:
                 await model.aclose()
         for client in self.owned_clients:
             await client.close()
-
-
-def make_client(
-    provider: ProviderSettings, limits: Limits, http_client: httpx.AsyncClient | None
-) -> openai_sdk.AsyncClient:
-    """Return an OpenAI-compatible client for a provider.
-
-    With `http_client` (the host's shared one) nothing blocks; without, httpx loads the
-    system certificates, so call this off the event loop.
-    """
-    return openai_sdk.AsyncClient(
-        # Keyless local servers still need a non-empty key for the SDK.
-        api_key=provider.api_key or "no-key",
-        base_url=provider.base_url or DEFAULT_BASE_URLS.get(provider.kind),
-        # Retries belong to the session's connect options, which apologise when spent.
-        max_retries=0,
-        timeout=httpx.Timeout(limits.request_timeout * 2, connect=limits.request_timeout),
-        http_client=http_client,
-    )
 
 
 def connect_options(limits: Limits) -> APIConnectOptions:

@@ -94,3 +94,14 @@ class VoiceSettings:
     turn_taking: TurnTaking = field(default_factory=TurnTaking)
     limits: Limits = field(default_factory=Limits)
     apology: str = "Sorry, I couldn't do that just now. Please try again."
+
+
+HONESTY_RULE = (
+    "Only say you did something in the home when a tool call did it and reported success; "
+    "if a tool fails or you have no tool for it, say so plainly."
+)
+
+
+def persona(instructions: str) -> str:
+    """Return the persona every Shackleton agent gets, spoken or written."""
+    return "\n".join(line for line in (instructions.strip(), HONESTY_RULE) if line)

@@ -1,0 +1,394 @@
+"""Shackleton as an Assist conversation agent: the voice assistant's brain, in text.
+
+The same language model, persona and tools (Shackleton's LLM API) as the voice rooms,
+for the Assist dialog, HA's voice satellites, `shackleton.ask` and automations. It
+needs no LiveKit server and no voice packages: only the OpenAI SDK (pure Python).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+import json
+import sys
+from typing import TYPE_CHECKING, Any, Literal, cast
+
+from awesomeversion import AwesomeVersion
+from homeassistant.components import conversation
+from homeassistant.const import MATCH_ALL, __version__ as ha_version
+from homeassistant.core import HomeAssistant
+from homeassistant.exceptions import HomeAssistantError
+from homeassistant.helpers import intent, llm
+from homeassistant.helpers.entity_platform import AddEntitiesCallback
+from homeassistant.helpers.httpx_client import get_async_client
+
+from .const import CONF_TOOL_GROUPS, DEFAULT_OPTIONS, DOMAIN, LOGGER, STAGE_LLM
+from .entity import service_device_info
+from .home_bridge import async_ask_agent, make_llm_context
+from .llm_api import tool_schemas
+from .models import ShackletonConfigEntry
+from .voice.home import ToolCallError
+from .voice.settings import Limits, persona
+from .voice_manager import provider_settings, settings_from_entry
+from .voice_support import async_get_loader
+
+if TYPE_CHECKING:
+    import openai
+
+PARALLEL_UPDATES = 0
+# Model calls in one message: enough for "turn off the lights and lock up", not a loop.
+MAX_TOOL_ROUNDS = 8
+HA_AT_LEAST_2025_6 = AwesomeVersion(ha_version) >= AwesomeVersion("2025.6.0")
+HA_AT_LEAST_2025_7 = AwesomeVersion(ha_version) >= AwesomeVersion("2025.7.0")
+REWRITE_PROMPT = (
+    "Rewrite the announcement below as you would say it to the people in the home: "
+    "in your own voice, keeping every fact, in one or two short spoken sentences. "
+    "Answer with the announcement only."
+)
+
+
+@dataclass(slots=True)
+class ToolCallRecord:
+    """A tool the agent called while answering, for `shackleton.ask`'s response."""
+
+    tool: str
+    arguments: dict[str, Any]
+    success: bool | None = None  # None: the agent did not say
+    call_id: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the record as an action response shows it."""
+        return {"tool": self.tool, "arguments": self.arguments, "success": self.success}
+
+
+@dataclass(slots=True)
+class Answer:
+    """What the agent made of one message."""
+
+    speech: str
+    conversation_id: str
+    continue_conversation: bool = False
+    tool_calls: list[ToolCallRecord] = field(default_factory=list)
+    error: str | None = None
+
+
+async def async_setup_entry(
+    hass: HomeAssistant, entry: ShackletonConfigEntry, async_add_entities: AddEntitiesCallback
+) -> None:
+    """Add the conversation agent."""
+    agent = ShackletonConversationEntity(entry)
+    entry.runtime_data.agent = agent
+    async_add_entities([agent])
+
+
+class ShackletonConversationEntity(conversation.ConversationEntity):
+    """The Assist agent of one Shackleton entry."""
+
+    _attr_has_entity_name = True
+    _attr_name = None
+    if HA_AT_LEAST_2025_6:
+        # The Assist pipeline then starts speaking before the whole answer is written.
+        _attr_supports_streaming = True
+
+    def __init__(self, entry: ShackletonConfigEntry) -> None:
+        """Serve `entry`."""
+        self.entry = entry
+        self._attr_unique_id = entry.entry_id
+        self._attr_device_info = service_device_info(entry)
+        if entry.options.get(CONF_TOOL_GROUPS, DEFAULT_OPTIONS[CONF_TOOL_GROUPS]):
+            self._attr_supported_features = conversation.ConversationEntityFeature.CONTROL
+        self._provider = provider_settings(dict(entry.data), STAGE_LLM)
+        self._limits = Limits()
+        self._client: openai.AsyncClient | None = None
+        self._client_lock = asyncio.Lock()
+        # The tool calls of the last message of each conversation (for shackleton.ask).
+        self.answers: dict[str, Answer] = {}
+
+    @property
+    def supported_languages(self) -> list[str] | Literal["*"]:
+        """Return every language: the model answers in the user's."""
+        return MATCH_ALL
+
+    async def _async_handle_message(
+        self, user_input: conversation.ConversationInput, chat_log: conversation.ChatLog
+    ) -> conversation.ConversationResult:
+        """Answer one message, calling tools as the model asks."""
+        if self._provider.kind == "home_assistant":
+            answer = await self._async_delegate(user_input, chat_log.conversation_id)
+        else:
+            answer = await self._async_answer(user_input, chat_log)
+        self.answers[answer.conversation_id] = answer
+        response = intent.IntentResponse(language=user_input.language)
+        if answer.error is not None:
+            response.async_set_error(intent.IntentResponseErrorCode.UNKNOWN, answer.speech)
+        else:
+            response.async_set_speech(answer.speech)
+        return conversation.ConversationResult(
+            response=response,
+            conversation_id=answer.conversation_id,
+            continue_conversation=answer.continue_conversation,
+        )
+
+    @property
+    def _apology(self) -> str:
+        return settings_from_entry(self.entry, self.hass.config.language).apology
+
+    async def _async_answer(
+        self, user_input: conversation.ConversationInput, chat_log: conversation.ChatLog
+    ) -> Answer:
+        answer = Answer(speech="", conversation_id=chat_log.conversation_id)
+        try:
+            await _async_provide_llm_data(
+                chat_log, user_input, self.entry.runtime_data.api.id, self._persona
+            )
+        except conversation.ConverseError as err:
+            answer.error = str(err)
+            answer.speech = self._apology
+            return answer
+        try:
+            client = await self._async_client()
+            tools = [
+                {"type": "function", "function": schema}
+                for schema in (tool_schemas(chat_log.llm_api) if chat_log.llm_api else [])
+            ]
+            for _ in range(MAX_TOOL_ROUNDS):
+                stream = self._stream(client, _messages(chat_log), tools)
+                async for content in chat_log.async_add_delta_content_stream(
+                    self.entity_id, stream
+                ):
+                    _record(answer, content)
+                if not chat_log.unresponded_tool_results:
+                    break
+        except (HomeAssistantError, TimeoutError, _openai_errors()) as err:
+            LOGGER.warning("%s: the language model failed: %r", self.entry.title, err)
+            # Our own errors are translated; a provider's could quote the request.
+            answer.error = (
+                str(err) if isinstance(err, HomeAssistantError) else type(err).__name__
+            ) or "error"
+            answer.speech = self._apology
+            return answer
+        last = chat_log.content[-1]
+        answer.speech = (last.content or "") if last.role == "assistant" else ""
+        answer.continue_conversation = chat_log.continue_conversation
+        return answer
+
+    @property
+    def _persona(self) -> str:
+        return persona(str(self.entry.options.get("instructions", DEFAULT_OPTIONS["instructions"])))
+
+    async def _stream(
+        self, client: openai.AsyncClient, messages: list[dict[str, Any]], tools: list[Any]
+    ) -> AsyncIterator[conversation.AssistantContentDeltaDict]:
+        """Ask the model; yield HA's deltas. The whole reply is bounded by the deadline.
+
+        The deadline covers the model only (not the tools it calls): a hung or failing
+        provider costs the user a few seconds, then an apology.
+        """
+        deadline = asyncio.get_running_loop().time() + self._limits.turn_deadline
+        async with asyncio.timeout_at(deadline):
+            chunks = await client.chat.completions.create(
+                model=self._provider.model,
+                messages=messages,  # type: ignore[arg-type]
+                stream=True,
+                tools=tools or sys.modules["openai"].NOT_GIVEN,
+            )
+        yield {"role": "assistant"}
+        calls: dict[int, dict[str, str]] = {}
+        iterator = aiter(cast(Any, chunks))
+        while True:
+            async with asyncio.timeout_at(deadline):
+                try:
+                    chunk = await anext(iterator)
+                except StopAsyncIteration:
+                    break
+            if not chunk.choices:
+                continue
+            delta = chunk.choices[0].delta
+            if delta.content:
+                yield {"content": delta.content}
+            for call in delta.tool_calls or ():
+                known = calls.setdefault(call.index, {"id": "", "name": "", "arguments": ""})
+                if call.id:
+                    known["id"] = call.id
+                if call.function is not None:
+                    known["name"] += call.function.name or ""
+                    known["arguments"] += call.function.arguments or ""
+        if calls:
+            yield {
+                "tool_calls": [
+                    llm.ToolInput(
+                        id=call["id"] or f"call_{index}",
+                        tool_name=call["name"],
+                        tool_args=_arguments(call["arguments"]),
+                    )
+                    for index, call in sorted(calls.items())
+                ]
+            }
+
+    async def _async_client(self) -> openai.AsyncClient:
+        """Return the model's client, importing (or installing) the SDK off the loop."""
+        async with self._client_lock:
+            if self._client is None:
+                support = await async_get_loader(self.hass).async_load_text()
+                if not support.available:
+                    raise HomeAssistantError(
+                        translation_domain=DOMAIN,
+                        translation_key="text_unavailable",
+                        translation_placeholders={"error": support.detail or ""},
+                    )
+                from .voice.openai_client import make_client
+
+                # HA's shared HTTP client: no certificates loaded on the loop.
+                self._client = make_client(
+                    self._provider,
+                    self._limits,
+                    get_async_client(self.hass),
+                    max_retries=self._limits.max_retry,
+                )
+            return self._client
+
+    async def _async_delegate(
+        self, user_input: conversation.ConversationInput, conversation_id: str
+    ) -> Answer:
+        """Let the home's own conversation agent answer (the LLM stage is HA's agent)."""
+        agent_id = self._provider.model
+        answer = Answer(speech="", conversation_id=conversation_id)
+        if agent_id in (self.entity_id, self.entry.entry_id):
+            answer.error = "loop"
+            answer.speech = self._apology
+            return answer
+        llm_context = make_llm_context(
+            self.hass, user_input.language, user_input.device_id, user_input.context
+        )
+        api = await self.entry.runtime_data.api.async_get_api_instance(llm_context)
+
+        async def run_tool(name: str, arguments: dict[str, Any]) -> Any:
+            record = ToolCallRecord(name, arguments)
+            answer.tool_calls.append(record)
+            result = await api.async_call_tool(llm.ToolInput(tool_name=name, tool_args=arguments))
+            record.success = True
+            return result
+
+        try:
+            said = await async_ask_agent(
+                self.hass,
+                text=user_input.text,
+                agent_id=agent_id,
+                conversation_id=conversation_id,
+                context=user_input.context,
+                language=user_input.language,
+                device_id=user_input.device_id,
+                run_tool=run_tool,
+            )
+        except ToolCallError as err:
+            answer.error = str(err)
+            answer.speech = self._apology
+            return answer
+        answer.speech = said.speech
+        known = {record.tool for record in answer.tool_calls}
+        answer.tool_calls += [ToolCallRecord(name, {}) for name in said.tools if name not in known]
+        return answer
+
+    async def async_rewrite(self, text: str, language: str) -> str | None:
+        """Return an announcement in the persona's words; None when that cannot be had."""
+        if self._provider.kind == "home_assistant":
+            return None  # HA's agents act on words; they do not rephrase them
+        messages = [
+            {"role": "system", "content": f"{self._persona}\n{REWRITE_PROMPT}"},
+            {"role": "user", "content": f"Language: {language}\nAnnouncement: {text}"},
+        ]
+        try:
+            client = await self._async_client()
+            parts = [
+                delta.get("content") or "" async for delta in self._stream(client, messages, [])
+            ]
+        except (HomeAssistantError, TimeoutError, _openai_errors()) as err:
+            LOGGER.warning("%s: could not rephrase an announcement: %s", self.entry.title, err)
+            return None
+        return "".join(parts).strip() or None
+
+
+async def _async_provide_llm_data(
+    chat_log: conversation.ChatLog,
+    user_input: conversation.ConversationInput,
+    api_id: str,
+    prompt: str,
+) -> None:
+    """Give the chat log Shackleton's API and persona, the way this HA version takes them."""
+    if HA_AT_LEAST_2025_7:  # pragma: no cover - tests run HA 2025.4
+        await chat_log.async_provide_llm_data(  # type: ignore[attr-defined]
+            llm_context=user_input.as_llm_context(DOMAIN),  # type: ignore[attr-defined]
+            user_llm_hass_api=api_id,
+            user_llm_prompt=prompt,
+            user_extra_system_prompt=user_input.extra_system_prompt,
+        )
+        return
+    await chat_log.async_update_llm_data(
+        conversing_domain=DOMAIN,
+        user_input=user_input,
+        user_llm_hass_api=api_id,
+        user_llm_prompt=prompt,
+    )
+
+
+def _messages(chat_log: conversation.ChatLog) -> list[dict[str, Any]]:
+    """Return the chat log as OpenAI chat messages."""
+    messages: list[dict[str, Any]] = []
+    for content in chat_log.content:
+        if isinstance(content, conversation.ToolResultContent):
+            messages.append(
+                {
+                    "role": "tool",
+                    "tool_call_id": content.tool_call_id,
+                    "content": json.dumps(content.tool_result, default=str, ensure_ascii=False),
+                }
+            )
+            continue
+        message: dict[str, Any] = {"role": content.role, "content": content.content}
+        if isinstance(content, conversation.AssistantContent) and content.tool_calls:
+            message["tool_calls"] = [
+                {
+                    "id": call.id,
+                    "type": "function",
+                    "function": {
+                        "name": call.tool_name,
+                        "arguments": json.dumps(call.tool_args, ensure_ascii=False),
+                    },
+                }
+                for call in content.tool_calls
+            ]
+        messages.append(message)
+    return messages
+
+
+def _record(
+    answer: Answer, content: conversation.AssistantContent | conversation.ToolResultContent
+) -> None:
+    """Note the tool calls of a message and whether each worked."""
+    if isinstance(content, conversation.ToolResultContent):
+        for record in answer.tool_calls:
+            if record.call_id == content.tool_call_id:
+                record.success = "error" not in content.tool_result
+        return
+    for call in content.tool_calls or ():
+        answer.tool_calls.append(ToolCallRecord(call.tool_name, call.tool_args, call_id=call.id))
+
+
+def _arguments(raw: str) -> dict[str, Any]:
+    """Return a tool call's arguments; malformed JSON becomes none (the tool says which)."""
+    try:
+        value = json.loads(raw or "{}")
+    except json.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _openai_errors() -> type[Exception]:
+    """Return the OpenAI SDK's base error, once the SDK is loaded (never import it here)."""
+    module = sys.modules.get("openai")
+    return module.OpenAIError if module is not None else _NeverRaised
+
+
+class _NeverRaised(Exception):
+    """Stands in for the SDK's errors before the SDK is loaded."""
