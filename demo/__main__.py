@@ -266,8 +266,18 @@ async def _converse(hass: HomeAssistant, entry: ConfigEntry) -> bool:
         await loop.run_in_executor(None, segment.write_wav, wav)
         _print_turn(f"{number}. you said      {text}", turn, changes, wav, ok=ok)
     print(f"\nAnnouncement: {ANNOUNCEMENT}")
-    entry.runtime_data.voice.announce("kitchen", ANNOUNCEMENT)
-    announced = await asyncio.wait_for(speaker.wait_for_segment(len(speaker.segments) + 1), 30)
+    before = len(speaker.segments)
+    # What an automation does: the action, with a chime first, into every active room.
+    response = await hass.services.async_call(
+        DOMAIN,
+        "announce",
+        {"message": ANNOUNCEMENT, "chime": True},
+        blocking=True,
+        return_response=True,
+    )
+    print(f"   shackleton.announce -> {json.dumps(response)}")
+    await asyncio.wait_for(speaker.wait_for_segment(before + 1), 30)  # the chime
+    announced = await asyncio.wait_for(speaker.wait_for_segment(before + 2), 30)
     wav = WAV_DIR / "announcement.wav"
     await loop.run_in_executor(None, announced.write_wav, wav)
     print(f"   said in the kitchen: {announced.duration:.1f} s of audio ({wav.relative_to(REPO)})")

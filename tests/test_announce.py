@@ -276,3 +276,35 @@ async def test_rooms_are_devices_with_entities_and_go_stale(
     assert device_registry.async_get(device.id) is None
     assert entity_registry.async_get(NOTIFY) is None
     await wait_for(lambda: hass.states.get(NOTIFY) is None)
+
+
+async def test_rooms_survive_a_reload_and_go_with_the_entry(
+    hass: HomeAssistant,
+    loaded_entry: MockConfigEntry,
+    hass_storage: dict[str, Any],
+    device_registry: dr.DeviceRegistry,
+) -> None:
+    """Known rooms are stored; removing the entry removes them, devices included."""
+    loaded_entry.runtime_data.rooms.async_served("hall")
+    assert await hass.config_entries.async_reload(loaded_entry.entry_id)
+    await hass.async_block_till_done()
+    assert loaded_entry.runtime_data.rooms.rooms == ["hall"]
+    assert hass.states.get("notify.shackleton_127_0_0_1_hall_announce") is not None
+    key = f"{DOMAIN}.{loaded_entry.entry_id}.rooms"
+    assert "hall" in hass_storage[key]["data"]
+
+    # The user may delete an empty room's device, never the assistant's own.
+    service = device_registry.async_get_device(identifiers={(DOMAIN, loaded_entry.entry_id)})
+    hall = device_registry.async_get_device(
+        identifiers={room_identifier(loaded_entry.entry_id, "hall")}
+    )
+    assert service is not None
+    assert hall is not None
+    assert not await async_remove_config_entry_device(hass, loaded_entry, service)
+    assert await async_remove_config_entry_device(hass, loaded_entry, hall)
+    assert loaded_entry.runtime_data.rooms.rooms == []
+
+    assert await hass.config_entries.async_remove(loaded_entry.entry_id)
+    await hass.async_block_till_done()
+    assert key not in hass_storage
+    assert dr.async_entries_for_config_entry(device_registry, loaded_entry.entry_id) == []

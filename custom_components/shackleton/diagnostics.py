@@ -15,8 +15,13 @@ async def async_get_config_entry_diagnostics(
     hass: HomeAssistant, entry: ShackletonConfigEntry
 ) -> dict[str, Any]:
     """Return the entry's settings and runtime state."""
+    data = entry.runtime_data
     return {
         "data": async_redact_data(dict(entry.data), REDACT_KEYS),
         "options": async_redact_data(dict(entry.options), REDACT_KEYS),
-        "runtime": async_redact_data(entry.runtime_data.runtime.as_dict(), REDACT_KEYS),
+        "runtime": async_redact_data(data.runtime.as_dict(), REDACT_KEYS),
+        # Room names and when they were last served; what announcements wait (not what
+        # they say: that is what people are told, and may be private).
+        "rooms": {room: when.isoformat() for room, when in data.rooms.last_served.items()},
+        "queued_announcements": len(data.voice.queued),
     }

@@ -66,6 +66,11 @@ class RoomDevices:
         self._entry.async_on_unload(
             async_track_time_interval(self._hass, self.async_cleanup, CLEANUP_INTERVAL)
         )
+        # A delayed save is written at HA's final write; a reload must not wait for it.
+        self._entry.async_on_unload(self._async_save_now)
+
+    async def _async_save_now(self) -> None:
+        await self._store.async_save(self._data())
 
     @callback
     def async_served(self, room: str) -> str:
