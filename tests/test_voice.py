@@ -160,6 +160,27 @@ async def test_failing_llm_apologises_and_opens_breaker(
     assert issue_registry.async_get_issue(DOMAIN, issue_id) is None
 
 
+async def test_reply_failing_before_the_turn_ends_is_apologised_every_turn(
+    hass: HomeAssistant, room: Room, fake_openai: FakeOpenAI
+) -> None:
+    """A preemptive reply that fails while the endpointing delay runs still gets its apology.
+
+    The failure arrives before LiveKit says "thinking" for that turn; the previous
+    turn's failure must not hide it (it did under CPU load).
+    """
+    turns = async_capture_events(hass, EVENT_TURN)
+    fake_openai.default_transcript = "Turn on the kitchen light."
+    # Turn 1 hangs, so it fails while "thinking"; turn 2's preemptive reply fails at
+    # once, while the endpointing delay still runs.
+    fake_openai.chat_script = [ChatReply(fault="hang")] * 2 + [ChatReply(fault="500")] * 2
+    for number in (1, 2):
+        await room.say("turn_on_kitchen_light")
+        apology = await room.reply(number)
+        assert 3.0 < apology.duration < 4.0
+    await wait_for(lambda: len(turns) == 2)
+    assert [turn.data["error"] for turn in turns] == ["llm_error"] * 2
+
+
 @pytest.mark.parametrize(
     ("stage", "fault", "bound"),
     [

@@ -349,6 +349,9 @@ class RoomSession:
             # realtime model's transcript can arrive after it already acted on the words.
             self.turn += 1
             self._answered = False
+            # Its preemptive reply can fail before LiveKit says "thinking": the last
+            # turn's failure report must not swallow this one's.
+            self._turn_failed_reported = False
             # Still talking: LiveKit drops the preemptive reply and will generate anew.
             self._deferred_failure = None
 
