@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 from collections.abc import Callable
+import contextlib
 from dataclasses import dataclass, field
 import functools
 import io
@@ -53,6 +54,8 @@ class FakeLiveKit:
     forbid: bool = False
     requests: int = 0
     rtc_attempts: int = 0
+    # (identity, room) of each signed attempt to join a room.
+    rtc_joins: list[tuple[str, str]] = field(default_factory=list)
     url: str = ""
 
     def app(self) -> web.Application:
@@ -65,6 +68,12 @@ class FakeLiveKit:
 
     async def _rtc(self, request: web.Request) -> web.Response:
         self.rtc_attempts += 1
+        token = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        with contextlib.suppress(jwt.PyJWTError, KeyError):
+            issuer = jwt.decode(token, options={"verify_signature": False})["iss"]
+            claims = api.TokenVerifier(issuer, self.keys[issuer]).verify(token)
+            if claims.video is not None:
+                self.rtc_joins.append((claims.identity, claims.video.room))
         return web.Response(status=401, text="invalid token")
 
     @staticmethod

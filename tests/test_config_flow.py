@@ -564,6 +564,11 @@ async def test_options_flow(hass: HomeAssistant, loaded_entry: MockConfigEntry) 
             "announce_when_nobody_listens": "queue",
             "announce_queue_minutes": 30.0,
         },
+        "dashboard": {
+            "dashboard_rooms": [" kitchen", "no spaces"],
+            "card_token_minutes": 3.0,
+            "livekit_browser_url": "ftp://nope",
+        },
         "privacy": {"transcript_retention_days": 0, "transcripts_in_events": True},
     }
     result = await hass.config_entries.options.async_configure(result["flow_id"], user_input)
@@ -571,6 +576,13 @@ async def test_options_flow(hass: HomeAssistant, loaded_entry: MockConfigEntry) 
     assert result["errors"] == {"base": "endpointing_order"}
 
     user_input["turn_taking"] = turn_taking | {"max_endpointing_delay": 4.0}
+    for error, fix in (
+        ("invalid_dashboard_rooms", {"dashboard_rooms": [" kitchen", "hall"]}),
+        ("invalid_browser_url", {"livekit_browser_url": " wss://lk.example.com/ "}),
+    ):
+        result = await hass.config_entries.options.async_configure(result["flow_id"], user_input)
+        assert result["errors"] == {"base": error}
+        user_input["dashboard"] = user_input["dashboard"] | fix
     result = await hass.config_entries.options.async_configure(result["flow_id"], user_input)
     await hass.async_block_till_done()
     assert result["type"] is FlowResultType.CREATE_ENTRY
@@ -585,12 +597,25 @@ async def test_options_flow(hass: HomeAssistant, loaded_entry: MockConfigEntry) 
         "auto_join_prefix": "home-",
         "announce_when_nobody_listens": "queue",
         "announce_queue_minutes": 30,
+        "dashboard_rooms": ["kitchen", "hall"],
+        "card_token_minutes": 3,
+        "livekit_browser_url": "wss://lk.example.com",
         "transcript_retention_days": 0,
         "transcripts_in_events": True,
     }
     assert isinstance(loaded_entry.options["transcript_retention_days"], int)
     assert isinstance(loaded_entry.options["announce_queue_minutes"], int)
     assert loaded_entry.state is ConfigEntryState.LOADED
+
+    # Text fields a user clears are left out of the form's answer: they become blank.
+    result = await hass.config_entries.options.async_init(loaded_entry.entry_id)
+    user_input["rooms"] = {k: v for k, v in user_input["rooms"].items() if k != "auto_join_prefix"}
+    user_input["dashboard"] = {"dashboard_rooms": [], "card_token_minutes": 10}
+    result = await hass.config_entries.options.async_configure(result["flow_id"], user_input)
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert loaded_entry.options["auto_join_prefix"] == ""
+    assert loaded_entry.options["livekit_browser_url"] == ""
+    assert loaded_entry.options["dashboard_rooms"] == []
 
 
 async def test_options_defaults_for_old_entry(

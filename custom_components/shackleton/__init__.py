@@ -13,6 +13,7 @@ from homeassistant.helpers import (
 )
 from homeassistant.helpers.typing import ConfigType
 
+from .card import async_register_card
 from .const import (
     CONF_LIVEKIT_API_KEY,
     CONF_LIVEKIT_API_SECRET,
@@ -45,8 +46,9 @@ CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
 
 
 async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
-    """Register the actions, which serve every entry."""
+    """Register the actions and the dashboard card, which serve every entry."""
     async_setup_services(hass)
+    await async_register_card(hass)
     return True
 
 

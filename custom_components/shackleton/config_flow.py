@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 import os
-from typing import Any
+from typing import Any, Final
 
 from homeassistant.components import conversation, stt, webhook
 from homeassistant.components.tts import helper as tts_helper
@@ -37,14 +37,18 @@ from homeassistant.helpers.selector import (
 import voluptuous as vol
 
 from .const import (
+    CARD_TOKEN_MAX_MINUTES,
     CONF_ANNOUNCE_NOBODY,
     CONF_ANNOUNCE_QUEUE_MINUTES,
     CONF_AUTO_JOIN_PREFIX,
+    CONF_CARD_TOKEN_MINUTES,
     CONF_CONFIRM_DOMAINS,
+    CONF_DASHBOARD_ROOMS,
     CONF_INSTRUCTIONS,
     CONF_LANGUAGE,
     CONF_LIVEKIT_API_KEY,
     CONF_LIVEKIT_API_SECRET,
+    CONF_LIVEKIT_BROWSER_URL,
     CONF_LIVEKIT_URL,
     CONF_MAX_ENDPOINTING_DELAY,
     CONF_MIN_ENDPOINTING_DELAY,
@@ -76,7 +80,12 @@ from .const import (
     model_key,
     provider_key,
 )
-from .livekit_server import LiveKitError, async_check_livekit, normalize_livekit_url
+from .livekit_server import (
+    LiveKitError,
+    LiveKitInvalidUrl,
+    async_check_livekit,
+    normalize_livekit_url,
+)
 from .livekit_webhook import webhook_id
 from .providers import (
     PROVIDER_HOME_ASSISTANT,
@@ -88,6 +97,7 @@ from .providers import (
     normalize_base_url,
     providers_for,
 )
+from .voice.settings import ROOM_NAME
 
 # The home's own engines, picked from what it has.
 _IN_HOME_SELECTORS: dict[str, Any] = {
@@ -102,6 +112,7 @@ _URL = TextSelector(TextSelectorConfig(type=TextSelectorType.URL))
 SECTION_TURN_TAKING = "turn_taking"
 SECTION_TOOLS = "tools"
 SECTION_ROOMS = "rooms"
+SECTION_DASHBOARD = "dashboard"
 SECTION_PRIVACY = "privacy"
 
 
@@ -156,6 +167,21 @@ OPTION_SECTIONS: dict[str, dict[str, Any]] = {
             )
         ),
     },
+    SECTION_DASHBOARD: {
+        CONF_DASHBOARD_ROOMS: SelectSelector(
+            SelectSelectorConfig(options=[], multiple=True, custom_value=True)
+        ),
+        CONF_CARD_TOKEN_MINUTES: NumberSelector(
+            NumberSelectorConfig(
+                min=1,
+                max=CARD_TOKEN_MAX_MINUTES,
+                step=1,
+                unit_of_measurement="min",
+                mode=NumberSelectorMode.BOX,
+            )
+        ),
+        CONF_LIVEKIT_BROWSER_URL: _URL,
+    },
     SECTION_PRIVACY: {
         CONF_TRANSCRIPT_RETENTION_DAYS: NumberSelector(
             NumberSelectorConfig(
@@ -165,6 +191,9 @@ OPTION_SECTIONS: dict[str, dict[str, Any]] = {
         CONF_TRANSCRIPTS_IN_EVENTS: BooleanSelector(),
     },
 }
+
+# Options that may be left blank (the form then leaves them out).
+BLANKABLE: Final = (CONF_AUTO_JOIN_PREFIX, CONF_LIVEKIT_BROWSER_URL)
 
 
 def stages_in_use(data: Mapping[str, Any]) -> list[str]:
@@ -533,10 +562,27 @@ class ShackletonOptionsFlow(OptionsFlow):
             flat = {k: v for k, v in user_input.items() if k not in OPTION_SECTIONS}
             for name in OPTION_SECTIONS:
                 flat.update(user_input.get(name, {}))
+            # A cleared text field is left out of the answer: blank it.
+            flat.update({key: str(flat.get(key) or "").strip() for key in BLANKABLE})
+            flat[CONF_DASHBOARD_ROOMS] = [room.strip() for room in flat[CONF_DASHBOARD_ROOMS]]
+            browser_url = flat[CONF_LIVEKIT_BROWSER_URL]
             if flat[CONF_MIN_ENDPOINTING_DELAY] > flat[CONF_MAX_ENDPOINTING_DELAY]:
                 errors["base"] = "endpointing_order"
+            elif not all(ROOM_NAME.fullmatch(room) for room in flat[CONF_DASHBOARD_ROOMS]):
+                errors["base"] = "invalid_dashboard_rooms"
             else:
-                for whole in (CONF_TRANSCRIPT_RETENTION_DAYS, CONF_ANNOUNCE_QUEUE_MINUTES):
+                try:
+                    flat[CONF_LIVEKIT_BROWSER_URL] = (
+                        normalize_livekit_url(browser_url) if browser_url else ""
+                    )
+                except LiveKitInvalidUrl:
+                    errors["base"] = "invalid_browser_url"
+            if not errors:
+                for whole in (
+                    CONF_TRANSCRIPT_RETENTION_DAYS,
+                    CONF_ANNOUNCE_QUEUE_MINUTES,
+                    CONF_CARD_TOKEN_MINUTES,
+                ):
                     flat[whole] = int(flat[whole])
                 return self.async_create_entry(data={**current, **flat})
             current = {**current, **flat}
@@ -553,7 +599,12 @@ class ShackletonOptionsFlow(OptionsFlow):
         }
         for name, selectors in OPTION_SECTIONS.items():
             fields[vol.Required(name)] = section(
-                vol.Schema({vol.Required(key): sel for key, sel in selectors.items()}),
+                vol.Schema(
+                    {
+                        (vol.Optional if key in BLANKABLE else vol.Required)(key): sel
+                        for key, sel in selectors.items()
+                    }
+                ),
                 {"collapsed": name != SECTION_TOOLS},
             )
             suggested[name] = {key: current[key] for key in selectors}

@@ -72,6 +72,14 @@ NOBODY_NOTIFY: Final = "notify"
 NOBODY_POLICIES: Final = (NOBODY_DROP, NOBODY_QUEUE, NOBODY_NOTIFY)
 PRIORITY_NORMAL: Final = "normal"
 PRIORITY_HIGH: Final = "high"
+# Options: the dashboard card.
+CONF_DASHBOARD_ROOMS: Final = "dashboard_rooms"
+CONF_CARD_TOKEN_MINUTES: Final = "card_token_minutes"  # noqa: S105 - a key name
+CONF_LIVEKIT_BROWSER_URL: Final = "livekit_browser_url"
+CARD_TOKEN_MAX_MINUTES: Final = 10
+# Per HA user: this many card tokens in any window of this many seconds.
+CARD_TOKEN_RATE: Final = 6
+CARD_TOKEN_RATE_WINDOW: Final = 60.0
 # Options: privacy.
 CONF_TRANSCRIPT_RETENTION_DAYS: Final = "transcript_retention_days"
 CONF_TRANSCRIPTS_IN_EVENTS: Final = "transcripts_in_events"
@@ -133,6 +141,11 @@ DEFAULT_OPTIONS: Final[dict[str, object]] = {
     CONF_AUTO_JOIN_PREFIX: "",
     CONF_ANNOUNCE_NOBODY: NOBODY_NOTIFY,
     CONF_ANNOUNCE_QUEUE_MINUTES: 10,
+    # Non-administrators may open only these rooms from a dashboard card.
+    CONF_DASHBOARD_ROOMS: [],
+    CONF_CARD_TOKEN_MINUTES: 5,
+    # Empty: browsers use the server URL Home Assistant uses.
+    CONF_LIVEKIT_BROWSER_URL: "",
     CONF_TRANSCRIPT_RETENTION_DAYS: 7,
     CONF_TRANSCRIPTS_IN_EVENTS: False,
 }

@@ -31,6 +31,7 @@ from livekit.agents.voice.events import (
 import numpy as np
 
 from .agent_llm import ConversationAgentLLM
+from .client import INTERRUPT_RPC, TOOL_TOPIC, tool_summary
 from .home import Home, HomeContext, ToolCallError, ToolSpec, TurnReport
 from .local_audio import read_wav
 from .providers import Models, build_models, connect_options, realtime_turn_detection
@@ -100,8 +101,10 @@ def _make_tool(session: RoomSession, spec: ToolSpec) -> llm.RawFunctionTool[Any,
                 session.room, spec.name, raw_arguments, turn=session.turn
             )
         except ToolCallError as err:
+            session.tell_clients_tool(spec.name, None, ok=False)
             # The model reads this and can recover (ask again, pick another entity...).
             raise ToolError(str(err)) from err
+        session.tell_clients_tool(spec.name, result, ok=True)
         # LiveKit sends str(result): JSON, not a Python repr, and never an empty string.
         return json.dumps(result, default=str, ensure_ascii=False)
 
@@ -211,6 +214,7 @@ class RoomSession:
         self._answered = False  # whether the agent spoke since the user last did
         self._restarting = False
         self._restart_failures = 0
+        self._rtc_room: rtc.Room | None = None
 
     async def async_start(
         self,
@@ -278,6 +282,10 @@ class RoomSession:
         )
         if room is not None:
             from livekit.agents.voice import room_io
+
+            if self._rtc_room is None:  # a restarted session keeps the room's handler
+                room.local_participant.register_rpc_method(INTERRUPT_RPC, self._on_interrupt_rpc)
+            self._rtc_room = room
 
             await session.start(
                 agent,
@@ -599,10 +607,36 @@ class RoomSession:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def tell_clients_tool(self, name: str, result: Any, *, ok: bool) -> None:
+        """Show the people in the room what a tool did (the card's small result cards)."""
+        room = self._rtc_room
+        if room is None or not room.isconnected():
+            return
+        payload = json.dumps(
+            {"tool": name, "summary": tool_summary(name, result, ok=ok), "success": ok},
+            ensure_ascii=False,
+        )
+        self._spawn(self._publish(room, payload))
+
+    async def _publish(self, room: rtc.Room, payload: str) -> None:
+        try:
+            await room.local_participant.publish_data(payload, reliable=True, topic=TOOL_TOPIC)
+        except Exception as err:  # noqa: BLE001 - a lost packet must not end a turn
+            _LOGGER.debug("Room %s: tool result not sent: %s", self.room, err)
+
+    async def _on_interrupt_rpc(self, data: rtc.RpcInvocationData) -> str:
+        """Stop talking: someone tapped Interrupt on a card."""
+        _LOGGER.debug("Room %s: %s interrupted the assistant", self.room, data.caller_identity)
+        if self.session is not None:
+            self.session.interrupt()
+        return "ok"
+
     async def aclose(self) -> None:
         """End the session and everything it started."""
         self._closing = True
         self._disarm_watchdog()
+        if self._rtc_room is not None:
+            self._rtc_room.local_participant.unregister_rpc_method(INTERRUPT_RPC)
         await self._aclose_session(self.session)
         for task in list(self._tasks):
             task.cancel()
