@@ -48,6 +48,7 @@ const STYLE = `
   button { font: inherit; border-radius: 18px; padding: 6px 16px; cursor: pointer;
            border: 1px solid var(--divider-color, #ccc); background: none; color: var(--primary-text-color); }
   button.primary { background: var(--primary-color, #03a9f4); color: var(--text-primary-color, #fff); border: none; }
+  button:disabled { opacity: 0.45; cursor: default; }
   button:focus-visible { outline: 2px solid var(--primary-color, #03a9f4); outline-offset: 2px; }
   button[aria-pressed="true"] { background: var(--primary-color, #03a9f4); color: var(--text-primary-color, #fff); }
   button[hidden], [hidden] { display: none !important; }
