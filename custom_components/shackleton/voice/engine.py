@@ -636,7 +636,10 @@ class RoomSession:
         self._closing = True
         self._disarm_watchdog()
         if self._rtc_room is not None:
-            self._rtc_room.local_participant.unregister_rpc_method(INTERRUPT_RPC)
+            try:
+                self._rtc_room.local_participant.unregister_rpc_method(INTERRUPT_RPC)
+            except Exception:  # noqa: BLE001 - a room already gone has nothing to undo
+                _LOGGER.debug("Room %s: the interrupt method was already gone", self.room)
         await self._aclose_session(self.session)
         for task in list(self._tasks):
             task.cancel()
