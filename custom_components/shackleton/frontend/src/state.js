@@ -92,6 +92,8 @@ function withError(state, code, message) {
     micLevel: 0,
     error: { code, message: message || ERRORS[code] || code },
     attempts: state.attempts + 1,
+    // Only what gets better by itself is retried; otherwise the button offers Connect.
+    wantConnected: state.wantConnected && retriesByItself(code),
   };
 }
 

@@ -46,6 +46,10 @@ describe("connecting", () => {
     expect(state.connection).toBe("error");
     expect(state.error).toEqual({ code: "room_not_allowed", message: "You may not open the room office." });
     expect(state.attempts).toBe(1);
+    // Nothing changes by waiting: no retry, and the button offers Connect again.
+    expect(state.wantConnected).toBe(false);
+    const unreachable = run([{ type: "connect" }, { type: "connect_failed", error: new Error("x") }]);
+    expect(unreachable.wantConnected).toBe(true);
   });
 
   it("calls an unknown refusal token_refused", () => {
