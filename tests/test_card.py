@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from http import HTTPStatus
+import re
 from typing import Any
 
 from homeassistant.components.frontend import DATA_EXTRA_MODULE_URL
@@ -56,6 +57,12 @@ async def test_card_is_served_and_loaded_on_every_dashboard(
     body = await response.read()
     assert body == CARD_FILE.read_bytes()
     assert b"customElements.define" in body
+    # livekit-client comes as a chunk, fetched only on Connect, from beside the module.
+    chunk = re.search(rb'import\("\./(chunks/livekit-client[^"]+\.js)"\)', body)
+    assert chunk is not None
+    response = await client.get(f"{CARD_URL.rsplit('/', 1)[0]}/{chunk[1].decode()}")
+    assert response.status == HTTPStatus.OK
+    assert b"LiveKit" in await response.read()
     assert await hass.config_entries.async_unload(mock_config_entry.entry_id)
 
 

@@ -39,8 +39,11 @@ from .const import (
 from .models import ShackletonConfigEntry
 from .voice.settings import ROOM_NAME
 
-CARD_FILE: Final = Path(__file__).parent / "frontend" / "dist" / "shackleton-card.js"
-CARD_URL: Final = f"/{DOMAIN}/shackleton-card.js"
+# The built card: a small module, and livekit-client as a chunk it imports on Connect.
+CARD_DIR: Final = Path(__file__).parent / "frontend" / "dist"
+CARD_FILE: Final = CARD_DIR / "shackleton-card.js"
+CARD_BASE_URL: Final = f"/{DOMAIN}/card"
+CARD_URL: Final = f"{CARD_BASE_URL}/shackleton-card.js"
 TOKEN_URL: Final = f"/api/{DOMAIN}/token"
 
 
@@ -56,8 +59,9 @@ async def async_register_card(hass: HomeAssistant) -> None:
         LOGGER.warning("The dashboard card is missing (%s): run `npm run build`", CARD_FILE)
         return
     digest = await hass.async_add_executor_job(_digest, CARD_FILE)
+    # Chunk names carry their own hash; the module's URL carries the digest below.
     await hass.http.async_register_static_paths(
-        [StaticPathConfig(CARD_URL, str(CARD_FILE), cache_headers=True)]
+        [StaticPathConfig(CARD_BASE_URL, str(CARD_DIR), cache_headers=True)]
     )
     if "frontend" in hass.config.components:
         from homeassistant.components import frontend

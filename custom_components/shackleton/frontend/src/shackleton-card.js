@@ -1,5 +1,6 @@
 // shackleton-card: talk to Shackleton from a Home Assistant dashboard, over LiveKit.
-import { ParticipantKind, Room, RoomEvent, Track } from "livekit-client";
+// livekit-client (most of the bundle) loads on the first Connect: HA loads this module on
+// every dashboard, with or without the card.
 import {
   AGENT_WAIT_MS,
   CONNECT_TIMEOUT_MS,
@@ -21,8 +22,11 @@ const AGENT_IDENTITY = "shackleton-agent";
 const AGENT_STATE_ATTRIBUTE = "lk.agent.state";
 const TRANSCRIPTION_TOPIC = "lk.transcription";
 
+let livekit = null;
+const loadLivekit = async () => (livekit ??= await import("livekit-client"));
+
 const isAgent = (participant) =>
-  participant?.kind === ParticipantKind.AGENT || participant?.identity === AGENT_IDENTITY;
+  participant?.kind === livekit?.ParticipantKind.AGENT || participant?.identity === AGENT_IDENTITY;
 
 function withTimeout(promise, ms) {
   let timer;
@@ -149,6 +153,14 @@ class ShackletonCard extends HTMLElement {
       this._retryIfUseful();
       return;
     }
+    let Room;
+    try {
+      ({ Room } = await loadLivekit());
+    } catch (error) {
+      this._dispatch({ type: "connect_failed", error, message: `The card could not load LiveKit: ${error}` });
+      this._retryIfUseful();
+      return;
+    }
     if (!this._state.wantConnected) return; // Disconnect pressed meanwhile
     const room = new Room({ adaptiveStream: true, dynacast: true });
     this._room = room;
@@ -187,6 +199,7 @@ class ShackletonCard extends HTMLElement {
   }
 
   _wire(room) {
+    const { RoomEvent, Track } = livekit;
     room
       .on(RoomEvent.ParticipantConnected, (p) => this._seeParticipant(p))
       .on(RoomEvent.ParticipantDisconnected, (p) => isAgent(p) && this._dispatch({ type: "agent_left" }))
