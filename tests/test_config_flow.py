@@ -448,6 +448,9 @@ async def test_reauth_without_server(hass: HomeAssistant, fake_openai: FakeOpenA
     result = await hass.config_entries.flow.async_configure(result["flow_id"], {})
     assert result["reason"] == "reauth_successful"
     assert entry.data["openai_api_key"] == "sk-test"
+    # The entry reloads with the kept key (and must not be cut off half-way at teardown).
+    await hass.async_block_till_done(wait_background_tasks=True)
+    assert entry.state is ConfigEntryState.LOADED
 
 
 async def test_reconfigure_drop_then_add_server(
