@@ -15,12 +15,10 @@ from aiohttp import web
 from homeassistant.auth.models import User
 from homeassistant.components.http import StaticPathConfig
 from homeassistant.components.http.const import KEY_HASS_USER
-from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.http import KEY_HASS, HomeAssistantView
 from homeassistant.helpers.translation import async_get_exception_message
 from homeassistant.util import dt as dt_util
-from livekit import api
 
 from .const import (
     CARD_TOKEN_MAX_MINUTES,
@@ -28,8 +26,6 @@ from .const import (
     CARD_TOKEN_RATE_WINDOW,
     CONF_CARD_TOKEN_MINUTES,
     CONF_DASHBOARD_ROOMS,
-    CONF_LIVEKIT_API_KEY,
-    CONF_LIVEKIT_API_SECRET,
     CONF_LIVEKIT_BROWSER_URL,
     CONF_LIVEKIT_URL,
     DEFAULT_OPTIONS,
@@ -37,7 +33,7 @@ from .const import (
     LOGGER,
 )
 from .models import ShackletonConfigEntry
-from .voice.settings import ROOM_NAME
+from .voice.settings import ROOM_NAME, LiveKitServer
 
 # The built card: a small module, and livekit-client as a chunk it imports on Connect.
 CARD_DIR: Final = Path(__file__).parent / "frontend" / "dist"
@@ -133,28 +129,13 @@ class TokenView(HomeAssistantView):
         hass: HomeAssistant = request.app[KEY_HASS]
         user: User = request[KEY_HASS_USER]
         try:
-            entry, room = await self._async_check(hass, user, request)
+            entry, server, room = await self._async_check(hass, user, request)
         except CardTokenError as err:
             return _refusal(err)
         options = {**DEFAULT_OPTIONS, **entry.options}
         ttl = timedelta(minutes=min(int(options[CONF_CARD_TOKEN_MINUTES]), CARD_TOKEN_MAX_MINUTES))
         identity = identity_of(user.id)
-        token = (
-            api.AccessToken(entry.data[CONF_LIVEKIT_API_KEY], entry.data[CONF_LIVEKIT_API_SECRET])
-            .with_identity(identity)
-            .with_name(user.name or identity)
-            .with_ttl(ttl)
-            .with_grants(
-                api.VideoGrants(
-                    room_join=True,
-                    room=room,
-                    can_publish=True,
-                    can_subscribe=True,
-                    can_publish_data=True,
-                )
-            )
-            .to_jwt()
-        )
+        token = server.room_token(room, identity, name=user.name or identity, ttl=ttl)
         entry.runtime_data.voice.async_join_room(room)
         LOGGER.debug("Card token for room %s given to %s", room, identity)
         return self.json(
@@ -169,7 +150,7 @@ class TokenView(HomeAssistantView):
 
     async def _async_check(
         self, hass: HomeAssistant, user: User, request: web.Request
-    ) -> tuple[ShackletonConfigEntry, str]:
+    ) -> tuple[ShackletonConfigEntry, LiveKitServer, str]:
         """Return the entry and room the request may have, or raise CardTokenError."""
         if wait := self._limiter.retry_after(user.id):
             raise CardTokenError(
@@ -184,7 +165,7 @@ class TokenView(HomeAssistantView):
         room = str(body.get("room") or "").strip()
         if not ROOM_NAME.fullmatch(room):
             raise CardTokenError(HTTPStatus.BAD_REQUEST, "invalid_room", room=room)
-        entry = _entry(hass, body.get("config_entry_id"))
+        entry, server = _entry(hass, body.get("config_entry_id"))
         allowed = {**DEFAULT_OPTIONS, **entry.options}[CONF_DASHBOARD_ROOMS]
         if not user.is_admin and room not in allowed:
             raise CardTokenError(HTTPStatus.FORBIDDEN, "room_not_allowed", room=room)
@@ -197,18 +178,17 @@ class TokenView(HomeAssistantView):
             raise CardTokenError(
                 HTTPStatus.SERVICE_UNAVAILABLE, "voice_unavailable", title=entry.title
             )
-        return entry, room
+        return entry, server, room
 
 
-def _entry(hass: HomeAssistant, entry_id: Any) -> ShackletonConfigEntry:
-    """Return the entry asked for, or the only loaded one with a LiveKit server."""
-    entries: list[ShackletonConfigEntry] = [
-        entry
-        for entry in hass.config_entries.async_entries(DOMAIN)
-        if entry.state is ConfigEntryState.LOADED and CONF_LIVEKIT_URL in entry.data
+def _entry(hass: HomeAssistant, entry_id: Any) -> tuple[ShackletonConfigEntry, LiveKitServer]:
+    """Return the entry asked for, or the only loaded one with a LiveKit server, and it."""
+    entries: list[tuple[ShackletonConfigEntry, LiveKitServer]] = [
+        (entry, server)
+        for entry in hass.config_entries.async_loaded_entries(DOMAIN)
+        if (server := entry.runtime_data.voice.server) is not None
+        and (not entry_id or entry.entry_id == entry_id)
     ]
-    if entry_id:
-        entries = [entry for entry in entries if entry.entry_id == entry_id]
     if not entries:
         raise CardTokenError(HTTPStatus.NOT_FOUND, "not_configured")
     if len(entries) > 1:

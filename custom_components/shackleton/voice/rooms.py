@@ -8,7 +8,7 @@ from datetime import timedelta
 import logging
 from typing import TYPE_CHECKING, Any
 
-from livekit import api, rtc
+from livekit import rtc
 
 from .settings import Backoff, LiveKitServer
 
@@ -21,25 +21,7 @@ AGENT_IDENTITY = "shackleton-agent"
 
 def agent_token(server: LiveKitServer, room: str, ttl: timedelta = timedelta(hours=1)) -> str:
     """Return a token that lets the agent, and only into `room`."""
-    return (
-        api.AccessToken(server.api_key, server.api_secret)
-        .with_identity(AGENT_IDENTITY)
-        .with_name("Shackleton")
-        .with_kind("agent")
-        .with_ttl(ttl)
-        .with_grants(
-            api.VideoGrants(
-                room_join=True,
-                room=room,
-                can_publish=True,
-                can_subscribe=True,
-                can_publish_data=True,
-                can_update_own_metadata=True,
-                agent=True,
-            )
-        )
-        .to_jwt()
-    )
+    return server.room_token(room, AGENT_IDENTITY, name="Shackleton", ttl=ttl, agent=True)
 
 
 def classify(error: Exception) -> str:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 import random
 import re
 from typing import Literal
+
+from livekit import api
 
 # local: faster-whisper (STT) and piper (TTS) in this process, models from wheels.
 # home_assistant: a conversation agent of the home as the language model stage.
@@ -38,6 +41,30 @@ class LiveKitServer:
     url: str
     api_key: str = field(repr=False)
     api_secret: str = field(repr=False)
+
+    def room_token(
+        self, room: str, identity: str, *, name: str, ttl: timedelta, agent: bool = False
+    ) -> str:
+        """Return a token that lets `identity` into `room` only, to talk and listen."""
+        return (
+            api.AccessToken(self.api_key, self.api_secret)
+            .with_identity(identity)
+            .with_name(name)
+            .with_kind("agent" if agent else "standard")
+            .with_ttl(ttl)
+            .with_grants(
+                api.VideoGrants(
+                    room_join=True,
+                    room=room,
+                    can_publish=True,
+                    can_subscribe=True,
+                    can_publish_data=True,
+                    can_update_own_metadata=agent,
+                    agent=agent,
+                )
+            )
+            .to_jwt()
+        )
 
 
 @dataclass(frozen=True, slots=True)
