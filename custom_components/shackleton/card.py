@@ -51,10 +51,10 @@ def identity_of(user_id: str) -> str:
 async def async_register_card(hass: HomeAssistant) -> None:
     """Serve the card and load it on every dashboard: no manual resource step."""
     hass.http.register_view(TokenView())
-    if not CARD_FILE.is_file():  # a checkout without the built bundle
+    digest = await hass.async_add_executor_job(_digest, CARD_FILE)
+    if digest is None:  # a checkout without the built bundle
         LOGGER.warning("The dashboard card is missing (%s): run `npm run build`", CARD_FILE)
         return
-    digest = await hass.async_add_executor_job(_digest, CARD_FILE)
     # Chunk names carry their own hash; the module's URL carries the digest below.
     await hass.http.async_register_static_paths(
         [StaticPathConfig(CARD_BASE_URL, str(CARD_DIR), cache_headers=True)]
@@ -66,8 +66,12 @@ async def async_register_card(hass: HomeAssistant) -> None:
         frontend.add_extra_js_url(hass, f"{CARD_URL}?v={digest}")
 
 
-def _digest(path: Path) -> str:
-    return sha256(path.read_bytes()).hexdigest()[:12]
+def _digest(path: Path) -> str | None:
+    """Return a short hash of the file, or None if it is not there (blocking: executor)."""
+    try:
+        return sha256(path.read_bytes()).hexdigest()[:12]
+    except FileNotFoundError:
+        return None
 
 
 # The card's error codes whose message the actions already have.

@@ -6,6 +6,11 @@ const { HA_URL, HA_USER, HA_PASSWORD, SCREENSHOT } = process.env;
 const started = Date.now();
 const seconds = {};
 const mark = (name) => (seconds[name] = (Date.now() - started) / 1000);
+const deferred = () => {
+  let resolve;
+  const promise = new Promise((done) => (resolve = done));
+  return { promise, resolve };
+};
 
 // Playwright starts it with a fresh, temporary profile.
 const browser = await chromium.launch({
@@ -26,12 +31,40 @@ const browser = await chromium.launch({
   ],
 });
 const result = {};
+const consoleErrors = [];
 let failure = null;
+let page = null;
 try {
   const context = await browser.newContext({ viewport: { width: 1000, height: 700 } });
   await context.grantPermissions(["microphone"], { origin: HA_URL });
-  const page = await context.newPage();
+  // Only Home Assistant answers here: anything else (brand icons, fonts) would wait on a
+  // closed network and hold the page's load event, so it is refused at once.
+  result.refused = [];
+  await context.route(
+    (url) => !url.href.startsWith(HA_URL),
+    (route) => (result.refused.push(route.request().url()), route.abort()),
+  );
+  // Hold HA's app back until the card's module has arrived, so the card runs first. That
+  // order once left the card undefined: HA's app swaps window.customElements for a
+  // scoped-registry polyfill, and a dashboard shows "Custom element doesn't exist".
+  // (Routing also turns the HTTP cache off, so every page load takes this path.)
+  let cardServed = deferred();
+  result.app_held = 0;
+  await context.route(/\/shackleton\/card\/shackleton-card\.js/, async (route) => {
+    await route.fulfill({ response: await route.fetch() });
+    cardServed.resolve();
+  });
+  await context.route(/\/frontend_latest\/app\.[0-9a-f]+\.js$/, async (route) => {
+    await cardServed.promise;
+    cardServed = deferred();
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    result.app_held += 1;
+    await route.continue();
+  });
+  page = await context.newPage();
   page.setDefaultTimeout(60000);
+  page.on("console", (m) => m.type() === "error" && consoleErrors.push(m.text()));
+  page.on("pageerror", (e) => consoleErrors.push(String(e)));
 
   // HA's own login page.
   await page.goto(HA_URL);
@@ -86,6 +119,18 @@ try {
   result.seconds = seconds;
 } catch (error) {
   failure = error;
+  if (page && SCREENSHOT) {
+    await page.screenshot({ path: SCREENSHOT.replace(/\.png$/, "-failure.png") }).catch(() => {});
+  }
+  result.page_url = page?.url();
+  result.page_state = await page
+    ?.evaluate(() => ({
+      defined: Boolean(customElements.get("shackleton-card")),
+      loaded: performance.getEntriesByType("resource").map((r) => r.name).filter((n) => n.includes("shackleton")),
+      scripts: [...document.scripts].map((s) => s.src || s.textContent.slice(0, 200)),
+    }))
+    .catch((e) => String(e));
+  result.console_errors = consoleErrors;
 } finally {
   await browser.close();
 }

@@ -463,10 +463,18 @@ class ShackletonCardEditor extends HTMLElement {
   }
 }
 
-if (!customElements.get("shackleton-card")) customElements.define("shackleton-card", ShackletonCard);
-if (!customElements.get("shackleton-card-editor")) {
-  customElements.define("shackleton-card-editor", ShackletonCardEditor);
-}
+const define = () => {
+  if (!customElements.get("shackleton-card")) customElements.define("shackleton-card", ShackletonCard);
+  if (!customElements.get("shackleton-card-editor")) {
+    customElements.define("shackleton-card-editor", ShackletonCardEditor);
+  }
+};
+// Home Assistant's app may swap window.customElements for a scoped-registry polyfill
+// that knows nothing defined before it, and this module can run first: the dashboard
+// would then say "Custom element doesn't exist". The app defines <home-assistant> after
+// the swap, so define the card then (in the registry current at that moment).
+if (customElements.get("home-assistant")) define();
+else customElements.whenDefined("home-assistant").then(define);
 window.customCards = window.customCards || [];
 if (!window.customCards.some((card) => card.type === "shackleton-card")) {
   window.customCards.push({
