@@ -9,114 +9,46 @@ Noise should interrupt never; every spoken "stop" always. Run: `scripts/bench in
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from numpy.typing import NDArray
 
 from custom_components.shackleton.voice.loading import import_heavy
+from tuning.audio import NOISES, RATE, babble, to_pcm, to_signal
 
-RATE = 16000
 SECONDS = 20.0
 CANDIDATES = (0.05, 0.08, 0.1, 0.15, 0.2)
 AUDIO = Path(__file__).parent.parent / "tests" / "fixtures" / "audio"
-
-Signal = NDArray[np.float64]
-
-
-def _db(level: float) -> float:
-    return 10 ** (level / 20)
-
-
-def _white(rng: np.random.Generator, level: float) -> Signal:
-    return rng.normal(0, _db(level), int(SECONDS * RATE))
-
-
-def _pink(rng: np.random.Generator, level: float) -> Signal:
-    spectrum = np.fft.rfft(rng.normal(0, 1, int(SECONDS * RATE)))
-    spectrum /= np.sqrt(np.arange(1, len(spectrum) + 1))
-    pink = np.fft.irfft(spectrum)
-    return pink / np.std(pink) * _db(level)
-
-
-def _hum(rng: np.random.Generator, level: float) -> Signal:
-    t = np.arange(int(SECONDS * RATE)) / RATE
-    mains = sum(np.sin(2 * np.pi * 50 * k * t) / k for k in (1, 2, 3, 5))
-    return mains / np.max(np.abs(mains)) * _db(level) + rng.normal(0, _db(level - 30), len(t))
-
-
-def _bursts(
-    rng: np.random.Generator, level: float, length: float, shape: Callable[[int], Signal]
-) -> Signal:
-    """Noise bursts of `length` seconds every ~1.5 s (claps, knocks, coughs, clatter)."""
-    out = rng.normal(0, _db(level - 40), int(SECONDS * RATE))
-    n = int(length * RATE)
-    for start in np.arange(0.5, SECONDS - 1, 1.5):
-        at = int((start + rng.uniform(0, 0.4)) * RATE)
-        out[at : at + n] += rng.normal(0, _db(level), n) * shape(n)
-    return out
-
-
-def _decay(n: int) -> Signal:
-    return np.exp(-np.arange(n) / (n / 6))
-
-
-def _cough(n: int) -> Signal:
-    # A sharp onset, a noisy body, then a tail: roughly a cough's envelope.
-    t = np.arange(n) / n
-    return np.minimum(1, t * 40) * np.exp(-3 * t)
-
-
-def _chords(rng: np.random.Generator, level: float) -> Signal:
-    """Music-like: a chord progression of harmonic tones with note onsets."""
-    t = np.arange(int(0.5 * RATE)) / RATE
-    notes = []
-    for _ in range(int(SECONDS / 0.5)):
-        root = rng.choice([220.0, 246.9, 261.6, 293.7, 329.6])
-        chord = sum(np.sin(2 * np.pi * root * ratio * t) for ratio in (1, 1.26, 1.5, 2))
-        notes.append(chord * np.exp(-2 * t))
-    music = np.concatenate(notes)
-    return music / np.max(np.abs(music)) * _db(level)
-
-
-def _babble(rng: np.random.Generator, level: float) -> Signal:
-    """Several of the test utterances at once, at random offsets: far-off voices."""
-    from custom_components.shackleton.voice.local_audio import read_wav
-
-    out = np.zeros(int(SECONDS * RATE))
-    voices = [
-        np.frombuffer(read_wav(path)[0], dtype=np.int16) / 32768
-        for path in sorted(AUDIO.glob("*.wav"))
-        if not path.name.startswith("backchannel_")
-    ]
-    for _ in range(40):
-        voice = voices[rng.integers(len(voices))]
-        at = rng.integers(0, len(out) - len(voice))
-        out[at : at + len(voice)] += voice
-    return out / np.sqrt(np.mean(out**2)) * _db(level)
-
-
-NOISES: dict[str, Callable[[np.random.Generator], Signal]] = {
-    "white noise -40 dBFS": lambda rng: _white(rng, -40),
-    "white noise -25 dBFS": lambda rng: _white(rng, -25),
-    "pink noise -25 dBFS (fan, rain)": lambda rng: _pink(rng, -25),
-    "mains hum -20 dBFS": lambda rng: _hum(rng, -20),
-    "claps/knocks 30 ms -10 dBFS": lambda rng: _bursts(rng, -10, 0.03, _decay),
-    "clatter 120 ms -15 dBFS": lambda rng: _bursts(rng, -15, 0.12, _decay),
-    "coughs 250 ms -15 dBFS": lambda rng: _bursts(rng, -15, 0.25, _cough),
-    "music chords -20 dBFS": lambda rng: _chords(rng, -20),
-    "distant babble -40 dBFS": lambda rng: _babble(rng, -40),
-    "babble -30 dBFS (TV in the next room)": lambda rng: _babble(rng, -30),
-}
+BENCH_NOISES = (
+    "white noise -40 dBFS",
+    "white noise -25 dBFS",
+    "pink noise -25 dBFS (fan, rain)",
+    "mains hum -20 dBFS",
+    "claps/knocks 30 ms -10 dBFS",
+    "clatter 120 ms -15 dBFS",
+    "coughs 250 ms -15 dBFS",
+    "music chords -20 dBFS",
+)
 
 
 def noise_clips(seed: int = 7) -> dict[str, bytes]:
     """Return each noise as 16-bit PCM at 16 kHz (same seed, same audio)."""
-    clips = {}
-    for name, make in NOISES.items():
-        signal = np.clip(make(np.random.default_rng(seed)), -1, 1)
-        clips[name] = (signal * 32767).astype(np.int16).tobytes()
+    from custom_components.shackleton.voice.local_audio import read_wav
+
+    clips = {
+        name: to_pcm(NOISES[name](np.random.default_rng(seed), SECONDS)) for name in BENCH_NOISES
+    }
+    # Several of the test utterances at once, at random offsets: far-off voices.
+    voices = [
+        to_signal(read_wav(path)[0])
+        for path in sorted(AUDIO.glob("*.wav"))
+        if not path.name.startswith("backchannel_")
+    ]
+    for label, level in (
+        ("distant babble -40 dBFS", -40),
+        ("babble -30 dBFS (TV in the next room)", -30),
+    ):
+        clips[label] = to_pcm(babble(voices, np.random.default_rng(seed), level, SECONDS))
     return clips
 
 
