@@ -42,11 +42,14 @@ def _canonical(value: Any) -> Any:
 
 async def _execute(name: str, out: Path, env: dict[str, str]) -> dict[str, Any]:
     """Run a notebook in its own process (a kernel of this venv); return the result."""
+    # Not measured: pytest-cov's subprocess hooks would write statement-only data (the
+    # kernel runs in notebooks/, away from the branch setting) that cannot be combined.
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("COV_CORE_", "COVERAGE"))}
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "nbconvert", "--to", "notebook", "--execute",
         str(NOTEBOOKS / name), "--output-dir", str(out),
         "--ExecutePreprocessor.timeout=300",
-        env={**os.environ, **env}, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**inherited, **env}, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     _, stderr = await process.communicate()
     assert process.returncode == 0, stderr.decode(errors="replace")[-4000:]

@@ -40,7 +40,8 @@ def _pink(rng: np.random.Generator, level: float, seconds: float) -> Signal:
 def _hum(rng: np.random.Generator, level: float, seconds: float) -> Signal:
     t = np.arange(int(seconds * RATE)) / RATE
     mains = sum(np.sin(2 * np.pi * 50 * k * t) / k for k in (1, 2, 3, 5))
-    return mains / np.max(np.abs(mains)) * _db(level) + rng.normal(0, _db(level - 30), len(t))
+    hum = mains / np.max(np.abs(mains)) * _db(level) + rng.normal(0, _db(level - 30), len(t))
+    return np.asarray(hum, dtype=np.float64)
 
 
 def _bursts(
@@ -66,7 +67,7 @@ def _decay(n: int) -> Signal:
 def _cough(n: int) -> Signal:
     # A sharp onset, a noisy body, then a tail: roughly a cough's envelope.
     t = np.arange(n) / n
-    return np.minimum(1, t * 40) * np.exp(-3 * t)
+    return np.asarray(np.minimum(1, t * 40) * np.exp(-3 * t), dtype=np.float64)
 
 
 def _chords(rng: np.random.Generator, level: float, seconds: float) -> Signal:
@@ -78,7 +79,7 @@ def _chords(rng: np.random.Generator, level: float, seconds: float) -> Signal:
         chord = sum(np.sin(2 * np.pi * root * ratio * t) for ratio in (1, 1.26, 1.5, 2))
         notes.append(chord * np.exp(-2 * t))
     music = np.concatenate(notes)[: int(seconds * RATE)]
-    return music / np.max(np.abs(music)) * _db(level)
+    return np.asarray(music / np.max(np.abs(music)) * _db(level), dtype=np.float64)
 
 
 def babble(voices: list[Signal], rng: np.random.Generator, level: float, seconds: float) -> Signal:
@@ -88,7 +89,7 @@ def babble(voices: list[Signal], rng: np.random.Generator, level: float, seconds
         voice = voices[rng.integers(len(voices))][: len(out) - 1]
         at = rng.integers(0, len(out) - len(voice))
         out[at : at + len(voice)] += voice
-    return out / np.sqrt(np.mean(out**2)) * _db(level)
+    return np.asarray(out / np.sqrt(np.mean(out**2)) * _db(level), dtype=np.float64)
 
 
 # Noises that need no speech to make, by name: (rng, seconds) -> signal in [-1, 1].
@@ -259,7 +260,7 @@ def load_dataset(folder: Path = DATA) -> list[Clip]:
             clip["file"],
             clip["noise"],
             clip["text"],
-            [tuple(p) for p in clip["phrases"]],  # type: ignore[misc]
+            [(float(start), float(end)) for start, end in clip["phrases"]],
             clip["duration"],
         )
         for clip in labels["clips"]

@@ -199,12 +199,11 @@ class _Sentences:
     """Home Assistant's English sentence templates, with the suite's names and areas."""
 
     def __init__(self, entities: tuple[Entity, ...]) -> None:
-        from hassil import Intents
-        from hassil.intents import TextSlotList
+        from hassil.intents import Intents, SlotList, TextSlotList
         from home_assistant_intents import get_intents
 
         self.intents = Intents.from_dict(get_intents("en"))
-        self.lists = {
+        self.lists: dict[str, SlotList] = {
             "name": TextSlotList.from_tuples(
                 [(e.name, e.name, {"domain": e.domain}) for e in entities]
             ),
@@ -215,8 +214,8 @@ class _Sentences:
         }
 
     def match(self, text: str, tools: list[dict[str, Any]]) -> Any:
-        from hassil import recognize_all
         from hassil.errors import HassilError
+        from hassil.recognize import recognize_all
 
         offered = {tool["function"]["name"]: tool["function"] for tool in tools}
         try:
@@ -423,7 +422,7 @@ async def run_suite(
     specs: list[ToolSpec] | None = None,
 ) -> list[CaseResult]:
     """Run every case with every candidate, each case in a fresh session."""
-    from livekit.agents import ChatMessageEvent, FunctionCallEvent
+    from livekit.agents import ChatMessageEvent, FunctionCallEvent, llm
     from livekit.plugins import silero
 
     from custom_components.shackleton.voice.engine import VoiceEngine
@@ -445,6 +444,9 @@ async def run_suite(
             instructions=candidate.instructions,
         )
         engine = await VoiceEngine.async_create(home, settings, vad=vad)
+        model = engine.models.llm
+        if not isinstance(model, llm.LLM):
+            raise TypeError("the suite needs a text model, not a realtime one")
         try:
             for number, case in enumerate(suite.cases):
                 home.calls.clear()
@@ -458,9 +460,9 @@ async def run_suite(
                     usage["completion"] += metrics.completion_tokens
 
                 # The model reports each request's usage (the provider's own count).
-                engine.models.llm.on("metrics_collected", count)
+                model.on("metrics_collected", count)
                 started = time.perf_counter()
-                run = await room.session.run(user_input=case.say)
+                run: Any = await room.session.run(user_input=case.say)
                 seconds = time.perf_counter() - started
                 replies = [
                     event.item.text_content or ""
@@ -472,7 +474,7 @@ async def run_suite(
                     for event in run.events
                     if isinstance(event, FunctionCallEvent)
                 ]
-                engine.models.llm.off("metrics_collected", count)
+                model.off("metrics_collected", count)
                 results.append(
                     CaseResult(
                         candidate.label,
