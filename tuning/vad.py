@@ -11,7 +11,7 @@ a turn detector model can hold a turn longer; neither runs here.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from itertools import product
 from typing import Any
 
@@ -59,7 +59,6 @@ class Score:
     missed: bool = False
     delay: float | None = None  # end of the request -> turn committed
     onset_clipped: float = 0.0  # seconds of the request's start not handed on
-    notes: list[str] = field(default_factory=list)
 
 
 def vad_options(turn: TurnTaking) -> dict[str, Any]:
