@@ -48,6 +48,10 @@ class BenchHome:
         """Return one trivial tool."""
         return [ToolSpec("noop", "Does nothing", {"type": "object", "properties": {}})]
 
+    async def tool_guide(self, room: str) -> str:
+        """Nothing to guide."""
+        return ""
+
     async def call_tool(
         self, room: str, name: str, arguments: dict[str, Any], *, turn: int = 0
     ) -> Any:

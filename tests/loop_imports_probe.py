@@ -44,6 +44,10 @@ class QuietHome:
         """Offer no tools."""
         return []
 
+    async def tool_guide(self, room: str) -> str:
+        """Nothing to guide."""
+        return ""
+
     async def call_tool(
         self, room: str, name: str, arguments: dict[str, Any], *, turn: int = 0
     ) -> Any:

@@ -41,6 +41,10 @@ class RecordingHome:
             raise ConnectionError("home unreachable")
         return []
 
+    async def tool_guide(self, room: str) -> str:
+        """Return a guide the instructions must carry."""
+        return "Use the tools kindly."
+
     async def call_tool(
         self, room: str, name: str, arguments: dict[str, Any], *, turn: int = 0
     ) -> Any:
@@ -72,8 +76,11 @@ def _settings(fake: FakeOpenAI, **changes: Any) -> VoiceSettings:
 
 async def test_instructions_carry_the_home(fake_openai: FakeOpenAI) -> None:
     """The persona gets the honesty rule, the home, the time, the language and the user."""
-    text = build_instructions(_settings(fake_openai), RecordingHome().context("x"))
+    text = build_instructions(
+        _settings(fake_openai), RecordingHome().context("x"), "  Use the tools kindly.\n"
+    )
     assert text.startswith("Be kind.")
+    assert text.endswith("\nUse the tools kindly.")
     assert "tool call did it" in text
     assert "Home: Cottage. Time zone: Europe/London. Now: Friday 02 January 2026, 09:30." in text
     assert "You are talking with Ada." in text

@@ -51,6 +51,10 @@ class ToolHome(RecordingHome):
         """Offer the one tool."""
         return [TURN_ON]
 
+    async def tool_guide(self, room: str) -> str:
+        """Say nothing more about the one tool."""
+        return ""
+
     async def call_tool(
         self, room: str, name: str, arguments: dict[str, Any], *, turn: int = 0
     ) -> Any:

@@ -245,3 +245,14 @@ async def test_writing_options_goes_through_the_options_flow(
     with pytest.raises(OptionsRefused, match="401"):
         await hass.async_add_executor_job(write, {CONF_MIN_SILENCE_DURATION: 0.5}, "bad-token")
     assert loaded_entry.options[CONF_MIN_SILENCE_DURATION] == 0.6
+
+
+def test_the_guide_describes_the_rehearsal_home() -> None:
+    """The snapshot's guide keeps HA's advice and rules but lists the suite's entities."""
+    snapshot = prompts.load_guide()
+    assert "- names: Kitchen light\n  domain: light\n" in snapshot  # the test home's
+    guide = prompts.guide_for(snapshot, (prompts.Entity("Bed light", "light", "Bedroom"),))
+    assert "- names: Bed light\n  domain: light\n  areas: Bedroom\n" in guide
+    assert "Kitchen light" not in guide
+    assert "always call the intent tools" in guide
+    assert guide.endswith("Never invent a token.")

@@ -19,6 +19,7 @@ from pytest_homeassistant_custom_component.common import (
 )
 
 from custom_components.shackleton.const import DOMAIN, EVENT_ERROR, EVENT_REMINDER, EVENT_TURN
+from custom_components.shackleton.llm_api import API_PROMPT
 from custom_components.shackleton.voice.local_audio import (
     LocalAudioInput,
     LocalAudioOutput,
@@ -51,6 +52,9 @@ async def test_spoken_request_turns_on_light(
     system = first["messages"][0]["content"]
     assert hass.config.location_name in system
     assert "tool call did it" in system
+    # ... and the LLM API's guide: how spoken confirmations work, and Assist's own advice.
+    assert API_PROMPT in system
+    assert "When controlling Home Assistant" in system
     # The reply was synthesized and played in full.
     assert fake_openai.tts_inputs == ["The kitchen light is on."]
     assert reply.duration > 0.5

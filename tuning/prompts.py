@@ -104,8 +104,25 @@ def load_suite(path: Path) -> Suite:
 
 
 def load_tools(path: Path = DATA / "tools.json") -> list[ToolSpec]:
-    """Return the tool snapshot taken from a real Home Assistant."""
-    return [ToolSpec(**spec) for spec in json.loads(path.read_text())]
+    """Return the tools of the snapshot taken from a real Home Assistant."""
+    return [ToolSpec(**spec) for spec in json.loads(path.read_text())["tools"]]
+
+
+def load_guide(path: Path = DATA / "tools.json") -> str:
+    """Return the snapshot's guide to the tools (the LLM API's prompt)."""
+    return str(json.loads(path.read_text())["guide"])
+
+
+def guide_for(guide: str, entities: tuple[Entity, ...]) -> str:
+    """Return the guide with its static context listing the suite's home, not the snapshot's.
+
+    Home Assistant lists the exposed entities under "Static Context:" as YAML items.
+    """
+    items = "".join(
+        f"- names: {e.name}\n  domain: {e.domain}\n" + (f"  areas: {e.area}\n" if e.area else "")
+        for e in entities
+    )
+    return re.sub(r"(Static Context:[^\n]*\n)(?:[- ] .*\n)*", lambda m: m.group(1) + items, guide)
 
 
 @dataclass(slots=True)
@@ -114,6 +131,7 @@ class RehearsalHome:
 
     entities: tuple[Entity, ...]
     specs: list[ToolSpec]
+    guide: str = ""
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
@@ -126,6 +144,10 @@ class RehearsalHome:
     async def tools(self, room: str) -> list[ToolSpec]:
         """Return the snapshot's tools."""
         return self.specs
+
+    async def tool_guide(self, room: str) -> str:
+        """Return the snapshot's guide, as Home Assistant gives it."""
+        return self.guide
 
     async def call_tool(
         self, room: str, name: str, arguments: dict[str, Any], *, turn: int = 0
@@ -420,6 +442,7 @@ async def run_suite(
     api_key: str = "offline",
     kind: str = "openai",
     specs: list[ToolSpec] | None = None,
+    guide: str | None = None,
 ) -> list[CaseResult]:
     """Run every case with every candidate, each case in a fresh session."""
     from livekit.agents import ChatMessageEvent, FunctionCallEvent, llm
@@ -430,9 +453,10 @@ async def run_suite(
 
     vad = silero.VAD.load()
     specs = specs if specs is not None else load_tools()
+    guide = load_guide() if guide is None else guide
     results: list[CaseResult] = []
     for candidate in candidates:
-        home = RehearsalHome(suite.entities, specs)
+        home = RehearsalHome(suite.entities, specs, guide_for(guide, suite.entities))
         provider = ProviderSettings(kind, candidate.model, base_url, api_key)  # type: ignore[arg-type]
         # Text only: speech-to-text and text-to-speech are built but never called.
         unused = ProviderSettings("compatible", "unused", base_url, api_key)

@@ -184,6 +184,10 @@ class HassHome:
         """Return Shackleton's tools (Assist's over the exposed entities, and its own)."""
         return [ToolSpec(**schema) for schema in tool_schemas(await self._api(room, None))]
 
+    async def tool_guide(self, room: str) -> str:
+        """Return the LLM API's prompt: Assist's guidance and the confirmation rules."""
+        return (await self._api(room, None)).api_prompt
+
     async def call_tool(
         self, room: str, name: str, arguments: dict[str, Any], *, turn: int = 0
     ) -> Any:

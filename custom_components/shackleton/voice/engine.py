@@ -44,8 +44,8 @@ APOLOGY_WAV = Path(__file__).parent / "assets" / "apology_en.wav"
 CHIME_RATE = 24000
 
 
-def build_instructions(settings: VoiceSettings, context: HomeContext) -> str:
-    """Return the persona with the home's context appended."""
+def build_instructions(settings: VoiceSettings, context: HomeContext, tool_guide: str = "") -> str:
+    """Return the persona with the home's context and the tools' guide appended."""
     lines = [
         persona(settings.instructions),
         f"Home: {context.home_name}. Time zone: {context.time_zone}. "
@@ -54,6 +54,7 @@ def build_instructions(settings: VoiceSettings, context: HomeContext) -> str:
     ]
     if context.user_name:
         lines.append(f"You are talking with {context.user_name}.")
+    lines.append(tool_guide.strip())
     return "\n".join(line for line in lines if line)
 
 
@@ -272,13 +273,14 @@ class RoomSession:
             session.input.audio = audio_input
         if audio_output is not None:
             session.output.audio = audio_output
-        tools = (
-            []  # a conversation agent brings its own
-            if isinstance(llm_model, ConversationAgentLLM)
-            else [_make_tool(self, spec) for spec in await engine.home.tools(self.room)]
-        )
+        if isinstance(llm_model, ConversationAgentLLM):
+            tools, guide = [], ""  # a conversation agent brings its own
+        else:
+            specs = await engine.home.tools(self.room)
+            tools = [_make_tool(self, spec) for spec in specs]
+            guide = await engine.home.tool_guide(self.room) if specs else ""
         agent = ShackletonAgent(
-            self, build_instructions(settings, engine.home.context(self.room)), tools
+            self, build_instructions(settings, engine.home.context(self.room), guide), tools
         )
         if room is not None:
             from livekit.agents.voice import room_io

@@ -57,6 +57,13 @@ class Home(Protocol):
     async def tools(self, room: str) -> list[ToolSpec]:
         """Return the tools the model may use in a room."""
 
+    async def tool_guide(self, room: str) -> str:
+        """Return what the model must know to use the tools well (appended to its instructions).
+
+        For Home Assistant: the LLM API's prompt (Assist's guidance, and how spoken
+        confirmations work).
+        """
+
     async def call_tool(
         self, room: str, name: str, arguments: dict[str, Any], *, turn: int = 0
     ) -> Any:
