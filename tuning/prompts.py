@@ -468,10 +468,10 @@ async def run_suite(
             instructions=candidate.instructions,
         )
         engine = await VoiceEngine.async_create(home, settings, vad=vad)
-        model = engine.models.llm
-        if not isinstance(model, llm.LLM):
-            raise TypeError("the suite needs a text model, not a realtime one")
         try:
+            model = engine.models.llm
+            if not isinstance(model, llm.LLM):
+                raise TypeError("the suite needs a text model, not a realtime one")
             for number, case in enumerate(suite.cases):
                 home.calls.clear()
                 room = await engine.async_start_session(f"case-{number}")
