@@ -33,6 +33,7 @@ from .room_devices import RoomDevices
 from .services import async_setup_services
 from .voice.settings import LiveKitServer
 from .voice_manager import VoiceManager, turn_taking_from_options
+from .worker_api import async_register_worker_api
 
 PLATFORMS: list[Platform] = [
     Platform.BINARY_SENSOR,
@@ -48,6 +49,7 @@ CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
 async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
     """Register the actions and the dashboard card, which serve every entry."""
     async_setup_services(hass)
+    async_register_worker_api(hass)
     await async_register_card(hass)
     return True
 
@@ -124,6 +126,10 @@ async def _async_options_updated(hass: HomeAssistant, entry: ShackletonConfigEnt
         if entry.options.get(key) != data.options.get(key)
     }
     engine = data.voice.engine
+    if changed and changed <= TURN_TAKING_OPTIONS and data.voice.hub is not None:
+        data.voice.hub.async_push_settings()  # the workers apply it as the engine would
+        data.options = dict(entry.options)
+        return
     if changed and changed <= TURN_TAKING_OPTIONS and engine is not None:
         engine.update_turn_taking(turn_taking_from_options(dict(entry.options)))
         data.options = dict(entry.options)

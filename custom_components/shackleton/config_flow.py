@@ -62,6 +62,7 @@ from .const import (
     CONF_VAD_ACTIVATION_THRESHOLD,
     CONF_VOICE,
     CONF_VOICE_MODE,
+    CONF_WORKER,
     CONFIRMABLE_TARGETS,
     DEFAULT_OPTIONS,
     DOMAIN,
@@ -75,6 +76,7 @@ from .const import (
     VOICE_MODE_PIPELINE,
     VOICE_MODE_REALTIME,
     VOICE_MODES,
+    WORKER_PLACEMENTS,
     api_key_key,
     base_url_key,
     model_key,
@@ -592,10 +594,18 @@ class ShackletonOptionsFlow(OptionsFlow):
                 CONF_LANGUAGE, default=current.get(CONF_LANGUAGE, self.hass.config.language)
             ): LanguageSelector(),
             vol.Optional(CONF_VOICE): _TEXT,
+            vol.Required(CONF_WORKER): SelectSelector(
+                SelectSelectorConfig(
+                    options=list(WORKER_PLACEMENTS),
+                    translation_key=CONF_WORKER,
+                    mode=SelectSelectorMode.LIST,
+                )
+            ),
         }
         suggested: dict[str, Any] = {
             CONF_INSTRUCTIONS: current[CONF_INSTRUCTIONS],
             CONF_VOICE: current[CONF_VOICE],
+            CONF_WORKER: current[CONF_WORKER],
         }
         for name, selectors in OPTION_SECTIONS.items():
             fields[vol.Required(name)] = section(

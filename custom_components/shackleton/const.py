@@ -50,6 +50,11 @@ def base_url_key(provider: str) -> str:
 CONF_INSTRUCTIONS: Final = "instructions"
 CONF_LANGUAGE: Final = "language"
 CONF_VOICE: Final = "voice"
+# Options: where the voice engine runs.
+CONF_WORKER: Final = "voice_worker"
+WORKER_IN_HA: Final = "home_assistant"
+WORKER_EXTERNAL: Final = "external"
+WORKER_PLACEMENTS: Final = (WORKER_IN_HA, WORKER_EXTERNAL)
 # Options: turn-taking (seconds, except the threshold).
 CONF_VAD_ACTIVATION_THRESHOLD: Final = "vad_activation_threshold"
 CONF_MIN_SPEECH_DURATION: Final = "min_speech_duration"
@@ -119,6 +124,7 @@ DEFAULT_INSTRUCTIONS: Final = (
 DEFAULT_OPTIONS: Final[dict[str, object]] = {
     CONF_INSTRUCTIONS: DEFAULT_INSTRUCTIONS,
     CONF_VOICE: "",
+    CONF_WORKER: WORKER_IN_HA,
     CONF_VAD_ACTIVATION_THRESHOLD: 0.5,
     CONF_MIN_SPEECH_DURATION: 0.05,
     # VAD silence ends a segment for speech-to-text and preemptive generation early;

@@ -10,6 +10,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
 from homeassistant.components import conversation, persistent_notification
 from homeassistant.const import EVENT_HOMEASSISTANT_STOP
 from homeassistant.core import Context, Event, HomeAssistant, callback
@@ -19,6 +20,7 @@ from homeassistant.helpers.httpx_client import get_async_client
 from homeassistant.util.ulid import ulid_now
 
 from .const import (
+    CONF_ANNOUNCE_QUEUE_MINUTES,
     CONF_INSTRUCTIONS,
     CONF_LANGUAGE,
     CONF_MAX_ENDPOINTING_DELAY,
@@ -30,6 +32,7 @@ from .const import (
     CONF_VAD_ACTIVATION_THRESHOLD,
     CONF_VOICE,
     CONF_VOICE_MODE,
+    CONF_WORKER,
     DEFAULT_OPTIONS,
     DOMAIN,
     ISSUE_VOICE_START_FAILED,
@@ -44,6 +47,7 @@ from .const import (
     STAGE_STT,
     STAGE_TTS,
     VOICE_MODE_REALTIME,
+    WORKER_EXTERNAL,
     api_key_key,
     base_url_key,
     model_key,
@@ -54,6 +58,7 @@ from .models import ShackletonConfigEntry, ShackletonRuntime
 from .repairs import async_clear_issue, async_raise_issue
 from .voice.settings import ProviderKind, ProviderSettings, TurnTaking, VoiceSettings
 from .voice_support import async_get_loader
+from .worker_api import WorkerHub, agent_name, worker_settings
 
 if TYPE_CHECKING:
     from .voice.engine import RoomSession, VoiceEngine
@@ -145,6 +150,15 @@ class VoiceManager:
         self._worker_tasks: dict[str, asyncio.Task[None]] = {}
         self._ready = asyncio.Event()
         self._queue: list[Announcement] = []
+        # With an external worker: the home it reaches over WebSocket, and its links.
+        self.home: HassHome | None = None
+        self.hub: WorkerHub | None = None
+        self._dispatches: set[asyncio.Task[None]] = set()
+
+    @property
+    def external(self) -> bool:
+        """Return whether the voice engine runs in an external worker."""
+        return self._entry.options.get(CONF_WORKER) == WORKER_EXTERNAL
 
     @callback
     def async_start(self) -> None:
@@ -153,24 +167,82 @@ class VoiceManager:
         self._entry.async_on_unload(
             self._hass.bus.async_listen_once(EVENT_HOMEASSISTANT_STOP, self._async_on_hass_stop)
         )
+        if self.external:
+            self._async_start_hub()
+            return
         self._entry.async_create_background_task(
             self._hass, self._async_load(), f"{DOMAIN} voice engine"
         )
+
+    @callback
+    def _async_start_hub(self) -> None:
+        """Serve the entry from external workers: they connect over WebSocket."""
+        self.home = HassHome(self._hass, self._entry)
+        self.hub = WorkerHub(
+            self._entry,
+            settings=partial(worker_settings, self._hass, self._entry),
+            on_room=self._async_on_worker_room,
+            on_workers=self._async_on_workers,
+            requeue=self._async_requeue,
+        )
+        self._entry.async_on_unload(self.hub.async_close)
+        self._async_on_workers(0)
+        self._ready.set()
+
+    @callback
+    def _async_on_workers(self, count: int) -> None:
+        """Voice is available while at least one worker is connected."""
+        self._runtime.async_set_voice(
+            available=count > 0,
+            error=None if count else "no_worker",
+            details={"mode": "external", "workers": count},
+        )
+
+    @callback
+    def _async_on_worker_room(self, room: str, active: bool) -> None:
+        if active:
+            self._runtime.async_set_room_state(room, "listening")
+            self._async_room_served(room)
+        else:
+            self._runtime.async_set_room_state(room, None)
+
+    @callback
+    def _async_requeue(self, announcement: Announcement) -> None:
+        """Keep an announcement its worker did not get to say, for the room's next session."""
+        minutes = float(
+            self._entry.options.get(
+                CONF_ANNOUNCE_QUEUE_MINUTES, DEFAULT_OPTIONS[CONF_ANNOUNCE_QUEUE_MINUTES]
+            )
+        )
+        expires = max(announcement.expires_at, time.monotonic() + 60 * minutes)
+        LOGGER.info(
+            "%s: announcement %s was not said in %s yet; it waits for the room's next session",
+            self._entry.title,
+            announcement.id,
+            announcement.room,
+        )
+        self._queue.append(dataclasses.replace(announcement, expires_at=expires))
 
     def announce(
         self, room: str | None, text: str, *, chime: bool = False, interrupt: bool = False
     ) -> bool:
         """Say `text` in `room` if someone is there; False otherwise."""
-        return (
-            room is not None
-            and self.engine is not None
-            and self._runtime.voice_enabled
-            and self.engine.announce(room, text, chime=chime, interrupt=interrupt)
+        return self._say(room, Announcement(text, chime=chime), interrupt=interrupt)
+
+    def _say(self, room: str | None, announcement: Announcement, *, interrupt: bool) -> bool:
+        if room is None or not self._runtime.voice_enabled:
+            return False
+        if self.hub is not None:
+            return self.hub.announce(announcement, room, interrupt=interrupt)
+        return self.engine is not None and self.engine.announce(
+            room, announcement.text, chime=announcement.chime, interrupt=interrupt
         )
 
     @property
     def active_rooms(self) -> list[str]:
         """Return the rooms with a voice session (someone can hear the assistant)."""
+        if self.hub is not None:
+            return sorted(self.hub.rooms)
         return sorted(self.engine.sessions) if self.engine is not None else []
 
     @callback
@@ -186,12 +258,7 @@ class VoiceManager:
         outcomes: list[dict[str, Any]] = []
         missed: list[str | None] = []
         for room in targets:
-            if self.announce(
-                room,
-                announcement.text,
-                chime=announcement.chime,
-                interrupt=announcement.priority == PRIORITY_HIGH,
-            ):
+            if self._say(room, announcement, interrupt=announcement.priority == PRIORITY_HIGH):
                 outcomes.append({"room": room, "outcome": "spoken"})
             else:
                 missed.append(room)
@@ -229,9 +296,7 @@ class VoiceManager:
                 LOGGER.info(
                     "%s: a queued announcement expired unheard: %s", self._entry.title, item.id
                 )
-            elif item.room not in (room, None) or not self.announce(
-                room, item.text, chime=item.chime
-            ):
+            elif item.room not in (room, None) or not self._say(room, item, interrupt=False):
                 keep.append(item)
         self._queue = keep
 
@@ -242,6 +307,10 @@ class VoiceManager:
 
     async def async_start_conversation(self, room: str, text: str, context: str | None) -> bool:
         """Speak first in `room` and listen; False when nobody is there."""
+        if self.hub is not None:
+            return self._runtime.voice_enabled and await self.hub.async_start_conversation(
+                room, text, context
+            )
         return (
             self.engine is not None
             and self._runtime.voice_enabled
@@ -363,6 +432,9 @@ class VoiceManager:
     @callback
     def async_join_room(self, room: str) -> None:
         """Have the agent join a LiveKit room (and stay, reconnecting) until asked to leave."""
+        if self.hub is not None:
+            self._async_dispatch(room)
+            return
         if room in self._worker_tasks or self.engine is None or self.server is None:
             return
         from .voice.rooms import RoomWorker
@@ -377,6 +449,48 @@ class VoiceManager:
         )
 
     @callback
+    def _async_dispatch(self, room: str) -> None:
+        """Ask LiveKit to send one of the entry's workers to `room` (its own dispatch)."""
+        if self.server is None or self.hub is None or room in self.hub.rooms:
+            return
+        task = self._entry.async_create_background_task(
+            self._hass, self._async_create_dispatch(room), f"{DOMAIN} dispatch {room}"
+        )
+        self._dispatches.add(task)
+        task.add_done_callback(self._dispatches.discard)
+
+    async def _async_create_dispatch(self, room: str) -> None:
+        from livekit import api
+
+        if self.server is None:  # pragma: no cover - checked before the task
+            return
+        client = api.LiveKitAPI(
+            self.server.url.replace("ws", "http", 1),
+            self.server.api_key,
+            self.server.api_secret,
+            session=async_get_clientsession(self._hass),
+        )
+        try:
+            await asyncio.wait_for(
+                client.agent_dispatch.create_dispatch(
+                    api.CreateAgentDispatchRequest(
+                        agent_name=agent_name(self._entry.entry_id), room=room
+                    )
+                ),
+                10,
+            )
+        except (TimeoutError, aiohttp.ClientError, api.TwirpError) as err:
+            LOGGER.warning(
+                "%s: LiveKit could not send a worker to room %s: %s",
+                self._entry.title,
+                room,
+                getattr(err, "message", None) or type(err).__name__,
+            )
+            self._runtime.async_set_livekit(connected=False, error="cannot_connect")
+        else:
+            self._runtime.async_set_livekit(connected=True, error=None)
+
+    @callback
     def _on_room_status(self, room: str, status: str, error: str | None) -> None:
         if status == "error":
             self._runtime.async_set_livekit(connected=False, error=error)
@@ -387,6 +501,8 @@ class VoiceManager:
 
     async def async_leave_room(self, room: str) -> bool:
         """Make the agent leave a room; return whether it was there (or trying to be)."""
+        if self.hub is not None:
+            return self.hub.leave(room)
         task = self._worker_tasks.pop(room, None)
         self.workers.pop(room, None)
         if task is None:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 import random
 import re
-from typing import Literal
+from typing import Any, Literal
 
 from livekit import api
 
@@ -132,3 +132,27 @@ HONESTY_RULE = (
 def persona(instructions: str) -> str:
     """Return the persona every Shackleton agent gets, spoken or written."""
     return "\n".join(line for line in (instructions.strip(), HONESTY_RULE) if line)
+
+
+def settings_from_dict(data: dict[str, Any]) -> VoiceSettings:
+    """Rebuild voice settings sent as JSON (`dataclasses.asdict` of VoiceSettings)."""
+
+    def provider(value: dict[str, Any] | None) -> ProviderSettings | None:
+        return None if value is None else ProviderSettings(**value)
+
+    llm = provider(data["llm"])
+    if llm is None:
+        raise ValueError("the settings name no language model")
+    plain = {
+        key: data[key] for key in ("instructions", "language", "voice", "apology") if key in data
+    }
+    return VoiceSettings(
+        mode=data["mode"],
+        llm=llm,
+        stt=provider(data.get("stt")),
+        tts=provider(data.get("tts")),
+        realtime=provider(data.get("realtime")),
+        turn_taking=TurnTaking(**data.get("turn_taking", {})),
+        limits=Limits(**data.get("limits", {})),
+        **plain,
+    )

@@ -1,0 +1,106 @@
+"""The worker as a standard LiveKit agent worker (`AgentServer`).
+
+The main process asks Home Assistant for the entry's LiveKit server and agent name, then
+registers with LiveKit under that name (explicit dispatch: Home Assistant's card tokens
+and its join-room action ask LiveKit for the agent). LiveKit hands each room to one of the
+registered workers, and each job runs in its own process from LiveKit's pool, with its
+own link to Home Assistant. Run the same command on more machines to share the rooms:
+LiveKit's dispatch balances them by load; Shackleton adds no balancing of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from livekit.agents import AgentServer, JobContext, JobProcess
+
+from .engine import vad_options
+from .ha_link import FatalLinkError, HomeAway, HomeLink
+from .settings import TurnTaking
+from .worker import VoiceWorker, WorkerConfig
+
+_LOGGER = logging.getLogger(__name__)
+
+
+def _prewarm(proc: JobProcess) -> None:
+    """Load silero once per pooled process, before any job needs it."""
+    from livekit.plugins import silero
+
+    proc.userdata["vad"] = silero.VAD.load(**vad_options(TurnTaking()))
+
+
+async def _job(ctx: JobContext) -> None:
+    """Serve one room: link to Home Assistant, build the engine, talk to the first person."""
+    config = WorkerConfig.load(None)
+    room = ctx.room.name
+    worker = VoiceWorker(
+        WorkerConfig(
+            ha_url=config.ha_url,
+            token=config.token,
+            entry_id=config.entry_id,
+            name=f"{config.name}/{room}",
+        ),
+        vad=ctx.proc.userdata.get("vad"),
+    )
+    ctx.add_shutdown_callback(worker.aclose)
+    await worker.async_start(30)
+    await ctx.connect()
+    participant = await ctx.wait_for_participant()
+    session = await worker.async_serve(
+        room, rtc_room=ctx.room, participant_identity=participant.identity
+    )
+    await session.closed.wait()
+
+
+async def fetch_server(config: WorkerConfig, seconds: float = 60) -> dict[str, Any]:
+    """Return the entry's LiveKit server, as Home Assistant has it."""
+    link = HomeLink(config.link_config(), on_event=lambda _: None, on_connection=lambda _: None)
+    try:
+        settings = await link.wait_settings(seconds)
+    finally:
+        await link.aclose()
+    if not settings.livekit:
+        raise FatalLinkError(
+            f"{settings.title} has no LiveKit server: add one (Reconfigure), or run the "
+            "worker in local mode"
+        )
+    return settings.livekit
+
+
+def run_livekit(config: WorkerConfig, health_port: int) -> int:
+    """Register with LiveKit and serve dispatched rooms until stopped."""
+    try:
+        server_settings = asyncio.run(fetch_server(config))
+    except (FatalLinkError, HomeAway) as err:
+        _LOGGER.error("The worker cannot start: %s", err)  # noqa: TRY400 - said, not a bug
+        return 2
+    url = config.livekit_url or server_settings["url"]
+    server = AgentServer(
+        ws_url=url,
+        api_key=server_settings["api_key"],
+        api_secret=server_settings["api_secret"],
+        setup_fnc=_prewarm,
+        port=health_port,
+    )
+    server.rtc_session(_job, agent_name=server_settings["agent_name"])
+    _LOGGER.info("Registering with LiveKit at %s as %s", url, server_settings["agent_name"])
+    asyncio.run(_serve(server))
+    return 0
+
+
+async def _serve(server: AgentServer) -> None:
+    import signal
+
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    running = asyncio.create_task(server.run())
+    stopper = asyncio.create_task(stopping.wait())
+    await asyncio.wait({running, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    if not running.done():
+        await server.drain(timeout=30)
+        await server.aclose()
+    stopper.cancel()

@@ -1,0 +1,230 @@
+"""The external worker's WebSocket commands, against a real hass and HA's own WS client."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from homeassistant.const import STATE_ON
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers import issue_registry as ir
+import pytest
+from pytest_homeassistant_custom_component.common import MockConfigEntry
+from pytest_homeassistant_custom_component.typing import WebSocketGenerator
+
+from custom_components.shackleton.const import (
+    CONF_ANNOUNCE_NOBODY,
+    CONF_WORKER,
+    DEFAULT_OPTIONS,
+    DOMAIN,
+    EVENT_TURN,
+    ISSUE_VOICE_UNAVAILABLE,
+    NOBODY_QUEUE,
+    WORKER_EXTERNAL,
+)
+from custom_components.shackleton.voice import ha_link
+from custom_components.shackleton.worker_api import PROTOCOL, agent_name
+
+from .conftest import entry_data
+from .fakes import FakeLiveKit, FakeOpenAI
+
+LIGHT = "light.kitchen_light"
+PREFIX = "shackleton/worker"
+
+
+@pytest.fixture
+async def external_entry(
+    hass: HomeAssistant, fake_livekit: FakeLiveKit, fake_openai: FakeOpenAI, kitchen_light: None
+) -> MockConfigEntry:
+    """Set up an entry served by an external worker, queueing unheard announcements."""
+    entry = MockConfigEntry(
+        domain=DOMAIN,
+        title="Shackleton (worker)",
+        data=entry_data(fake_livekit, fake_openai),
+        options={
+            **DEFAULT_OPTIONS,
+            "language": "en",
+            CONF_WORKER: WORKER_EXTERNAL,
+            CONF_ANNOUNCE_NOBODY: NOBODY_QUEUE,
+        },
+        entry_id="01JSHACKLETONWORKER0000000",
+    )
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done(wait_background_tasks=True)
+    return entry
+
+
+class Worker:
+    """A worker's WebSocket connection, through HA's test client."""
+
+    def __init__(self, client: Any, entry_id: str) -> None:
+        self.client = client
+        self.entry_id = entry_id
+        self.subscription = 0
+        self.events: list[dict[str, Any]] = []  # pushed while waiting for a result
+
+    async def connect(self, protocol: int = PROTOCOL, entry_id: str | None = None) -> dict[str, Any]:
+        await self.client.send_json_auto_id(
+            {
+                "type": f"{PREFIX}/connect",
+                "entry_id": entry_id or self.entry_id,
+                "protocol": protocol,
+                "name": "test worker",
+            }
+        )
+        answer: dict[str, Any] = await self.client.receive_json()
+        self.subscription = answer["id"]
+        return answer
+
+    async def event(self) -> dict[str, Any]:
+        if self.events:
+            return self.events.pop(0)
+        message = await self.client.receive_json()
+        assert message["type"] == "event", message
+        assert message["id"] == self.subscription
+        event: dict[str, Any] = message["event"]
+        return event
+
+    async def ask(self, command: str, entry_id: str | None = None, **fields: Any) -> dict[str, Any]:
+        await self.client.send_json_auto_id(
+            {"type": f"{PREFIX}/{command}", "entry_id": entry_id or self.entry_id, **fields}
+        )
+        while True:
+            answer: dict[str, Any] = await self.client.receive_json()
+            if answer["type"] == "result":
+                return answer
+            self.events.append(answer["event"])
+
+
+async def test_protocol_versions_agree() -> None:
+    """The worker and Home Assistant speak the same protocol version."""
+    assert ha_link.PROTOCOL == PROTOCOL
+
+
+async def test_worker_serves_the_entry(
+    hass: HomeAssistant,
+    hass_ws_client: WebSocketGenerator,
+    external_entry: MockConfigEntry,
+    fake_livekit: FakeLiveKit,
+) -> None:
+    """Settings, tools, a tool call in HA, reports, and an announcement pushed and acked."""
+    runtime = external_entry.runtime_data.runtime
+    assert runtime.voice_available is False
+    assert runtime.voice_error == "no_worker"
+    # An external entry loads no engine, and raises no "voice unavailable" repair.
+    assert external_entry.runtime_data.voice.engine is None
+    assert ir.async_get(hass).async_get_issue(DOMAIN, f"{ISSUE_VOICE_UNAVAILABLE}_{external_entry.entry_id}") is None
+
+    worker = Worker(await hass_ws_client(hass), external_entry.entry_id)
+    assert (await worker.connect())["success"]
+    settings = await worker.event()
+    assert settings["type"] == "settings"
+    values = settings["settings"]
+    assert values["entry_id"] == external_entry.entry_id
+    assert values["voice"]["llm"]["api_key"] == "sk-test"  # an admin's worker needs it
+    assert values["voice"]["turn_taking"]["min_endpointing_delay"] == 0.55
+    assert values["livekit"]["agent_name"] == agent_name(external_entry.entry_id)
+    assert runtime.voice_available is True
+
+    tools = await worker.ask("tools", room="kitchen")
+    names = {tool["name"] for tool in tools["result"]["tools"]}
+    assert {"HassTurnOn", "note_save"} <= names
+    assert "Kitchen light" in tools["result"]["guide"]
+
+    called = await worker.ask(
+        "call_tool", room="kitchen", name="HassTurnOn", arguments={"name": "Kitchen light"}, turn=1
+    )
+    assert called["success"], called
+    assert hass.states.get(LIGHT).state == STATE_ON
+    refused = await worker.ask(
+        "call_tool", room="kitchen", name="HassTurnOn", arguments={"name": "Nowhere"}, turn=1
+    )
+    assert refused["error"]["code"] == "tool_error"
+
+    assert (await worker.ask("report", room="kitchen", kind="session", active=True))["success"]
+    assert runtime.room_states == {"kitchen": "listening"}
+    assert (await worker.ask("report", room="kitchen", kind="state", state="speaking"))["success"]
+    assert runtime.room_state("kitchen") == "speaking"
+    turns: list[dict[str, Any]] = []
+    hass.bus.async_listen(EVENT_TURN, lambda event: turns.append(event.data))
+    report = await worker.ask(
+        "report",
+        room="kitchen",
+        kind="turn",
+        turn={"end_to_end": 0.8, "tools": ["HassTurnOn"], "user_text": "turn it on"},
+    )
+    assert report["success"]
+    await hass.async_block_till_done()
+    assert turns[0]["end_to_end_ms"] == 800
+    assert turns[0]["user_text"] == "**REDACTED**"
+    bad = await worker.ask("report", room="kitchen", kind="error")
+    assert bad["error"]["code"] == "invalid_format"
+
+    response = await hass.services.async_call(
+        DOMAIN,
+        "announce",
+        {"message": "Dinner is ready", "rooms": ["kitchen"]},
+        blocking=True,
+        return_response=True,
+    )
+    assert response["rooms"] == [{"room": "kitchen", "outcome": "spoken"}]
+    pushed = await worker.event()
+    assert pushed["type"] == "announce"
+    assert (pushed["room"], pushed["text"]) == ("kitchen", "Dinner is ready")
+    assert (await worker.ask("ack", request=pushed["id"], ok=True))["success"]
+
+    # Said but never acknowledged, then the worker went: it waits in the queue.
+    await hass.services.async_call(
+        DOMAIN, "announce", {"message": "The post came", "rooms": ["kitchen"]}, blocking=True,
+        return_response=True,
+    )
+    assert (await worker.event())["text"] == "The post came"
+    await worker.client.close()
+    await hass.async_block_till_done()
+    voice = external_entry.runtime_data.voice
+    assert [item.text for item in voice.queued] == ["The post came"]
+    assert runtime.room_states == {}
+    assert runtime.voice_available is False
+
+    # The next worker to serve the kitchen says it.
+    again = Worker(await hass_ws_client(hass), external_entry.entry_id)
+    await again.connect()
+    await again.event()
+    await again.ask("report", room="kitchen", kind="session", active=True)
+    delivered = await again.event()
+    assert (delivered["type"], delivered["text"]) == ("announce", "The post came")
+    assert voice.queued == []
+
+
+async def test_refusals(
+    hass: HomeAssistant,
+    hass_ws_client: WebSocketGenerator,
+    hass_read_only_access_token: str,
+    external_entry: MockConfigEntry,
+    loaded_entry: MockConfigEntry,
+) -> None:
+    """Non-admins, in-HA entries, unknown entries, other entries and old workers are refused."""
+    reader = Worker(
+        await hass_ws_client(hass, hass_read_only_access_token), external_entry.entry_id
+    )
+    answer = await reader.connect()
+    assert answer["error"]["code"] == "unauthorized"
+    assert (await reader.ask("tools", room="kitchen"))["error"]["code"] == "unauthorized"
+
+    admin = Worker(await hass_ws_client(hass), external_entry.entry_id)
+    # Not connected yet: no tools, no reports.
+    assert (await admin.ask("tools", room="kitchen"))["error"]["code"] == "unauthorized"
+    in_ha = await admin.connect(entry_id=loaded_entry.entry_id)
+    assert in_ha["error"]["code"] == "not_allowed"
+    assert "inside Home Assistant" in in_ha["error"]["message"]
+    unknown = await admin.connect(entry_id="nope")
+    assert unknown["error"]["code"] == "not_found"
+    old = await admin.connect(protocol=PROTOCOL + 1)
+    assert old["error"]["code"] == "protocol_mismatch"
+
+    assert (await admin.connect())["success"]
+    await admin.event()
+    other = await admin.ask("tools", entry_id=loaded_entry.entry_id, room="kitchen")
+    assert other["error"]["code"] == "unauthorized"
+    second = await admin.connect(entry_id=loaded_entry.entry_id)
+    assert second["error"]["code"] == "unauthorized"
