@@ -58,12 +58,16 @@ class Worker:
     """A worker's WebSocket connection, through HA's test client."""
 
     def __init__(self, client: Any, entry_id: str) -> None:
+        """Prepare."""
         self.client = client
         self.entry_id = entry_id
         self.subscription = 0
         self.events: list[dict[str, Any]] = []  # pushed while waiting for a result
 
-    async def connect(self, protocol: int = PROTOCOL, entry_id: str | None = None) -> dict[str, Any]:
+    async def connect(
+        self, protocol: int = PROTOCOL, entry_id: str | None = None
+    ) -> dict[str, Any]:
+        """Bind the connection to an entry; return the answer."""
         await self.client.send_json_auto_id(
             {
                 "type": f"{PREFIX}/connect",
@@ -77,6 +81,7 @@ class Worker:
         return answer
 
     async def event(self) -> dict[str, Any]:
+        """Return the next event pushed to the worker."""
         if self.events:
             return self.events.pop(0)
         message = await self.client.receive_json()
@@ -86,6 +91,7 @@ class Worker:
         return event
 
     async def ask(self, command: str, entry_id: str | None = None, **fields: Any) -> dict[str, Any]:
+        """Send a worker command; return its result (keeping events that come first)."""
         await self.client.send_json_auto_id(
             {"type": f"{PREFIX}/{command}", "entry_id": entry_id or self.entry_id, **fields}
         )
@@ -113,7 +119,12 @@ async def test_worker_serves_the_entry(
     assert runtime.voice_error == "no_worker"
     # An external entry loads no engine, and raises no "voice unavailable" repair.
     assert external_entry.runtime_data.voice.engine is None
-    assert ir.async_get(hass).async_get_issue(DOMAIN, f"{ISSUE_VOICE_UNAVAILABLE}_{external_entry.entry_id}") is None
+    assert (
+        ir.async_get(hass).async_get_issue(
+            DOMAIN, f"{ISSUE_VOICE_UNAVAILABLE}_{external_entry.entry_id}"
+        )
+        is None
+    )
 
     worker = Worker(await hass_ws_client(hass), external_entry.entry_id)
     assert (await worker.connect())["success"]
@@ -175,7 +186,10 @@ async def test_worker_serves_the_entry(
 
     # Said but never acknowledged, then the worker went: it waits in the queue.
     await hass.services.async_call(
-        DOMAIN, "announce", {"message": "The post came", "rooms": ["kitchen"]}, blocking=True,
+        DOMAIN,
+        "announce",
+        {"message": "The post came", "rooms": ["kitchen"]},
+        blocking=True,
         return_response=True,
     )
     assert (await worker.event())["text"] == "The post came"

@@ -243,7 +243,8 @@ class HomeLink:
             if not item.get("success"):
                 error = item.get("error") or {}
                 code, message = str(error.get("code")), str(error.get("message"))
-                if code in ("unauthorized", "protocol_mismatch"):
+                # Wrong token rights, entry or version: no retry mends those.
+                if code in ("unauthorized", "protocol_mismatch", "not_found", "not_allowed"):
                     raise FatalLinkError(f"Home Assistant refused this worker: {message}")
                 raise HomeRefused(code, message)
             return

@@ -1,0 +1,146 @@
+"""Run a real Home Assistant in its own process, with a Shackleton entry served by a worker.
+
+`python -m tests.ha_process --config-dir DIR --port N --openai-url URL` prints
+`READY <url>` once it serves and writes DIR/facts.json (users' tokens, the entry id) on
+its first start. Started again on the same DIR, it is the same home: the test kills it
+with SIGKILL and starts it again, as a crash and a restart would. The home has a template
+"Kitchen light" exposed to Assist.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from pathlib import Path
+import signal
+import sys
+
+from homeassistant import bootstrap, runner
+from homeassistant.config_entries import ConfigEntry, ConfigEntryState
+
+from custom_components.shackleton.const import DEFAULT_OPTIONS, DOMAIN
+from tests.browser.ha_instance import REPO, _add_user, _store
+
+CONFIG = """\
+homeassistant:
+  name: Worker test home
+  time_zone: Europe/London
+  unit_system: metric
+  latitude: 51.5
+  longitude: -0.12
+http:
+  server_host: 127.0.0.1
+  server_port: {port}
+input_boolean:
+  kitchen_power:
+light:
+  - platform: template
+    lights:
+      kitchen_light:
+        friendly_name: Kitchen light
+        value_template: "{{{{ is_state('input_boolean.kitchen_power', 'on') }}}}"
+        turn_on:
+          action: input_boolean.turn_on
+          target:
+            entity_id: input_boolean.kitchen_power
+        turn_off:
+          action: input_boolean.turn_off
+          target:
+            entity_id: input_boolean.kitchen_power
+logger:
+  default: warning
+  logs:
+    custom_components.shackleton: info
+"""
+
+
+def _entry(openai_url: str) -> ConfigEntry:
+    return ConfigEntry(
+        version=1,
+        minor_version=1,
+        domain=DOMAIN,
+        title="Shackleton",
+        data={
+            "voice_mode": "pipeline",
+            "stt_provider": "openai",
+            "llm_provider": "openai",
+            "tts_provider": "openai",
+            "openai_api_key": "sk-test",
+            "openai_base_url": openai_url,
+            "stt_model": "gpt-4o-mini-transcribe",
+            "llm_model": "gpt-4.1-mini",
+            "tts_model": "gpt-4o-mini-tts",
+        },
+        options={
+            **DEFAULT_OPTIONS,
+            "language": "en",
+            "voice_worker": "external",
+            "announce_when_nobody_listens": "queue",
+        },
+        source="user",
+        unique_id=None,
+        discovery_keys={},  # type: ignore[arg-type]
+        subentries_data=None,
+    )
+
+
+async def _run(config_dir: Path, port: int, openai_url: str) -> int:
+    (config_dir / "configuration.yaml").write_text(CONFIG.format(port=port))
+    components = config_dir / "custom_components"
+    components.mkdir(exist_ok=True)
+    if not (components / DOMAIN).exists():
+        (components / DOMAIN).symlink_to(REPO / "custom_components" / DOMAIN)
+    facts_file = config_dir / "facts.json"
+    first = not facts_file.exists()
+    if first:
+        _store(config_dir, "onboarding", 4, {"done": ["user", "core_config", "analytics"]})
+    hass = await bootstrap.async_setup_hass(
+        runner.RuntimeConfig(config_dir=str(config_dir), skip_pip=True)
+    )
+    if hass is None:
+        sys.stderr.write("Home Assistant did not start\n")
+        return 1
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await hass.async_start()
+    try:
+        if first:
+            users = {}
+            for username in ("admin", "tablet"):
+                user, token = await _add_user(hass, username)
+                users[username] = {"id": user.id, "token": token}
+            entry = _entry(openai_url)
+            await hass.config_entries.async_add(entry)
+            await hass.async_block_till_done()
+            facts = {"users": users, "entry_id": entry.entry_id}
+            await hass.async_add_executor_job(facts_file.write_text, json.dumps(facts))
+            await asyncio.sleep(1.5)  # HA saves its stores 1 s after a change: a kill keeps them
+        entry_id = json.loads(await hass.async_add_executor_job(facts_file.read_text))["entry_id"]
+        entry = hass.config_entries.async_get_entry(entry_id)
+        if entry is None or entry.state is not ConfigEntryState.LOADED:
+            sys.stderr.write(f"Shackleton did not load: {entry and entry.state}\n")
+            return 1
+        sys.stdout.write(f"READY http://127.0.0.1:{port}\n")
+        sys.stdout.flush()
+        await stop.wait()
+        return 0
+    finally:
+        await hass.async_stop()
+
+
+def main() -> int:
+    """Parse the arguments and run until stopped."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--config-dir", type=Path, required=True)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--openai-url", required=True)
+    args = parser.parse_args()
+    args.config_dir.mkdir(parents=True, exist_ok=True)
+    return asyncio.run(_run(args.config_dir, args.port, args.openai_url))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
