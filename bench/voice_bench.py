@@ -8,6 +8,7 @@ every figure is the engine's own cost. Run: `scripts/bench` (about 3 minutes).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 import json
@@ -90,7 +91,10 @@ async def make_engine(fake: FakeOpenAI, home: BenchHome) -> VoiceEngine:
 
 
 async def speech_end_to_first_audio(
-    engine: VoiceEngine, fake: FakeOpenAI, turns: int
+    engine: VoiceEngine,
+    fake: FakeOpenAI,
+    turns: int,
+    before_turn: Callable[[], None] | None = None,
 ) -> tuple[list[float], list[float]]:
     """Return seconds from each utterance's end to the reply's first frame and to the turn.
 
@@ -114,6 +118,8 @@ async def speech_end_to_first_audio(
     for number in range(1, turns + 1):
         pcm, rate = clips[number % len(clips)]
         decided.clear()
+        if before_turn is not None:
+            before_turn()  # e.g. script the model's replies for this turn
         ended = await mic.play_pcm(pcm, rate)
         reply = await asyncio.wait_for(speaker.wait_for_segment(number), 20)
         results.append(reply.started_at - ended)

@@ -15,9 +15,11 @@ import json
 from pathlib import Path
 import signal
 import sys
+from typing import Any
 
 from homeassistant import bootstrap, runner
 from homeassistant.config_entries import ConfigEntry, ConfigEntryState
+from homeassistant.core import HomeAssistant
 
 from custom_components.shackleton.const import DEFAULT_OPTIONS, DOMAIN
 from tests.browser.ha_instance import REPO, _add_user, _store
@@ -55,7 +57,7 @@ logger:
 """
 
 
-def _entry(openai_url: str) -> ConfigEntry:
+def _entry(openai_url: str, placement: str) -> ConfigEntry:
     return ConfigEntry(
         version=1,
         minor_version=1,
@@ -75,7 +77,7 @@ def _entry(openai_url: str) -> ConfigEntry:
         options={
             **DEFAULT_OPTIONS,
             "language": "en",
-            "voice_worker": "external",
+            "voice_worker": placement,
             "announce_when_nobody_listens": "queue",
         },
         source="user",
@@ -85,7 +87,11 @@ def _entry(openai_url: str) -> ConfigEntry:
     )
 
 
-async def _run(config_dir: Path, port: int, openai_url: str) -> int:
+async def start_home(
+    config_dir: Path, port: int, openai_url: str, placement: str = "external"
+) -> tuple[HomeAssistant, dict[str, Any]]:
+    """Start (or start again) the home; return it and its facts (tokens, entry id)."""
+    config_dir.mkdir(parents=True, exist_ok=True)
     (config_dir / "configuration.yaml").write_text(CONFIG.format(port=port))
     components = config_dir / "custom_components"
     components.mkdir(exist_ok=True)
@@ -99,30 +105,38 @@ async def _run(config_dir: Path, port: int, openai_url: str) -> int:
         runner.RuntimeConfig(config_dir=str(config_dir), skip_pip=True)
     )
     if hass is None:
-        sys.stderr.write("Home Assistant did not start\n")
+        raise RuntimeError("Home Assistant did not start")
+    await hass.async_start()
+    if first:
+        users = {}
+        for username in ("admin", "tablet"):
+            user, token = await _add_user(hass, username)
+            users[username] = {"id": user.id, "token": token}
+        entry = _entry(openai_url, placement)
+        await hass.config_entries.async_add(entry)
+        await hass.async_block_till_done()
+        facts = {"users": users, "entry_id": entry.entry_id}
+        await hass.async_add_executor_job(facts_file.write_text, json.dumps(facts))
+        await asyncio.sleep(1.5)  # HA saves its stores 1 s after a change: a kill keeps them
+    facts = json.loads(await hass.async_add_executor_job(facts_file.read_text))
+    entry = hass.config_entries.async_get_entry(facts["entry_id"])
+    if entry is None or entry.state is not ConfigEntryState.LOADED:
+        await hass.async_stop()
+        raise RuntimeError(f"Shackleton did not load: {entry and entry.state}")
+    return hass, facts
+
+
+async def _run(config_dir: Path, port: int, openai_url: str) -> int:
+    try:
+        hass, _ = await start_home(config_dir, port, openai_url)
+    except RuntimeError as err:
+        sys.stderr.write(f"{err}\n")
         return 1
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await hass.async_start()
     try:
-        if first:
-            users = {}
-            for username in ("admin", "tablet"):
-                user, token = await _add_user(hass, username)
-                users[username] = {"id": user.id, "token": token}
-            entry = _entry(openai_url)
-            await hass.config_entries.async_add(entry)
-            await hass.async_block_till_done()
-            facts = {"users": users, "entry_id": entry.entry_id}
-            await hass.async_add_executor_job(facts_file.write_text, json.dumps(facts))
-            await asyncio.sleep(1.5)  # HA saves its stores 1 s after a change: a kill keeps them
-        entry_id = json.loads(await hass.async_add_executor_job(facts_file.read_text))["entry_id"]
-        entry = hass.config_entries.async_get_entry(entry_id)
-        if entry is None or entry.state is not ConfigEntryState.LOADED:
-            sys.stderr.write(f"Shackleton did not load: {entry and entry.state}\n")
-            return 1
         sys.stdout.write(f"READY http://127.0.0.1:{port}\n")
         sys.stdout.flush()
         await stop.wait()

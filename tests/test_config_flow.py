@@ -593,6 +593,7 @@ async def test_options_flow(hass: HomeAssistant, loaded_entry: MockConfigEntry) 
         "instructions": "Be brief.",
         "language": "de",
         "voice": "nova",
+        "voice_worker": "home_assistant",  # not in the answer: kept
         **turn_taking,
         "max_endpointing_delay": 4.0,
         "tool_groups": ["devices"],

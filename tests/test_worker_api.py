@@ -199,6 +199,11 @@ async def test_worker_serves_the_entry(
     assert [item.text for item in voice.queued] == ["The post came"]
     assert runtime.room_states == {}
     assert runtime.voice_available is False
+    # The queue outlives a reload (and a restart: it is stored).
+    assert await hass.config_entries.async_reload(external_entry.entry_id)
+    await hass.async_block_till_done()
+    voice = external_entry.runtime_data.voice
+    assert [item.text for item in voice.queued] == ["The post came"]
 
     # The next worker to serve the kitchen says it.
     again = Worker(await hass_ws_client(hass), external_entry.entry_id)
@@ -242,3 +247,29 @@ async def test_refusals(
     assert other["error"]["code"] == "unauthorized"
     second = await admin.connect(entry_id=loaded_entry.entry_id)
     assert second["error"]["code"] == "unauthorized"
+
+
+async def test_switching_to_an_external_worker(
+    hass: HomeAssistant, hass_ws_client: WebSocketGenerator, loaded_entry: MockConfigEntry
+) -> None:
+    """Choosing the external worker reloads the entry without its engine, and lets workers in."""
+    assert loaded_entry.runtime_data.voice.engine is not None
+    hass.config_entries.async_update_entry(
+        loaded_entry, options={**loaded_entry.options, CONF_WORKER: WORKER_EXTERNAL}
+    )
+    await hass.async_block_till_done(wait_background_tasks=True)
+    voice = loaded_entry.runtime_data.voice
+    assert voice.engine is None
+    assert voice.hub is not None
+    worker = Worker(await hass_ws_client(hass), loaded_entry.entry_id)
+    assert (await worker.connect())["success"]
+    assert (await worker.event())["type"] == "settings"
+
+    # A turn-taking change reaches the worker live, without a reload.
+    hass.config_entries.async_update_entry(
+        loaded_entry, options={**loaded_entry.options, "min_endpointing_delay": 0.8}
+    )
+    await hass.async_block_till_done()
+    pushed = await worker.event()
+    assert pushed["settings"]["voice"]["turn_taking"]["min_endpointing_delay"] == 0.8
+    assert loaded_entry.runtime_data.voice is voice  # not reloaded

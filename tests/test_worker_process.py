@@ -20,7 +20,12 @@ from typing import Any
 import aiohttp
 import pytest
 
-from custom_components.shackleton.voice.worker import AWAY_NOTICE, BACK_NOTICE
+from custom_components.shackleton.voice.worker import (
+    AWAY_NOTICE,
+    BACK_NOTICE,
+    ConfigError,
+    WorkerConfig,
+)
 
 from .browser.ha_instance import free_port
 from .fakes import ChatReply, FakeOpenAI
@@ -274,3 +279,34 @@ async def test_worker_refused_without_admin(home: Home) -> None:
     await other.stop()
     assert code == 2
     assert "There is no Shackleton entry 01JNOTTHISENTRY" in "".join(other.stderr)
+
+
+def test_worker_config(tmp_path: Path) -> None:
+    """YAML, then environment variables over it; clear errors for what is missing or wrong."""
+    path = tmp_path / "worker.yaml"
+    path.write_text("ha_url: http://ha.local:8123/\ntoken: from-file\nentry_id: 01JENTRY\n")
+    config = WorkerConfig.load(path, env={"SHACKLETON_TOKEN": "from-env", "LIVEKIT_URL": "ws://lk"})
+    assert (config.ha_url, config.token, config.entry_id) == (
+        "http://ha.local:8123",
+        "from-env",
+        "01JENTRY",
+    )
+    assert config.livekit_url == "ws://lk"
+    assert "from-env" not in repr(config)
+    assert config.link_config().websocket_url == "ws://ha.local:8123/api/websocket"
+    secure = WorkerConfig.load(
+        None, env={"SHACKLETON_CONFIG": str(path), "SHACKLETON_HA_URL": "https://ha"}
+    )
+    assert secure.link_config().websocket_url == "wss://ha/api/websocket"
+    with pytest.raises(ConfigError, match="Missing SHACKLETON_TOKEN, SHACKLETON_ENTRY_ID"):
+        WorkerConfig.load(None, env={"SHACKLETON_HA_URL": "http://ha"})
+    with pytest.raises(ConfigError, match="must start with http"):
+        WorkerConfig.load(path, env={"SHACKLETON_HA_URL": "ha.local"})
+    path.write_text("ha_url: http://ha\ntoken: t\nentry_id: e\nport: 1\n")
+    with pytest.raises(ConfigError, match="Unknown settings: port"):
+        WorkerConfig.load(path, env={})
+    path.write_text("ha_url: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        WorkerConfig.load(path, env={})
+    with pytest.raises(ConfigError, match="Cannot read"):
+        WorkerConfig.load(tmp_path / "missing.yaml", env={})

@@ -32,7 +32,7 @@ from .repairs import async_clear_all, async_clear_issue, async_raise_issue
 from .room_devices import RoomDevices
 from .services import async_setup_services
 from .voice.settings import LiveKitServer
-from .voice_manager import VoiceManager, turn_taking_from_options
+from .voice_manager import VoiceManager, queue_store, turn_taking_from_options
 from .worker_api import async_register_worker_api
 
 PLATFORMS: list[Platform] = [
@@ -83,6 +83,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: ShackletonConfigEntry) -
         )
 
     voice = VoiceManager(hass, entry, runtime)
+    await voice.async_load_queue()
     api = ShackletonAPI.for_entry(hass, entry)
     notes = NoteStore(hass, entry.entry_id, async_get_embedder(hass))
     await notes.async_load()
@@ -148,6 +149,7 @@ async def async_remove_entry(hass: HomeAssistant, entry: ShackletonConfigEntry) 
     await NoteStore(hass, entry.entry_id, async_get_embedder(hass)).async_remove()
     await ReminderStore(hass, entry.entry_id, lambda room, text: False).async_remove()
     await RoomDevices(hass, entry, lambda room: False).async_remove_store()
+    await queue_store(hass, entry.entry_id).async_remove()
 
 
 async def async_remove_config_entry_device(

@@ -594,7 +594,7 @@ class ShackletonOptionsFlow(OptionsFlow):
                 CONF_LANGUAGE, default=current.get(CONF_LANGUAGE, self.hass.config.language)
             ): LanguageSelector(),
             vol.Optional(CONF_VOICE): _TEXT,
-            vol.Required(CONF_WORKER): SelectSelector(
+            vol.Optional(CONF_WORKER): SelectSelector(
                 SelectSelectorConfig(
                     options=list(WORKER_PLACEMENTS),
                     translation_key=CONF_WORKER,

@@ -17,6 +17,7 @@ from homeassistant.core import Context, Event, HomeAssistant, callback
 from homeassistant.helpers import issue_registry as ir
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.httpx_client import get_async_client
+from homeassistant.helpers.storage import Store
 from homeassistant.util.ulid import ulid_now
 
 from .const import (
@@ -64,6 +65,11 @@ if TYPE_CHECKING:
     from .voice.engine import RoomSession, VoiceEngine
     from .voice.rooms import RoomWorker
     from .voice.settings import LiveKitServer
+
+
+def queue_store(hass: HomeAssistant, entry_id: str) -> Store[list[dict[str, Any]]]:
+    """Return the store of an entry's queued announcements."""
+    return Store(hass, 1, f"{DOMAIN}.{entry_id}.announcements")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -150,6 +156,8 @@ class VoiceManager:
         self._worker_tasks: dict[str, asyncio.Task[None]] = {}
         self._ready = asyncio.Event()
         self._queue: list[Announcement] = []
+        # The queue survives restarts (a worker's room may come back after HA does).
+        self._queue_store: Store[list[dict[str, Any]]] = queue_store(hass, entry.entry_id)
         # With an external worker: the home it reaches over WebSocket, and its links.
         self.home: HassHome | None = None
         self.hub: WorkerHub | None = None
@@ -222,6 +230,7 @@ class VoiceManager:
             announcement.room,
         )
         self._queue.append(dataclasses.replace(announcement, expires_at=expires))
+        self._async_save_queue()
 
     def announce(
         self, room: str | None, text: str, *, chime: bool = False, interrupt: bool = False
@@ -269,6 +278,7 @@ class VoiceManager:
         if policy == NOBODY_QUEUE:
             for room in missed:
                 self._queue.append(dataclasses.replace(announcement, room=room))
+            self._async_save_queue()
         elif policy == NOBODY_NOTIFY:
             persistent_notification.async_create(
                 self._hass,
@@ -298,7 +308,44 @@ class VoiceManager:
                 )
             elif item.room not in (room, None) or not self._say(room, item, interrupt=False):
                 keep.append(item)
-        self._queue = keep
+        if keep != self._queue:
+            self._queue = keep
+            self._async_save_queue()
+
+    async def async_load_queue(self) -> None:
+        """Take back the announcements queued before a restart (unexpired ones)."""
+        stored = await self._queue_store.async_load() or []
+        wall, mono = time.time(), time.monotonic()
+        self._queue = [
+            Announcement(
+                text=item["text"],
+                chime=item["chime"],
+                priority=item["priority"],
+                room=item["room"],
+                id=item["id"],
+                expires_at=mono + item["expires"] - wall,
+            )
+            for item in stored
+            if item["expires"] > wall
+        ]
+
+    def _queue_data(self) -> list[dict[str, Any]]:
+        wall, mono = time.time(), time.monotonic()
+        return [
+            {
+                "text": item.text,
+                "chime": item.chime,
+                "priority": item.priority,
+                "room": item.room,
+                "id": item.id,
+                "expires": wall + item.expires_at - mono,  # wall clock: restarts keep it
+            }
+            for item in self._queue
+        ]
+
+    @callback
+    def _async_save_queue(self) -> None:
+        self._queue_store.async_delay_save(self._queue_data, 1)
 
     @property
     def queued(self) -> list[Announcement]:
@@ -523,7 +570,8 @@ class VoiceManager:
         await self.async_stop()
 
     async def async_stop(self) -> None:
-        """Leave every room, then close the engine and every session."""
+        """Leave every room, then close the engine and every session; keep the queue."""
+        await self._queue_store.async_save(self._queue_data())
         for room in list(self._worker_tasks):
             await self.async_leave_room(room)
         engine, self.engine = self.engine, None
