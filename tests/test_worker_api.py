@@ -273,3 +273,58 @@ async def test_switching_to_an_external_worker(
     pushed = await worker.event()
     assert pushed["settings"]["voice"]["turn_taking"]["min_endpointing_delay"] == 0.8
     assert loaded_entry.runtime_data.voice is voice  # not reloaded
+
+
+async def test_worker_conversations_and_speech(
+    hass: HomeAssistant, hass_ws_client: WebSocketGenerator, external_entry: MockConfigEntry
+) -> None:
+    """start_conversation waits for the worker; agents and speech engines answer through HA."""
+    worker = Worker(await hass_ws_client(hass), external_entry.entry_id)
+    await worker.connect()
+    await worker.event()
+    await worker.ask("report", room="kitchen", kind="session", active=True)
+
+    call = hass.async_create_task(
+        hass.services.async_call(
+            DOMAIN,
+            "start_conversation",
+            {"room": "kitchen", "message": "Shall I turn the heating up?"},
+            blocking=True,
+            return_response=True,
+        )
+    )
+    request = await worker.event()
+    assert (request["type"], request["text"]) == (
+        "start_conversation",
+        "Shall I turn the heating up?",
+    )
+    assert (await worker.ask("ack", request=request["id"], ok=True))["success"]
+    assert (await call)["room"] == "kitchen"
+
+    answer = await worker.ask(
+        "converse",
+        room="kitchen",
+        text="turn on the kitchen light",
+        agent_id="conversation.home_assistant",
+    )
+    assert answer["success"], answer
+    assert answer["result"]["tools"] == ["HassTurnOn"]
+    assert hass.states.get(LIGHT).state == STATE_ON
+
+    missing = await worker.ask("synthesize", engine="tts.nowhere", text="hi", language="en")
+    assert missing["error"] == {
+        "code": "tool_error",
+        "message": "There is no text-to-speech engine tts.nowhere",
+    }
+    garbled = await worker.ask(
+        "transcribe", engine="stt.nowhere", audio="%%%", rate=16000, language="en"
+    )
+    assert garbled["error"]["code"] == "invalid_format"
+    unknown = await worker.ask(
+        "transcribe", engine="stt.nowhere", audio="AAAA", rate=16000, language="en"
+    )
+    assert unknown["error"]["code"] == "tool_error"
+
+    # Ending the room's session asks its worker to leave.
+    await hass.services.async_call(DOMAIN, "end_session", {"room": "kitchen"}, blocking=True)
+    assert await worker.event() == {"type": "leave", "room": "kitchen"}

@@ -31,6 +31,10 @@ from .browser.ha_instance import free_port
 from .fakes import ChatReply, FakeOpenAI
 
 REPO = Path(__file__).resolve().parents[1]
+# The voice package as Home Assistant ships it: under this name, the worker runs in
+# coverage's view (pytest-cov follows subprocesses). `shackleton_voice` (the name users
+# run, a link to the same directory) is started by the refusal test.
+WORKER_MODULE = "custom_components.shackleton.voice"
 AUDIO = REPO / "tests" / "fixtures" / "audio"
 LIGHT = "light.kitchen_light"
 
@@ -194,7 +198,7 @@ async def test_worker_process_serves_the_home(home: Home, fake_openai: FakeOpenA
     admin = facts["users"]["admin"]["token"]
     worker = await Process.start(
         "-m",
-        "shackleton_voice",
+        WORKER_MODULE,
         "local",
         "--room",
         "kitchen",
@@ -273,12 +277,26 @@ async def test_worker_refused_without_admin(home: Home) -> None:
 
     admin = facts["users"]["admin"]["token"]
     other = await Process.start(
-        "-m", "shackleton_voice", "local", env=worker_env(home, admin, "01JNOTTHISENTRY")
+        "-m", WORKER_MODULE, "local", env=worker_env(home, admin, "01JNOTTHISENTRY")
     )
     code = await asyncio.wait_for(other.proc.wait(), 120)
     await other.stop()
     assert code == 2
     assert "There is no Shackleton entry 01JNOTTHISENTRY" in "".join(other.stderr)
+
+    # LiveKit mode asks Home Assistant for the entry's server first: this one has none.
+    livekit = await Process.start(
+        "-m",
+        WORKER_MODULE,
+        "livekit",
+        "--health-port",
+        str(free_port()),
+        env=worker_env(home, admin, facts["entry_id"]),
+    )
+    code = await asyncio.wait_for(livekit.proc.wait(), 120)
+    await livekit.stop()
+    assert code == 2
+    assert "Shackleton has no LiveKit server" in "".join(livekit.stderr)
 
 
 def test_worker_config(tmp_path: Path) -> None:

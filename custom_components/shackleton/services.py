@@ -229,7 +229,8 @@ async def _async_start_session(call: ServiceCall) -> None:
         raise _error("no_livekit_server", title=entry.title)
     if not data.runtime.voice_enabled:
         raise _error("voice_disabled", title=entry.title)
-    if await data.voice.async_wait_ready() is None:
+    # An external entry's workers wait for LiveKit's dispatch, which joining asks for.
+    if not data.voice.external and await data.voice.async_wait_ready() is None:
         raise _error("voice_unavailable", title=entry.title)
     data.voice.async_join_room(room)
 

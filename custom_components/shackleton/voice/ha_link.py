@@ -119,7 +119,8 @@ class HomeLink:
         self.connected = False
         self.settings: WorkerSettings | None = None
         self.settings_ready = asyncio.Event()
-        self.connections = 0
+        # Home Assistant said the entry is reloading (an options change): no outage.
+        self.reloading = False
         self.last_error: str | None = None
         self.fatal: FatalLinkError | None = None
 
@@ -253,14 +254,15 @@ class HomeLink:
             self.settings = WorkerSettings.from_message(event["settings"])
             first = not self.connected
             self.connected = True
-            self.connections += 1 if first else 0
             self.last_error = None
             self.settings_ready.set()
             if first:
                 _LOGGER.info("Connected to Home Assistant at %s", self.config.url)
                 self._flush()
                 self._on_connection(True)
+                self.reloading = False
         if event.get("type") == "closing":
+            self.reloading = True
             raise HomeAway("the entry is reloading")
         self._on_event(event)
 

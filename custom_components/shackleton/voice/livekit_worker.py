@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 
 from livekit.agents import AgentServer, JobContext, JobProcess
 
@@ -54,28 +53,27 @@ async def _job(ctx: JobContext) -> None:
     await session.closed.wait()
 
 
-async def fetch_server(config: WorkerConfig, seconds: float = 60) -> dict[str, Any]:
-    """Return the entry's LiveKit server, as Home Assistant has it."""
-    link = HomeLink(config.link_config(), on_event=lambda _: None, on_connection=lambda _: None)
-    try:
-        settings = await link.wait_settings(seconds)
-    finally:
-        await link.aclose()
-    if not settings.livekit:
-        raise FatalLinkError(
-            f"{settings.title} has no LiveKit server: add one (Reconfigure), or run the "
-            "worker in local mode"
-        )
-    return settings.livekit
-
-
 def run_livekit(config: WorkerConfig, health_port: int) -> int:
     """Register with LiveKit and serve dispatched rooms until stopped."""
+    return asyncio.run(_main(config, health_port))
+
+
+async def _main(config: WorkerConfig, health_port: int) -> int:
+    # This link stays open while the worker runs: Home Assistant sees a worker (voice
+    # available) even while no room is dispatched. Each job opens its own.
+    link = HomeLink(config.link_config(), on_event=lambda _: None, on_connection=lambda _: None)
     try:
-        server_settings = asyncio.run(fetch_server(config))
+        settings = await link.wait_settings(60)
+        if not settings.livekit:
+            raise FatalLinkError(  # noqa: TRY301 - one message for both faults
+                f"{settings.title} has no LiveKit server: add one (Reconfigure), or run "
+                "the worker in local mode"
+            )
     except (FatalLinkError, HomeAway) as err:
         _LOGGER.error("The worker cannot start: %s", err)  # noqa: TRY400 - said, not a bug
+        await link.aclose()
         return 2
+    server_settings = settings.livekit
     url = config.livekit_url or server_settings["url"]
     server = AgentServer(
         ws_url=url,
@@ -86,7 +84,10 @@ def run_livekit(config: WorkerConfig, health_port: int) -> int:
     )
     server.rtc_session(_job, agent_name=server_settings["agent_name"])
     _LOGGER.info("Registering with LiveKit at %s as %s", url, server_settings["agent_name"])
-    asyncio.run(_serve(server))
+    try:
+        await _serve(server)
+    finally:
+        await link.aclose()
     return 0
 
 

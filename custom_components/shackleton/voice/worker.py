@@ -160,10 +160,13 @@ class VoiceWorker:
         task.add_done_callback(self._tasks.discard)
 
     def _on_connection(self, connected: bool) -> None:
-        """Say in every room when Home Assistant goes away, and when it is back."""
+        """Say in every room when Home Assistant goes away, and when it is back.
+
+        An entry reloading (its options changed) is no outage: nothing is said.
+        """
         self._notice("home", {"connected": connected})
         engine = self.engine
-        if engine is None:
+        if engine is None or (not connected and self.link.reloading):
             return
         for room in list(engine.sessions):
             if connected:
