@@ -254,6 +254,15 @@ async def test_switching_to_an_external_worker(
 ) -> None:
     """Choosing the external worker reloads the entry without its engine, and lets workers in."""
     assert loaded_entry.runtime_data.voice.engine is not None
+    # As if the voice packages had failed to install here: the worker makes that moot.
+    ir.async_create_issue(
+        hass,
+        DOMAIN,
+        f"{ISSUE_VOICE_UNAVAILABLE}_{loaded_entry.entry_id}",
+        is_fixable=False,
+        severity=ir.IssueSeverity.WARNING,
+        translation_key=ISSUE_VOICE_UNAVAILABLE,
+    )
     hass.config_entries.async_update_entry(
         loaded_entry, options={**loaded_entry.options, CONF_WORKER: WORKER_EXTERNAL}
     )
@@ -261,6 +270,8 @@ async def test_switching_to_an_external_worker(
     voice = loaded_entry.runtime_data.voice
     assert voice.engine is None
     assert voice.hub is not None
+    issue = f"{ISSUE_VOICE_UNAVAILABLE}_{loaded_entry.entry_id}"
+    assert ir.async_get(hass).async_get_issue(DOMAIN, issue) is None
     worker = Worker(await hass_ws_client(hass), loaded_entry.entry_id)
     assert (await worker.connect())["success"]
     assert (await worker.event())["type"] == "settings"

@@ -185,6 +185,9 @@ class VoiceManager:
     @callback
     def _async_start_hub(self) -> None:
         """Serve the entry from external workers: they connect over WebSocket."""
+        # The voice packages are the worker's business now: an in-process failure is moot.
+        async_clear_issue(self._hass, ISSUE_VOICE_UNAVAILABLE, self._entry.entry_id)
+        async_clear_issue(self._hass, ISSUE_VOICE_START_FAILED, self._entry.entry_id)
         self.home = HassHome(self._hass, self._entry)
         self.hub = WorkerHub(
             self._entry,
