@@ -2,7 +2,7 @@
 
 The same measure as `bench/voice_bench.py` (speech end → first reply audio, real silero,
 the openai plugin over HTTP to the zero-latency fake), on turns that call a tool in a
-real Home Assistant ("turn on the kitchen light" → HassTurnOn → a reply), and the tool
+real Home Assistant ("turn on the kitchen light" → intent__HassTurnOn → a reply), and the tool
 call alone (HassTurnOn on the light, as the engine makes it, 100 times):
 
 - in-process: Home Assistant and the engine share this process and its loop (the entry's
@@ -39,20 +39,22 @@ CALLS = 100
 
 
 async def tool_round_trips(home: Home) -> list[float]:
-    """Return the seconds each of CALLS HassTurnOn calls takes, as the engine makes them."""
+    """Return the seconds each of CALLS intent__HassTurnOn calls takes, as the engine makes them."""
     seconds = []
     for turn in range(CALLS):
         started = time.perf_counter()
-        result = await home.call_tool("kitchen", "HassTurnOn", {"name": "Kitchen light"}, turn=turn)
+        result = await home.call_tool(
+            "kitchen", "intent__HassTurnOn", {"name": "Kitchen light"}, turn=turn
+        )
         seconds.append(time.perf_counter() - started)
         assert "Kitchen light" in json.dumps(result), result
     return seconds
 
 
 def _script(fake: FakeOpenAI) -> None:
-    """Have the model call HassTurnOn, then say so, in the next turn."""
+    """Have the model call intent__HassTurnOn, then say so, in the next turn."""
     fake.chat_script = [
-        ChatReply(tool_calls=[("HassTurnOn", {"name": "Kitchen light"})]),
+        ChatReply(tool_calls=[("intent__HassTurnOn", {"name": "Kitchen light"})]),
         ChatReply(text="The kitchen light is on."),
     ]
 

@@ -50,17 +50,14 @@ logger:
 input_boolean:
   kitchen_power:
   porch_power:
-light:
-  - platform: template
-    lights:
-      kitchen_light:
-        friendly_name: Kitchen light
-        value_template: "{{ is_state('input_boolean.kitchen_power', 'on') }}"
+template:
+  - light:
+      - name: Kitchen light
+        state: "{{ is_state('input_boolean.kitchen_power', 'on') }}"
         turn_on: {action: input_boolean.turn_on, target: {entity_id: input_boolean.kitchen_power}}
         turn_off: {action: input_boolean.turn_off, target: {entity_id: input_boolean.kitchen_power}}
-      porch_light:
-        friendly_name: Porch light
-        value_template: "{{ is_state('input_boolean.porch_power', 'on') }}"
+      - name: Porch light
+        state: "{{ is_state('input_boolean.porch_power', 'on') }}"
         turn_on: {action: input_boolean.turn_on, target: {entity_id: input_boolean.porch_power}}
         turn_off: {action: input_boolean.turn_off, target: {entity_id: input_boolean.porch_power}}
 """

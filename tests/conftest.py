@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 import importlib
+import logging
 from pathlib import Path
 import time
 from typing import Any
 
 from homeassistant.const import STATE_OFF
 from homeassistant.core import Context, HomeAssistant
-from homeassistant.helpers import llm
+from homeassistant.helpers import frame, llm
 from homeassistant.setup import async_setup_component
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
@@ -47,6 +48,34 @@ AUDIO = Path(__file__).parent / "fixtures" / "audio"
 # package broken for every later test. (A real HA imports once and keeps running.)
 for _module in (*HEAVY_MODULES, *PLUGIN_MODULES):
     importlib.import_module(_module)
+
+
+def deprecation_reports(records: list[logging.LogRecord]) -> list[str]:
+    """Return HA's reports of a deprecated API used by Shackleton, among `records`.
+
+    HA does not warn through Python's warnings for most of its API: its frame helper
+    (`report_usage`) and deprecation helpers log a line naming the integration.
+    """
+    found = []
+    for record in records:
+        message = record.getMessage()
+        if record.name.startswith("homeassistant.") and (
+            ("Detected that custom integration 'shackleton'" in message)
+            or ("deprecated" in message and " from shackleton." in message)
+        ):
+            found.append(message)
+    return found
+
+
+@pytest.fixture(autouse=True)
+def no_deprecated_api(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """Fail a test in which Shackleton uses an API that Home Assistant reports as deprecated."""
+    # HA logs each report once per process: forget earlier tests' so each test sees its own.
+    frame._REPORTED_INTEGRATIONS.clear()
+    yield
+    records = [*caplog.get_records("setup"), *caplog.get_records("call")]
+    reports = deprecation_reports(records)
+    assert not reports, "Shackleton used a deprecated Home Assistant API:\n" + "\n".join(reports)
 
 
 @pytest.fixture(autouse=True)
@@ -142,18 +171,37 @@ async def loaded_entry(hass: HomeAssistant, mock_config_entry: MockConfigEntry) 
     return mock_config_entry
 
 
+async def add_template(hass: HomeAssistant, domain: str, name: str, **options: Any) -> None:
+    """Add a template entity as a user does in the UI (a template helper config entry)."""
+    entry = MockConfigEntry(
+        domain="template", title=name, options={"template_type": domain, "name": name, **options}
+    )
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+
+
+def switched(boolean: str) -> dict[str, Any]:
+    """Return a template light's state and actions, backed by `input_boolean.<boolean>`."""
+    target = {"entity_id": f"input_boolean.{boolean}"}
+    return {
+        "state": f"{{{{ is_state('input_boolean.{boolean}', 'on') }}}}",
+        "turn_on": [{"action": "input_boolean.turn_on", "target": target}],
+        "turn_off": [{"action": "input_boolean.turn_off", "target": target}],
+    }
+
+
 async def setup_front_door(hass: HomeAssistant) -> None:
     """Set up a template lock "Front door" on input_boolean.door_locked (set up already)."""
     target = {"entity_id": "input_boolean.door_locked"}
-    lock = {
-        "platform": "template",
-        "name": "Front door",
-        "value_template": "{{ is_state('input_boolean.door_locked', 'on') }}",
-        "lock": {"action": "input_boolean.turn_on", "target": target},
-        "unlock": {"action": "input_boolean.turn_off", "target": target},
-    }
-    assert await async_setup_component(hass, "lock", {"lock": lock})
-    await hass.async_block_till_done()
+    await add_template(
+        hass,
+        "lock",
+        "Front door",
+        state="{{ is_state('input_boolean.door_locked', 'on') }}",
+        lock=[{"action": "input_boolean.turn_on", "target": target}],
+        unlock=[{"action": "input_boolean.turn_off", "target": target}],
+    )
 
 
 async def wait_for(predicate: Any, seconds: float = 10.0) -> None:
@@ -171,7 +219,9 @@ async def call_tool(
     """Call one of the entry's Shackleton API tools as a conversation agent would."""
     llm_context = make_llm_context(hass, "en", None, Context(user_id=user))
     api = await llm.async_get_api(hass, f"shackleton-{entry.entry_id}", llm_context)
-    return await api.async_call_tool(llm.ToolInput(tool_name=tool, tool_args=args))
+    result = await api.async_call_tool(llm.ToolInput(tool_name=tool, tool_args=args))
+    assert isinstance(result, llm.ToolResult)
+    return result.data
 
 
 @pytest.fixture
@@ -182,24 +232,7 @@ async def kitchen_light(hass: HomeAssistant) -> None:
     """
     booleans = {"kitchen_power": {}, "door_locked": {"initial": True}}
     assert await async_setup_component(hass, "input_boolean", {"input_boolean": booleans})
-    target = {"entity_id": "input_boolean.kitchen_power"}
-    assert await async_setup_component(
-        hass,
-        "light",
-        {
-            "light": {
-                "platform": "template",
-                "lights": {
-                    "kitchen_light": {
-                        "friendly_name": "Kitchen light",
-                        "value_template": "{{ is_state('input_boolean.kitchen_power', 'on') }}",
-                        "turn_on": {"action": "input_boolean.turn_on", "target": target},
-                        "turn_off": {"action": "input_boolean.turn_off", "target": target},
-                    }
-                },
-            }
-        },
-    )
+    await add_template(hass, "light", "Kitchen light", **switched("kitchen_power"))
     await hass.async_block_till_done()
     assert hass.states.get(LIGHT).state == STATE_OFF
 

@@ -36,12 +36,10 @@ http:
   server_port: {port}
 input_boolean:
   kitchen_power:
-light:
-  - platform: template
-    lights:
-      kitchen_light:
-        friendly_name: Kitchen light
-        value_template: "{{{{ is_state('input_boolean.kitchen_power', 'on') }}}}"
+template:
+  - light:
+      - name: Kitchen light
+        state: "{{{{ is_state('input_boolean.kitchen_power', 'on') }}}}"
         turn_on:
           action: input_boolean.turn_on
           target:

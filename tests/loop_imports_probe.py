@@ -67,13 +67,16 @@ class QuietHome:
 async def main() -> None:
     """Load like HA, then arm the audit hook for engine start-up and one turn."""
     global _ARMED  # noqa: PLW0603 - the hook is process-wide by nature
+    # HA's package aliases httpx to httpx2 before anything imports httpx: the plugins'
+    # `import httpx` gets httpx2 there, as in HA.
+    await asyncio.to_thread(import_heavy, ("homeassistant",))
     await asyncio.to_thread(import_heavy)
     import_plugins()
     # Not tests.test_engine: pytest would import what a first request needs, hiding it.
-    helpers = ("aiohttp", "httpx", "tests.fakes")
+    helpers = ("aiohttp", "httpx2", "tests.fakes")
     await asyncio.to_thread(import_heavy, (*ENGINE_MODULES, *helpers))
 
-    import httpx
+    import httpx2
     from livekit.plugins import silero
 
     from custom_components.shackleton.voice.engine import (
@@ -96,8 +99,8 @@ async def main() -> None:
     settings = VoiceSettings(mode="pipeline", llm=provider, stt=provider, tts=provider)
     vad = await asyncio.to_thread(lambda: silero.VAD.load(**vad_options(settings.turn_taking)))
     clip = await asyncio.to_thread(read_wav, AUDIO / "turn_on_kitchen_light.wav")
-    # HA lends its shared client, built once at start-up (SSL set-up off the loop).
-    client = await asyncio.to_thread(httpx.AsyncClient)
+    # HA lends its shared httpx2 client, built once at start-up (SSL set-up off the loop).
+    client = await asyncio.to_thread(httpx2.AsyncClient)
     sys.addaudithook(_audit)
     _ARMED = True
     engine = await VoiceEngine.async_create(QuietHome(), settings, vad=vad, http_client=client)

@@ -13,7 +13,7 @@ from homeassistant.helpers import device_registry as dr, entity_registry as er
 from homeassistant.util import dt as dt_util
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
-import voluptuous as vol
+import probatio
 
 from custom_components.shackleton import async_remove_config_entry_device
 from custom_components.shackleton.const import DOMAIN
@@ -39,7 +39,7 @@ async def test_ask_returns_reply_tool_calls_and_conversation(
 ) -> None:
     """shackleton.ask answers a script: reply, tool calls, and an id to follow up with."""
     fake_openai.chat_script = [
-        ChatReply(tool_calls=[("HassTurnOn", {"name": "Kitchen light"})]),
+        ChatReply(tool_calls=[("intent__HassTurnOn", {"name": "Kitchen light"})]),
         ChatReply("Done, the kitchen light is on."),
         ChatReply("You asked me to turn on the kitchen light."),
     ]
@@ -52,7 +52,7 @@ async def test_ask_returns_reply_tool_calls_and_conversation(
         "conversation_id": answer["conversation_id"],
         "continue_conversation": False,
         "tool_calls": [
-            {"tool": "HassTurnOn", "arguments": {"name": "Kitchen light"}, "success": True}
+            {"tool": "intent__HassTurnOn", "arguments": {"name": "Kitchen light"}, "success": True}
         ],
     }
     # The context reached the model, as part of the system prompt only.
@@ -236,9 +236,9 @@ async def test_invalid_targets_are_translated_validation_errors(
             await _call(hass, action, **data)
         assert err.value.translation_key == key, (action, data)
         assert err.value.translation_domain == DOMAIN
-    with pytest.raises(vol.Invalid):
+    with pytest.raises(probatio.Invalid):
         await _call(hass, "announce", message="Hi", priority="urgent")
-    with pytest.raises(vol.Invalid):
+    with pytest.raises(probatio.Invalid):
         await _call(hass, "ask", text="")
 
 
@@ -254,8 +254,8 @@ async def test_rooms_are_devices_with_entities_and_go_stale(
 
     Unused for 30 days it is removed; a user can delete it only while nobody is in it.
     """
-    device = device_registry.async_get_device(
-        identifiers={room_identifier(loaded_entry.entry_id, "kitchen")}
+    device = device_registry.async_get_device_by_identifier(
+        room_identifier(loaded_entry.entry_id, "kitchen"), loaded_entry.entry_id
     )
     assert device is not None
     assert hass.states.get(ROOM_STATE).state == "listening"
@@ -294,9 +294,11 @@ async def test_rooms_survive_a_reload_and_go_with_the_entry(
     assert "hall" in hass_storage[key]["data"]
 
     # The user may delete an empty room's device, never the assistant's own.
-    service = device_registry.async_get_device(identifiers={(DOMAIN, loaded_entry.entry_id)})
-    hall = device_registry.async_get_device(
-        identifiers={room_identifier(loaded_entry.entry_id, "hall")}
+    service = device_registry.async_get_device_by_identifier(
+        (DOMAIN, loaded_entry.entry_id), loaded_entry.entry_id
+    )
+    hall = device_registry.async_get_device_by_identifier(
+        room_identifier(loaded_entry.entry_id, "hall"), loaded_entry.entry_id
     )
     assert service is not None
     assert hall is not None

@@ -231,13 +231,13 @@ def test_rate_limiter_window_slides() -> None:
     ("name", "result", "ok", "summary"),
     [
         (
-            "HassTurnOn",
+            "intent__HassTurnOn",
             {"data": {"success": [{"name": "Kitchen light", "id": "light.kitchen"}]}},
             True,
             "Kitchen light → on",
         ),
         (
-            "HassTurnOff",
+            "intent__HassTurnOff",
             {"data": {"success": [{"name": "Porch"}, {"name": "Hall"}]}},
             True,
             "Porch, Hall → off",

@@ -43,7 +43,7 @@ async def test_assist_turns_on_a_light_and_keeps_context(
     """conversation.process with Shackleton turns a light on; a follow-up sees it all."""
     audit = async_capture_events(hass, EVENT_TOOL_CALL)
     fake_openai.chat_script = [
-        ChatReply(tool_calls=[("HassTurnOn", {"name": "Kitchen light"})]),
+        ChatReply(tool_calls=[("intent__HassTurnOn", {"name": "Kitchen light"})]),
         ChatReply("The kitchen light is on."),
         ChatReply("It has been on since you asked."),
     ]
@@ -63,7 +63,7 @@ async def test_assist_turns_on_a_light_and_keeps_context(
     system = first["messages"][0]["content"]
     assert "tool call did it" in system  # the persona's honesty rule
     assert "confirmation_token" in system  # Shackleton's API prompt
-    assert "HassTurnOn" in {tool["function"]["name"] for tool in first["tools"]}
+    assert "intent__HassTurnOn" in {tool["function"]["name"] for tool in first["tools"]}
     # The tool's result went back to the model with the call's id.
     tool_message = second["messages"][-1]
     assert tool_message["role"] == "tool"
@@ -98,7 +98,7 @@ async def test_a_failing_tool_is_reported_to_the_model_and_the_caller(
 ) -> None:
     """Bad arguments from the model come back to it as an error, and `ask` shows it."""
     fake_openai.chat_script = [
-        ChatReply(tool_calls=[("HassTurnOn", {"name": "Garden fountain"})]),
+        ChatReply(tool_calls=[("intent__HassTurnOn", {"name": "Garden fountain"})]),
         ChatReply("I can't find a garden fountain."),
     ]
     answer = await hass.services.async_call(
@@ -106,7 +106,7 @@ async def test_a_failing_tool_is_reported_to_the_model_and_the_caller(
     )
     assert answer is not None
     assert answer["tool_calls"] == [
-        {"tool": "HassTurnOn", "arguments": {"name": "Garden fountain"}, "success": False}
+        {"tool": "intent__HassTurnOn", "arguments": {"name": "Garden fountain"}, "success": False}
     ]
     tool_result = fake_openai.chat_requests[1]["messages"][-1]
     assert tool_result["role"] == "tool"

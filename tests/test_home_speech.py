@@ -72,7 +72,7 @@ async def test_the_homes_engines_listen_and_speak(hass: HomeAssistant) -> None:
     await wait_for(lambda: turns)
     # The demo STT hears "Turn the Kitchen Lights on", whatever is said.
     assert hass.states.get(DEMO_LIGHT).state == STATE_ON
-    assert turns[0].data["tools"] == ["HassTurnOn"]
+    assert turns[0].data["tools"] == ["intent__HassTurnOn"]
     assert turns[0].data["error"] is None
     # The demo TTS's MP3, decoded by LiveKit and played at the session's rate.
     assert reply.duration > 0.5

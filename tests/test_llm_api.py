@@ -6,7 +6,8 @@ from typing import Any
 
 from homeassistant.components import conversation
 from homeassistant.components.homeassistant.exposed_entities import async_expose_entity
-from homeassistant.const import STATE_LOCKED, STATE_OFF, STATE_ON, STATE_UNLOCKED
+from homeassistant.components.lock import LockState
+from homeassistant.const import STATE_OFF, STATE_ON
 from homeassistant.core import Context, HomeAssistant
 from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import llm
@@ -23,7 +24,7 @@ from custom_components.shackleton.home_bridge import HassHome, make_llm_context
 from custom_components.shackleton.llm_api import TOKEN_ARG, ConfirmationError, Confirmations
 from custom_components.shackleton.voice.home import ToolCallError
 
-from .conftest import setup_front_door
+from .conftest import add_template, setup_front_door, switched
 from .fakes import ChatReply, FakeOllama, with_confirmation_token
 
 KITCHEN = "light.kitchen_light"
@@ -31,32 +32,13 @@ CELLAR = "light.cellar_light"
 FRONT_DOOR = "lock.front_door"
 
 
-def _switched(key: str) -> dict[str, Any]:
-    target = {"entity_id": f"input_boolean.{key}"}
-    return {
-        "value_template": f"{{{{ is_state('input_boolean.{key}', 'on') }}}}",
-        "on": {"action": "input_boolean.turn_on", "target": target},
-        "off": {"action": "input_boolean.turn_off", "target": target},
-    }
-
-
 @pytest.fixture
 async def home(hass: HomeAssistant) -> None:
     """Two template lights (one hidden from Assist) and a template lock, all real."""
     booleans = {"kitchen": {}, "cellar": {}, "door_locked": {"initial": True}}
     assert await async_setup_component(hass, "input_boolean", {"input_boolean": booleans})
-    lights = {}
     for key, name in (("kitchen", "Kitchen light"), ("cellar", "Cellar light")):
-        switched = _switched(key)
-        lights[f"{key}_light"] = {
-            "friendly_name": name,
-            "value_template": switched["value_template"],
-            "turn_on": switched["on"],
-            "turn_off": switched["off"],
-        }
-    assert await async_setup_component(
-        hass, "light", {"light": {"platform": "template", "lights": lights}}
-    )
+        await add_template(hass, "light", name, **switched(key))
     await setup_front_door(hass)
     await hass.async_block_till_done()
     async_expose_entity(hass, "conversation", CELLAR, False)
@@ -72,7 +54,9 @@ async def _call(
     hass: HomeAssistant, entry: MockConfigEntry, context: Context, tool: str, **args: Any
 ) -> Any:
     api = await _instance(hass, entry, context)
-    return await api.async_call_tool(llm.ToolInput(tool_name=tool, tool_args=args))
+    result = await api.async_call_tool(llm.ToolInput(tool_name=tool, tool_args=args))
+    assert isinstance(result, llm.ToolResult)
+    return result.data
 
 
 @pytest.mark.usefixtures("home")
@@ -86,14 +70,14 @@ async def test_registered_with_assist_tools_and_audited(
     context = Context(user_id=hass_admin_user.id)
     instance = await _instance(hass, loaded_entry, context)
     names = {tool.name for tool in instance.tools}
-    assert {"HassTurnOn", "HassTurnOff", "GetLiveContext"} <= names
+    assert {"intent__HassTurnOn", "intent__HassTurnOff", "homeassistant__GetLiveContext"} <= names
     assert "confirmation_token" in instance.api_prompt
 
-    result = await _call(hass, loaded_entry, context, "HassTurnOn", name="Kitchen light")
+    result = await _call(hass, loaded_entry, context, "intent__HassTurnOn", name="Kitchen light")
     assert result["response_type"] == "action_done"
     assert hass.states.get(KITCHEN).state == STATE_ON
     [event] = audit
-    assert event.data["tool"] == "HassTurnOn"
+    assert event.data["tool"] == "intent__HassTurnOn"
     assert event.data["outcome"] == "ok"
     assert event.data["arguments"] == {"name": REDACTED}  # transcripts are off by default
     assert event.data["user_id"] == hass_admin_user.id
@@ -111,7 +95,7 @@ async def test_entities_hidden_from_assist_are_out_of_reach(
     """The cellar light is not exposed: the call fails and the light stays off."""
     audit = async_capture_events(hass, EVENT_TOOL_CALL)
     with pytest.raises(HomeAssistantError):
-        await _call(hass, loaded_entry, Context(), "HassTurnOn", name="Cellar light")
+        await _call(hass, loaded_entry, Context(), "intent__HassTurnOn", name="Cellar light")
     assert hass.states.get(CELLAR).state == STATE_OFF
     assert audit[0].data["outcome"].startswith("error")
 
@@ -127,33 +111,33 @@ async def test_unlock_needs_a_yes_in_a_later_turn(
     await hass.async_block_till_done()
     audit = async_capture_events(hass, EVENT_TOOL_CALL)
     asked = Context()
-    answer = await _call(hass, loaded_entry, asked, "HassTurnOff", name="Front door")
+    answer = await _call(hass, loaded_entry, asked, "intent__HassTurnOff", name="Front door")
     assert answer["confirmation_required"] is True
     assert answer["targets"] == ["Front door"]
     token = answer[TOKEN_ARG]
     # "all" is how Assist's intents say "every matching entity": no way around the yes.
-    every_lock = await _call(hass, loaded_entry, asked, "HassTurnOff", name="all", domain=["lock"])
+    every_lock = await _call(hass, loaded_entry, asked, "intent__HassTurnOff", name="all", domain=["lock"])
     assert every_lock["confirmation_required"] is True
     assert every_lock["targets"] == ["Front door"]
     confirmed = {"name": "Front door", TOKEN_ARG: token}
-    assert hass.states.get(FRONT_DOOR).state == STATE_LOCKED
+    assert hass.states.get(FRONT_DOOR).state == LockState.LOCKED
 
     # The model may not answer for the user in the same turn...
     with pytest.raises(ConfirmationError, match="not answered"):
-        await _call(hass, loaded_entry, asked, "HassTurnOff", **confirmed)
+        await _call(hass, loaded_entry, asked, "intent__HassTurnOff", **confirmed)
     # ...nor forge a token, nor spend it on another action.
     yes = Context()
     with pytest.raises(ConfirmationError, match="unknown or expired"):
-        await _call(hass, loaded_entry, yes, "HassTurnOff", name="Front door", **{TOKEN_ARG: "x"})
+        await _call(hass, loaded_entry, yes, "intent__HassTurnOff", name="Front door", **{TOKEN_ARG: "x"})
     with pytest.raises(ConfirmationError, match="different action"):
-        await _call(hass, loaded_entry, yes, "HassTurnOn", name="Front door", **{TOKEN_ARG: token})
-    assert hass.states.get(FRONT_DOOR).state == STATE_LOCKED
+        await _call(hass, loaded_entry, yes, "intent__HassTurnOn", name="Front door", **{TOKEN_ARG: token})
+    assert hass.states.get(FRONT_DOOR).state == LockState.LOCKED
 
     # The user said yes: the next turn presents the token, once.
-    await _call(hass, loaded_entry, yes, "HassTurnOff", **confirmed)
-    assert hass.states.get(FRONT_DOOR).state == STATE_UNLOCKED
+    await _call(hass, loaded_entry, yes, "intent__HassTurnOff", **confirmed)
+    assert hass.states.get(FRONT_DOOR).state == LockState.UNLOCKED
     with pytest.raises(ConfirmationError, match="unknown or expired"):
-        await _call(hass, loaded_entry, Context(), "HassTurnOff", **confirmed)
+        await _call(hass, loaded_entry, Context(), "intent__HassTurnOff", **confirmed)
 
     outcomes = [event.data["outcome"] for event in audit]
     assert outcomes[0] == "confirmation_required"
@@ -167,9 +151,9 @@ async def test_unlock_needs_a_yes_in_a_later_turn(
 def test_confirmation_tokens_expire() -> None:
     """A token older than its lifetime is refused like a forged one."""
     confirmations = Confirmations(ttl=0.0)
-    token = confirmations.issue("HassTurnOff", {"name": "Front door"}, "turn-1")
+    token = confirmations.issue("intent__HassTurnOff", {"name": "Front door"}, "turn-1")
     with pytest.raises(ConfirmationError, match="unknown or expired"):
-        confirmations.redeem(token, "HassTurnOff", {"name": "Front door"}, "turn-2")
+        confirmations.redeem(token, "intent__HassTurnOff", {"name": "Front door"}, "turn-2")
 
 
 @pytest.mark.usefixtures("home")
@@ -179,20 +163,20 @@ async def test_voice_path_confirms_across_turns_and_reports_bad_arguments(
     """Through the voice engine's Home: turn numbers make the yes; bad arguments are errors."""
     voice_home = HassHome(hass, loaded_entry)
     specs = {spec.name: spec for spec in await voice_home.tools("hall")}
-    assert TOKEN_ARG in specs["HassTurnOff"].parameters["properties"]
-    asked = await voice_home.call_tool("hall", "HassTurnOff", {"name": "Front door"}, turn=1)
+    assert TOKEN_ARG in specs["intent__HassTurnOff"].parameters["properties"]
+    asked = await voice_home.call_tool("hall", "intent__HassTurnOff", {"name": "Front door"}, turn=1)
     token = asked[TOKEN_ARG]
     with pytest.raises(ToolCallError, match="not answered"):
         await voice_home.call_tool(
-            "hall", "HassTurnOff", {"name": "Front door", TOKEN_ARG: token}, turn=1
+            "hall", "intent__HassTurnOff", {"name": "Front door", TOKEN_ARG: token}, turn=1
         )
     await voice_home.call_tool(
-        "hall", "HassTurnOff", {"name": "Front door", TOKEN_ARG: token}, turn=2
+        "hall", "intent__HassTurnOff", {"name": "Front door", TOKEN_ARG: token}, turn=2
     )
-    assert hass.states.get(FRONT_DOOR).state == STATE_UNLOCKED
+    assert hass.states.get(FRONT_DOOR).state == LockState.UNLOCKED
 
-    with pytest.raises(ToolCallError, match="Invalid arguments for HassTurnOn"):
-        await voice_home.call_tool("hall", "HassTurnOn", {"name": 42, "bogus": True}, turn=3)
+    with pytest.raises(ToolCallError, match="Invalid arguments for intent__HassTurnOn"):
+        await voice_home.call_tool("hall", "intent__HassTurnOn", {"name": 42, "bogus": True}, turn=3)
     with pytest.raises(ToolCallError, match="not found"):
         await voice_home.call_tool("hall", "NoSuchTool", {}, turn=3)
 
@@ -217,8 +201,8 @@ async def test_tool_groups_and_confirmation_domains_follow_the_options(
         loaded_entry, options={**DEFAULT_OPTIONS, "confirm_domains": []}
     )
     await hass.async_block_till_done()
-    await _call(hass, loaded_entry, Context(), "HassTurnOff", name="Front door")
-    assert hass.states.get(FRONT_DOOR).state == STATE_UNLOCKED
+    await _call(hass, loaded_entry, Context(), "intent__HassTurnOff", name="Front door")
+    assert hass.states.get(FRONT_DOOR).state == LockState.UNLOCKED
 
 
 @pytest.mark.usefixtures("home")
@@ -242,11 +226,11 @@ async def test_another_conversation_agent_uses_the_api(
     assert hass.states.get(agent) is not None
     audit = async_capture_events(hass, EVENT_TOOL_CALL)
     fake_ollama.chat_script = [
-        ChatReply(tool_calls=[("HassTurnOn", {"name": "Kitchen light"})]),
+        ChatReply(tool_calls=[("intent__HassTurnOn", {"name": "Kitchen light"})]),
         ChatReply("The kitchen light is on."),
-        ChatReply(tool_calls=[("HassTurnOff", {"name": "Front door"})]),
+        ChatReply(tool_calls=[("intent__HassTurnOff", {"name": "Front door"})]),
         ChatReply("Should I unlock the front door?"),
-        ChatReply(tool_calls=[("HassTurnOff", with_confirmation_token({"name": "Front door"}))]),
+        ChatReply(tool_calls=[("intent__HassTurnOff", with_confirmation_token({"name": "Front door"}))]),
         ChatReply("Unlocked."),
     ]
 
@@ -259,15 +243,15 @@ async def test_another_conversation_agent_uses_the_api(
     assert first.response.speech["plain"]["speech"].strip() == "The kitchen light is on."
     assert hass.states.get(KITCHEN).state == STATE_ON
     offered = {tool["function"]["name"] for tool in fake_ollama.chat_requests[0]["tools"]}
-    assert {"HassTurnOn", "note_save", "reminder_set"} <= offered
+    assert {"intent__HassTurnOn", "note_save", "reminder_set"} <= offered
     assert "Shackleton" in fake_ollama.chat_requests[0]["messages"][0]["content"]
 
     asked = await say("Unlock the front door", first.conversation_id)
     assert asked.response.speech["plain"]["speech"].strip() == "Should I unlock the front door?"
-    assert hass.states.get(FRONT_DOOR).state == STATE_LOCKED
+    assert hass.states.get(FRONT_DOOR).state == LockState.LOCKED
     await say("Yes", first.conversation_id)  # a new user turn: the token is honoured
-    assert hass.states.get(FRONT_DOOR).state == STATE_UNLOCKED
+    assert hass.states.get(FRONT_DOOR).state == LockState.UNLOCKED
 
     assert [event.data["outcome"] for event in audit] == ["ok", "confirmation_required", "ok"]
-    assert [event.data["tool"] for event in audit] == ["HassTurnOn", "HassTurnOff", "HassTurnOff"]
+    assert [event.data["tool"] for event in audit] == ["intent__HassTurnOn", "intent__HassTurnOff", "intent__HassTurnOff"]
     assert await hass.config_entries.async_unload(ollama.entry_id)

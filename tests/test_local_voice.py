@@ -32,7 +32,7 @@ from custom_components.shackleton.voice.local_audio import LocalAudioInput, Loca
 from custom_components.shackleton.voice.local_models import PiperTTS, to_whisper_audio
 from demo.__main__ import ENTRY_DATA
 
-from .conftest import wait_for
+from .conftest import add_template, switched, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -51,16 +51,7 @@ async def home(hass: HomeAssistant, tmp_path: Path) -> None:
     assert await async_setup_component(
         hass, "input_boolean", {"input_boolean": {"kitchen_power": {}}}
     )
-    target = {"entity_id": "input_boolean.kitchen_power"}
-    light = {
-        "friendly_name": "Kitchen light",
-        "value_template": "{{ is_state('input_boolean.kitchen_power', 'on') }}",
-        "turn_on": {"action": "input_boolean.turn_on", "target": target},
-        "turn_off": {"action": "input_boolean.turn_off", "target": target},
-    }
-    assert await async_setup_component(
-        hass, "light", {"light": {"platform": "template", "lights": {"kitchen_light": light}}}
-    )
+    await add_template(hass, "light", "Kitchen light", **switched("kitchen_power"))
     todo = MockConfigEntry(
         domain="local_todo", data={"todo_list_name": "Shopping list", "storage_key": "shopping"}
     )
@@ -142,11 +133,11 @@ async def test_spoken_requests_run_through_assist_offline(
 ) -> None:
     """Lights, a shopping-list item and a timer by voice, with no network at all."""
     turn = await kitchen.say("Turn on the kitchen light.")
-    assert turn["tools"] == ["HassTurnOn"]
+    assert turn["tools"] == ["intent__HassTurnOn"]
     assert turn["agent_text"] == "Turned on the light"
     assert hass.states.get(LIGHT).state == STATE_ON
     turn = await kitchen.say("Turn off the kitchen light.")
-    assert turn["tools"] == ["HassTurnOff"]
+    assert turn["tools"] == ["intent__HassTurnOff"]
     assert hass.states.get(LIGHT).state == STATE_OFF
 
     turn = await kitchen.say("Put eggs on my shopping list.")
@@ -157,7 +148,7 @@ async def test_spoken_requests_run_through_assist_offline(
     assert [item["summary"].lower() for item in items[SHOPPING]["items"]] == ["eggs"]
 
     turn = await kitchen.say("Set a timer for one minute.")
-    assert turn["tools"] == ["HassStartTimer"]
+    assert turn["tools"] == ["intent__HassStartTimer"]
     spoken = len(kitchen.speaker.segments)
     await wait_for(lambda: kitchen.speaker.segments[-1].finished_at is not None, 10)
     async_fire_time_changed(hass, dt_util.utcnow() + timedelta(seconds=61))

@@ -33,7 +33,7 @@ from .test_engine import RecordingHome
 
 AUDIO = Path(__file__).parent / "fixtures" / "audio"
 TURN_ON = ToolSpec(
-    "HassTurnOn",
+    "intent__HassTurnOn",
     "Turn on a device by name.",
     {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]},
 )
@@ -89,7 +89,9 @@ async def test_realtime_turn_calls_the_home_and_speaks(fake_realtime: FakeRealti
     """Speech → server VAD → tool call → result sent back → spoken reply → turn report."""
     fake_realtime.transcripts = ["Turn on the kitchen light."]
     fake_realtime.turns = [
-        RealtimeTurn("The kitchen light is on.", tool_call=("HassTurnOn", {"name": "Kitchen"}))
+        RealtimeTurn(
+            "The kitchen light is on.", tool_call=("intent__HassTurnOn", {"name": "Kitchen"})
+        )
     ]
     home = ToolHome()
     engine = await VoiceEngine.async_create(
@@ -147,7 +149,7 @@ async def test_realtime_turn_calls_the_home_and_speaks(fake_realtime: FakeRealti
     )
 
     # The model's call reached the home; its result went back before the reply was asked.
-    assert home.calls == [("kitchen", "HassTurnOn", {"name": "Kitchen"})]
+    assert home.calls == [("kitchen", "intent__HassTurnOn", {"name": "Kitchen"})]
     kinds = [event["type"] for event in fake_realtime.received]
     creates = [e for e in fake_realtime.received if e["type"] == "conversation.item.create"]
     assert [e["item"]["type"] for e in creates] == ["function_call_output"]
@@ -171,7 +173,7 @@ async def test_realtime_turn_calls_the_home_and_speaks(fake_realtime: FakeRealti
     assert report.room == "kitchen"
     assert report.user_text == "Turn on the kitchen light."
     assert report.agent_text == "The kitchen light is on."
-    assert report.tools == ["HassTurnOn"]
+    assert report.tools == ["intent__HassTurnOn"]
     assert report.error is None
     assert not report.interrupted
     # Timed from the local VAD's end of speech to the reply's first audio.

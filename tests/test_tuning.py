@@ -132,21 +132,21 @@ def test_judging_tool_calls() -> None:
     case = prompts.Case(
         "lights off",
         (
-            ({"tool": "HassTurnOff", "args": {"area": "Living Room", "domain": ["light"]}},),
-            ({"tool": "HassTurnOff", "args": {"name": "Ceiling lights"}},),
+            ({"tool": "intent__HassTurnOff", "args": {"area": "Living Room", "domain": ["light"]}},),
+            ({"tool": "intent__HassTurnOff", "args": {"name": "Ceiling lights"}},),
         ),
     )
-    look = ("GetLiveContext", {})
+    look = ("homeassistant__GetLiveContext", {})
     assert prompts.judge(
-        case, [look, ("HassTurnOff", {"area": "living room", "domain": ["light"]})]
+        case, [look, ("intent__HassTurnOff", {"area": "living room", "domain": ["light"]})]
     )
-    assert prompts.judge(case, [("HassTurnOff", {"name": "Ceiling lights", "floor": "1"})])
-    assert not prompts.judge(case, [("HassTurnOn", {"name": "Ceiling lights"})])
-    assert not prompts.judge(case, [("HassTurnOff", {"area": "Kitchen", "domain": ["light"]})])
+    assert prompts.judge(case, [("intent__HassTurnOff", {"name": "Ceiling lights", "floor": "1"})])
+    assert not prompts.judge(case, [("intent__HassTurnOn", {"name": "Ceiling lights"})])
+    assert not prompts.judge(case, [("intent__HassTurnOff", {"area": "Kitchen", "domain": ["light"]})])
     assert not prompts.judge(case, [])
     refusal = prompts.Case("pizza", (), refuse=True)
     assert prompts.judge(refusal, [look])
-    assert not prompts.judge(refusal, [("HassTurnOn", {"name": "Oven"})])
+    assert not prompts.judge(refusal, [("intent__HassTurnOn", {"name": "Oven"})])
 
 
 async def test_the_rehearsal_home_checks_calls_and_acts_on_nothing() -> None:
@@ -154,23 +154,23 @@ async def test_the_rehearsal_home_checks_calls_and_acts_on_nothing() -> None:
     home = prompts.RehearsalHome(
         (prompts.Entity("Kitchen light", "light", "Kitchen"),), prompts.load_tools()
     )
-    assert await home.call_tool("r", "HassTurnOn", {"name": "kitchen light"}) == {
+    assert await home.call_tool("r", "intent__HassTurnOn", {"name": "kitchen light"}) == {
         "success": True,
         "speech": "Done.",
     }
     with pytest.raises(ToolCallError, match="no device or entity named Attic"):
-        await home.call_tool("r", "HassTurnOn", {"name": "Attic"})
+        await home.call_tool("r", "intent__HassTurnOn", {"name": "Attic"})
     with pytest.raises(ToolCallError, match="no area named Garage"):
-        await home.call_tool("r", "HassTurnOn", {"area": "Garage"})
+        await home.call_tool("r", "intent__HassTurnOn", {"area": "Garage"})
     with pytest.raises(ToolCallError, match=r"unknown arguments \['colour'\]"):
-        await home.call_tool("r", "HassTurnOn", {"name": "Kitchen light", "colour": "red"})
+        await home.call_tool("r", "intent__HassTurnOn", {"name": "Kitchen light", "colour": "red"})
     with pytest.raises(ToolCallError, match="no tool named OpenPodBayDoors"):
         await home.call_tool("r", "OpenPodBayDoors", {})
-    context = await home.call_tool("r", "GetLiveContext", {})
+    context = await home.call_tool("r", "homeassistant__GetLiveContext", {})
     assert "Kitchen light (light, Kitchen)" in context["result"]
     assert [name for name, _ in home.calls] == [
-        "HassTurnOn", "HassTurnOn", "HassTurnOn", "HassTurnOn", "OpenPodBayDoors",
-        "GetLiveContext",
+        "intent__HassTurnOn", "intent__HassTurnOn", "intent__HassTurnOn", "intent__HassTurnOn", "OpenPodBayDoors",
+        "homeassistant__GetLiveContext",
     ]  # fmt: skip
 
 
@@ -193,14 +193,14 @@ async def test_the_offline_models() -> None:
             return tuple(model.answer(name, [{"role": "user", "content": text}], tools))
 
         assert ask("assist-sentences", "set the ceiling lights to 40%") == (
-            "tool", "HassLightSet", {"name": "Ceiling lights", "brightness": 40},
+            "tool", "light__HassLightSet", {"name": "Ceiling lights", "brightness": 40},
         )  # fmt: skip
         assert ask("assist-sentences", "turn off the lights in the living room") == (
-            "tool", "HassTurnOff", {"area": "Living Room", "domain": ["light"]},
+            "tool", "intent__HassTurnOff", {"area": "Living Room", "domain": ["light"]},
         )  # fmt: skip
         assert ask("assist-sentences", "order a pizza")[0] == "text"
         assert ask("keywords", "turn on the ceiling lights") == (
-            "tool", "HassTurnOn", {"name": "Ceiling lights"},
+            "tool", "intent__HassTurnOn", {"name": "Ceiling lights"},
         )  # fmt: skip
         assert "does not exist" in str(ask("gpt-9", "hi")[1])
         done = model.answer("keywords", [{"role": "tool", "content": '{"success": true}'}], tools)

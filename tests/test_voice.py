@@ -7,7 +7,8 @@ from datetime import timedelta
 import time
 
 from homeassistant.components.homeassistant.exposed_entities import async_expose_entity
-from homeassistant.const import STATE_LOCKED, STATE_OFF, STATE_ON, STATE_UNLOCKED
+from homeassistant.components.lock import LockState
+from homeassistant.const import STATE_OFF, STATE_ON
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import device_registry as dr, issue_registry as ir
 from homeassistant.util import dt as dt_util
@@ -36,7 +37,7 @@ async def test_spoken_request_turns_on_light(
     turns = async_capture_events(hass, EVENT_TURN)
     fake_openai.transcripts = ["Turn on the kitchen light."]
     fake_openai.chat_script = [
-        ChatReply(tool_calls=[("HassTurnOn", {"name": "Kitchen light"})]),
+        ChatReply(tool_calls=[("intent__HassTurnOn", {"name": "Kitchen light"})]),
         ChatReply("The kitchen light is on."),
     ]
     spoken_end = await room.say("turn_on_kitchen_light")
@@ -48,7 +49,7 @@ async def test_spoken_request_turns_on_light(
     assert 1.0 < fake_openai.stt_audio_seconds[0] < 3.5
     # The model saw HA's Assist tools and the home's context.
     first = fake_openai.chat_requests[0]
-    assert "HassTurnOn" in {tool["function"]["name"] for tool in first["tools"]}
+    assert "intent__HassTurnOn" in {tool["function"]["name"] for tool in first["tools"]}
     system = first["messages"][0]["content"]
     assert hass.config.location_name in system
     assert "tool call did it" in system
@@ -63,7 +64,7 @@ async def test_spoken_request_turns_on_light(
     # One turn event, with figures and the transcript redacted by default.
     assert len(turns) == 1
     turn = turns[0].data
-    assert turn["tools"] == ["HassTurnOn"]
+    assert turn["tools"] == ["intent__HassTurnOn"]
     assert turn["error"] is None
     assert turn["interrupted"] is False
     assert turn["user_text"] == turn["agent_text"] == "**REDACTED**"
@@ -228,7 +229,7 @@ async def test_stt_failure_restarts_the_session(
     fake_openai.stt_fault = None
     fake_openai.transcripts = ["Turn on the kitchen light."]
     fake_openai.chat_script = [
-        ChatReply(tool_calls=[("HassTurnOn", {"name": "Kitchen light"})]),
+        ChatReply(tool_calls=[("intent__HassTurnOn", {"name": "Kitchen light"})]),
         ChatReply("Done."),
     ]
     await room.say("turn_on_kitchen_light")
@@ -243,7 +244,7 @@ async def test_bad_tool_arguments_reach_the_model_as_errors(
     """An unknown entity is a tool error the model can recover from, not an exception."""
     fake_openai.transcripts = ["Turn on the kitchen light."]
     fake_openai.chat_script = [
-        ChatReply(tool_calls=[("HassTurnOn", {"name": "Garage rocket"})]),
+        ChatReply(tool_calls=[("intent__HassTurnOn", {"name": "Garage rocket"})]),
         ChatReply("I could not find that device."),
     ]
     await room.say("turn_on_kitchen_light")
@@ -260,14 +261,15 @@ async def test_unlocking_waits_for_a_spoken_yes(
     """The engine counts a user turn when speech starts: only a new utterance is a yes."""
     await setup_front_door(hass)
     async_expose_entity(hass, "conversation", "lock.front_door", True)
-    assert hass.states.get("lock.front_door").state == STATE_LOCKED
+    assert hass.states.get("lock.front_door").state == LockState.LOCKED
     fake_openai.transcripts = ["Unlock the front door.", "Yes."]
+    confirmed = with_confirmation_token({"name": "Front door"})
     fake_openai.chat_script = [
-        ChatReply(tool_calls=[("HassTurnOff", {"name": "Front door"})]),
+        ChatReply(tool_calls=[("intent__HassTurnOff", {"name": "Front door"})]),
         # A model that answers for the user, in the same turn: refused.
-        ChatReply(tool_calls=[("HassTurnOff", with_confirmation_token({"name": "Front door"}))]),
+        ChatReply(tool_calls=[("intent__HassTurnOff", confirmed)]),
         ChatReply("Should I unlock the front door?"),
-        ChatReply(tool_calls=[("HassTurnOff", with_confirmation_token({"name": "Front door"}))]),
+        ChatReply(tool_calls=[("intent__HassTurnOff", confirmed)]),
         ChatReply("The front door is unlocked."),
     ]
     await room.say("turn_on_kitchen_light")  # any speech: the fake transcribes the script
@@ -275,11 +277,11 @@ async def test_unlocking_waits_for_a_spoken_yes(
     skipped = fake_openai.chat_requests[2]["messages"][-1]
     assert skipped["role"] == "tool"
     assert "not answered" in skipped["content"]
-    assert hass.states.get("lock.front_door").state == STATE_LOCKED
+    assert hass.states.get("lock.front_door").state == LockState.LOCKED
 
     await room.say("turn_on_kitchen_light")
     await room.reply(2)
-    assert hass.states.get("lock.front_door").state == STATE_UNLOCKED
+    assert hass.states.get("lock.front_door").state == LockState.UNLOCKED
     assert fake_openai.tts_inputs[-1] == "The front door is unlocked."
 
 
@@ -348,15 +350,15 @@ async def test_timer_uses_home_assistant_timers_and_rings_in_its_room(
     """
     fake_openai.transcripts = ["Set a pasta timer for one minute."]
     fake_openai.chat_script = [
-        ChatReply(tool_calls=[("HassStartTimer", {"name": "pasta", "minutes": 1})]),
+        ChatReply(tool_calls=[("intent__HassStartTimer", {"name": "pasta", "minutes": 1})]),
         ChatReply("Pasta timer set for one minute."),
     ]
     await room.say("turn_on_kitchen_light")  # any speech: the fake transcribes the script
     await room.reply(1)
     tools = fake_openai.chat_requests[0]["tools"]
-    assert "HassStartTimer" in {tool["function"]["name"] for tool in tools}
-    kitchen = device_registry.async_get_device(
-        identifiers={(DOMAIN, f"{loaded_entry.entry_id}_room_kitchen")}
+    assert "intent__HassStartTimer" in {tool["function"]["name"] for tool in tools}
+    kitchen = device_registry.async_get_device_by_identifier(
+        (DOMAIN, f"{loaded_entry.entry_id}_room_kitchen"), loaded_entry.entry_id
     )
     assert kitchen is not None
     assert kitchen.via_device_id is not None
@@ -392,7 +394,7 @@ async def test_assist_as_the_language_model(
     if agent == "conversation.home_assistant":
         assert hass.states.get(LIGHT).state == STATE_ON
         assert fake_openai.tts_inputs == ["Turned on the light"]
-        assert turns[0].data["tools"] == ["HassTurnOn"]
+        assert turns[0].data["tools"] == ["intent__HassTurnOn"]
     else:
         assert hass.states.get(LIGHT).state == STATE_OFF
         assert 3.0 < reply.duration < 4.0  # the bundled apology

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from importlib.metadata import requires, version
 import json
+from pathlib import Path
 import subprocess
 import sys
 
-from homeassistant.const import STATE_UNAVAILABLE
+from homeassistant.const import STATE_UNAVAILABLE, __version__ as ha_version
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import ServiceValidationError
 from homeassistant.helpers import issue_registry as ir
+from homeassistant.requirements import pip_kwargs
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
@@ -26,17 +32,22 @@ from custom_components.shackleton.voice_support import (
 from .conftest import entry_data
 from .fakes import FakeLiveKit, FakeOpenAI
 
-REPO = __import__("pathlib").Path(__file__).parent.parent
+REPO = Path(__file__).parent.parent
 
 
 @pytest.mark.parametrize(
     ("name", "installed"), [("voice", VOICE_REQUIREMENTS), ("local", LOCAL_REQUIREMENTS)]
 )
-def test_requirements_match_the_pinned_set(name: str, installed: list[str]) -> None:
-    """The runtime installs use exactly the pins of requirements/voice.txt and local.txt."""
+def test_requirements_match_the_pinned_set(name: str, installed: Sequence[str] | None) -> None:
+    """The runtime installs use exactly the pins of requirements/voice.txt and local.txt.
+
+    voice.txt is the newest release's set (HA 2026.11, the tested one): the set this
+    HA's version picks from voice_sets.py.
+    """
     lines = (REPO / "requirements" / f"{name}.txt").read_text().splitlines()
     pins = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
-    assert pins == installed
+    assert installed is not None
+    assert pins == list(installed)
 
 
 async def test_missing_packages_leave_text_working(
@@ -70,6 +81,41 @@ async def test_missing_packages_leave_text_working(
 
     assert await hass.config_entries.async_remove(entry.entry_id)
     assert issue_registry.async_get_issue(DOMAIN, f"voice_unavailable_{entry.entry_id}") is None
+
+
+async def test_a_release_without_a_voice_set_points_to_the_worker(
+    hass: HomeAssistant,
+    fake_openai: FakeOpenAI,
+    issue_registry: ir.IssueRegistry,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Where no voice set installs beside HA, nothing is installed; a repair names the worker."""
+    monkeypatch.setitem(sys.modules, "livekit.agents", None)
+    monkeypatch.setattr("custom_components.shackleton.voice_support.VOICE_REQUIREMENTS", None)
+    installs: list[list[str]] = []
+
+    async def install(hass: HomeAssistant, name: str, requirements: list[str]) -> None:
+        installs.append(requirements)
+
+    monkeypatch.setattr(
+        "custom_components.shackleton.voice_support.async_process_requirements", install
+    )
+    hass.config.skip_pip = False  # it would install if it had a set
+    # Not the manifest's requirement: pip would change this very venv.
+    hass.config.skip_pip_packages = ["livekit-api"]
+    entry = MockConfigEntry(domain=DOMAIN, title="Shackleton", data=entry_data(None, fake_openai))
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done(wait_background_tasks=True)
+
+    assert entry.state.value == "loaded"
+    assert entry.runtime_data.runtime.voice_error == "no_voice_set"
+    assert installs == []
+    issue = issue_registry.async_get_issue(DOMAIN, f"voice_unavailable_{entry.entry_id}")
+    assert issue is not None
+    assert ha_version in issue.translation_placeholders["error"]
+    assert "external worker" in issue.translation_placeholders["error"]
+    assert await hass.config_entries.async_unload(entry.entry_id)
 
 
 async def test_start_session_without_voice(
@@ -117,6 +163,8 @@ async def test_local_speech_that_cannot_be_installed_is_reported(
     """An entry on offline speech whose packages cannot be had: voice off, a repair says so."""
     monkeypatch.setitem(sys.modules, "faster_whisper", None)
     hass.config.skip_pip = False
+    # Not the manifest's requirement: pip would change this very venv.
+    hass.config.skip_pip_packages = ["livekit-api"]
     monkeypatch.setattr(
         "custom_components.shackleton.voice_support.LOCAL_REQUIREMENTS",
         ["shackleton-no-such-local-package==0.0.0"],
@@ -206,7 +254,45 @@ def test_first_turn_imports_nothing_on_the_loop() -> None:
     assert json.loads(result.stdout.strip().splitlines()[-1]) == []
 
 
-def test_text_requirement_is_the_tested_pin() -> None:
-    """The text agent installs the OpenAI SDK version the tests run (HA 2026.2's pin)."""
-    lines = (REPO / "requirements" / "test.txt").read_text().splitlines()
-    assert set(TEXT_REQUIREMENTS) <= {line.strip() for line in lines}
+def _home_assistant_pins() -> dict[str, str]:
+    """Return the versions HA's package_constraints.txt pins, by canonical name."""
+    constraints = Path(pip_kwargs()["constraints"]).read_text().splitlines()
+    pins = {}
+    for line in constraints:
+        if "==" in line and not line.lstrip().startswith("#"):
+            requirement = Requirement(line.split("#")[0].strip())
+            pins[canonicalize_name(requirement.name)] = str(requirement.specifier)[2:]
+    return pins
+
+
+def test_text_requirement_follows_home_assistants_pin() -> None:
+    """The text agent asks for the OpenAI SDK unpinned: HA's constraints pick the version.
+
+    HA installs an integration's requirements under its package_constraints.txt, so an
+    unpinned name installs exactly HA's pin (openai 3.26.0 on 2026.11), the version the
+    tests run; a pin of our own could only ever clash with it.
+    """
+    pins = _home_assistant_pins()
+    for line in TEXT_REQUIREMENTS:
+        requirement = Requirement(line)
+        assert not requirement.specifier, f"{line}: HA's constraints choose the version"
+        name = canonicalize_name(requirement.name)
+        assert name in pins, f"{name} is not pinned by HA {ha_version}"
+        assert version(name) == pins[name]
+
+
+def test_voice_set_installs_beside_home_assistant() -> None:
+    """The voice set is what runs here, and HA's pins satisfy what its plugins require.
+
+    The test environment installs requirements/voice.txt under HA's constraints, as HA
+    does at runtime: its openai (which the OpenAI plugin needs) must be HA's.
+    """
+    for line in VOICE_REQUIREMENTS:
+        requirement = Requirement(line)
+        assert requirement.specifier.contains(version(requirement.name)), line
+    pins = _home_assistant_pins()
+    for line in requires("livekit-plugins-openai") or []:
+        requirement = Requirement(line)
+        name = canonicalize_name(requirement.name)
+        if name in pins and requirement.marker is None:
+            assert requirement.specifier.contains(pins[name]), (line, pins[name])

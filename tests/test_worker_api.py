@@ -139,16 +139,24 @@ async def test_worker_serves_the_entry(
 
     tools = await worker.ask("tools", room="kitchen")
     names = {tool["name"] for tool in tools["result"]["tools"]}
-    assert {"HassTurnOn", "note_save"} <= names
+    assert {"intent__HassTurnOn", "note_save"} <= names
     assert "Kitchen light" in tools["result"]["guide"]
 
     called = await worker.ask(
-        "call_tool", room="kitchen", name="HassTurnOn", arguments={"name": "Kitchen light"}, turn=1
+        "call_tool",
+        room="kitchen",
+        name="intent__HassTurnOn",
+        arguments={"name": "Kitchen light"},
+        turn=1,
     )
     assert called["success"], called
     assert hass.states.get(LIGHT).state == STATE_ON
     refused = await worker.ask(
-        "call_tool", room="kitchen", name="HassTurnOn", arguments={"name": "Nowhere"}, turn=1
+        "call_tool",
+        room="kitchen",
+        name="intent__HassTurnOn",
+        arguments={"name": "Nowhere"},
+        turn=1,
     )
     assert refused["error"]["code"] == "tool_error"
 
@@ -162,7 +170,7 @@ async def test_worker_serves_the_entry(
         "report",
         room="kitchen",
         kind="turn",
-        turn={"end_to_end": 0.8, "tools": ["HassTurnOn"], "user_text": "turn it on"},
+        turn={"end_to_end": 0.8, "tools": ["intent__HassTurnOn"], "user_text": "turn it on"},
     )
     assert report["success"]
     await hass.async_block_till_done()
@@ -319,7 +327,7 @@ async def test_worker_conversations_and_speech(
         agent_id="conversation.home_assistant",
     )
     assert answer["success"], answer
-    assert answer["result"]["tools"] == ["HassTurnOn"]
+    assert answer["result"]["tools"] == ["intent__HassTurnOn"]
     assert hass.states.get(LIGHT).state == STATE_ON
 
     missing = await worker.ask("synthesize", engine="tts.nowhere", text="hi", language="en")

@@ -190,7 +190,7 @@ async def test_worker_process_serves_the_home(home: Home, fake_openai: FakeOpenA
     """A spoken request, an announcement, and Home Assistant killed and restarted."""
     fake_openai.transcripts = ["Turn on the kitchen light."]
     fake_openai.chat_script = [
-        ChatReply(tool_calls=[("HassTurnOn", {"name": "Kitchen light"})]),
+        ChatReply(tool_calls=[("intent__HassTurnOn", {"name": "Kitchen light"})]),
         ChatReply(text="The kitchen light is on."),
     ]
     fake_openai.tts_seconds_per_char = 0.01

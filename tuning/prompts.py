@@ -162,7 +162,7 @@ class RehearsalHome:
         missing = sorted(set(spec.parameters.get("required", [])) - set(arguments))
         if unknown or missing:
             raise ToolCallError(f"unknown arguments {unknown}, missing {missing}")
-        if name == "GetLiveContext":
+        if name == "homeassistant__GetLiveContext":
             lines = [f"- {e.name} ({e.domain}, {e.area or 'no area'})" for e in self.entities]
             return {"success": True, "result": "Live context:\n" + "\n".join(lines)}
         names = {e.name.casefold() for e in self.entities}
@@ -394,9 +394,9 @@ def judge(case: Case, calls: list[tuple[str, dict[str, Any]]]) -> bool:
     """Return whether the calls are what the case expects.
 
     Every expected call must be made with the expected arguments (others may be given
-    too); GetLiveContext (looking around) is allowed anywhere. A refusal is no call.
+    too); homeassistant__GetLiveContext (looking around) is allowed anywhere. A refusal is no call.
     """
-    acting = [(name, args) for name, args in calls if name != "GetLiveContext"]
+    acting = [(name, args) for name, args in calls if name != "homeassistant__GetLiveContext"]
     if case.refuse:
         return not acting
     return any(_matches(expected, acting) for expected in case.expect)

@@ -15,12 +15,14 @@ from homeassistant.helpers.typing import ConfigType
 
 from .card import async_register_card
 from .const import (
+    CONF_CONFIRM_DOMAINS,
     CONF_LIVEKIT_API_KEY,
     CONF_LIVEKIT_API_SECRET,
     CONF_LIVEKIT_URL,
     DOMAIN,
     ISSUE_NO_LIVEKIT,
     TURN_TAKING_OPTIONS,
+    migrate_confirm_domains,
 )
 from .livekit_server import LiveKitInvalidAuth, LiveKitLink
 from .livekit_webhook import async_register_webhook
@@ -136,6 +138,21 @@ async def _async_options_updated(hass: HomeAssistant, entry: ShackletonConfigEnt
         data.options = dict(entry.options)
         return
     await hass.config_entries.async_reload(entry.entry_id)
+
+
+async def async_migrate_entry(hass: HomeAssistant, entry: ShackletonConfigEntry) -> bool:
+    """Bring an older entry up to date; a newer one (a downgrade) cannot load."""
+    if entry.version > 1:
+        return False
+    if entry.minor_version < 2:
+        # 1.2: confirm-domain values became translation keys, which allow no dots.
+        options = dict(entry.options)
+        if CONF_CONFIRM_DOMAINS in options:
+            options[CONF_CONFIRM_DOMAINS] = migrate_confirm_domains(
+                list(options[CONF_CONFIRM_DOMAINS])
+            )
+        hass.config_entries.async_update_entry(entry, options=options, minor_version=2)
+    return True
 
 
 async def async_unload_entry(hass: HomeAssistant, entry: ShackletonConfigEntry) -> bool:

@@ -19,7 +19,9 @@ from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import llm
 from homeassistant.util import dt as dt_util
 from homeassistant.util.json import JsonObjectType
-import voluptuous as vol
+import probatio
+
+from .tool_base import ADDS, READS, ShackletonTool
 
 ASSISTANT = "conversation"
 MAX_EVENTS = 50  # a spoken answer cannot use more
@@ -53,14 +55,14 @@ def _repeat_rule(value: Any) -> str:
     text = str(value).strip().removeprefix("RRULE:")
     parts = dict(part.split("=", 1) for part in text.split(";") if "=" in part)
     if parts.get("FREQ") not in REPEAT_FREQUENCIES:
-        raise vol.Invalid(
+        raise probatio.Invalid(
             "repeat must be an RRULE with FREQ=DAILY, WEEKLY, MONTHLY or YEARLY, "
             f"e.g. FREQ=WEEKLY;BYDAY=TU, got {value!r}"
         )
     try:
         rrulestr(text)
     except (ValueError, TypeError) as err:
-        raise vol.Invalid(f"repeat is not a valid RRULE ({err}): {value!r}") from err
+        raise probatio.Invalid(f"repeat is not a valid RRULE ({err}): {value!r}") from err
     return text
 
 
@@ -148,24 +150,26 @@ def _one(hass: HomeAssistant, name: str | None, feature: CalendarEntityFeature) 
     return calendars[0]
 
 
-class ListEventsTool(llm.Tool):
+class ListEventsTool(ShackletonTool):
     """What is on the calendars over a window."""
 
     name = "calendar_list_events"
+    title = "List calendar events"
+    annotations = READS
     description = (
         "List calendar events. Give the calendar's name, or none for all calendars. "
         "Give start and end as ISO dates or local date-times (the home's time zone); "
         "with neither, the next 24 hours."
     )
-    parameters = vol.Schema(
+    parameters = probatio.Schema(
         {
-            vol.Optional("calendar"): str,
-            vol.Optional("start"): str,
-            vol.Optional("end"): str,
+            probatio.Optional("calendar"): str,
+            probatio.Optional("start"): str,
+            probatio.Optional("end"): str,
         }
     )
 
-    async def async_call(
+    async def async_run(
         self, hass: HomeAssistant, tool_input: llm.ToolInput, llm_context: llm.LLMContext
     ) -> JsonObjectType:
         """Return the events, earliest first."""
@@ -211,29 +215,31 @@ def _span(args: dict[str, Any], default: timedelta) -> tuple[datetime | date, da
     return start, end
 
 
-class CreateEventTool(llm.Tool):
+class CreateEventTool(ShackletonTool):
     """Add an event to a writable calendar."""
 
     name = "calendar_create_event"
+    title = "Add a calendar event"
+    annotations = ADDS
     description = (
         "Add an event. start (and optional end) are ISO dates for all-day events or local "
         "date-times; without end, events last an hour. Give the calendar's name unless "
         "only one calendar can take events. For a repeating event, repeat is an RRULE "
         "such as FREQ=WEEKLY;BYDAY=TU or FREQ=MONTHLY;COUNT=6."
     )
-    parameters = vol.Schema(
+    parameters = probatio.Schema(
         {
-            vol.Required("summary"): vol.All(str, vol.Length(min=1, max=200)),
-            vol.Required("start"): str,
-            vol.Optional("end"): str,
-            vol.Optional("calendar"): str,
-            vol.Optional("description"): str,
-            vol.Optional("location"): str,
-            vol.Optional("repeat"): _repeat_rule,
+            probatio.Required("summary"): probatio.All(str, probatio.Length(min=1, max=200)),
+            probatio.Required("start"): str,
+            probatio.Optional("end"): str,
+            probatio.Optional("calendar"): str,
+            probatio.Optional("description"): str,
+            probatio.Optional("location"): str,
+            probatio.Optional("repeat"): _repeat_rule,
         }
     )
 
-    async def async_call(
+    async def async_run(
         self, hass: HomeAssistant, tool_input: llm.ToolInput, llm_context: llm.LLMContext
     ) -> JsonObjectType:
         """Create the event and return it."""
@@ -266,26 +272,27 @@ async def _find_event(
     raise CalendarToolError(f"No event with uid {uid!r} in {_label(calendar)}. List events first.")
 
 
-class MoveEventTool(llm.Tool):
+class MoveEventTool(ShackletonTool):
     """Move an event to another time, keeping its length unless told otherwise."""
 
     name = "calendar_move_event"
+    title = "Move a calendar event"
     description = (
         "Move an event (by the uid calendar_list_events gave, and its recurrence_id for "
         "one occurrence of a repeating event) to a new start; "
         "it keeps its length unless an end is given."
     )
-    parameters = vol.Schema(
+    parameters = probatio.Schema(
         {
-            vol.Required("calendar"): str,
-            vol.Required("uid"): str,
-            vol.Optional("recurrence_id"): str,
-            vol.Required("start"): str,
-            vol.Optional("end"): str,
+            probatio.Required("calendar"): str,
+            probatio.Required("uid"): str,
+            probatio.Optional("recurrence_id"): str,
+            probatio.Required("start"): str,
+            probatio.Optional("end"): str,
         }
     )
 
-    async def async_call(
+    async def async_run(
         self, hass: HomeAssistant, tool_input: llm.ToolInput, llm_context: llm.LLMContext
     ) -> JsonObjectType:
         """Move the event and return it."""
@@ -308,23 +315,24 @@ class MoveEventTool(llm.Tool):
         return {"moved": _event_json(moved, calendar)}
 
 
-class DeleteEventTool(llm.Tool):
+class DeleteEventTool(ShackletonTool):
     """Remove an event."""
 
     name = "calendar_delete_event"
+    title = "Delete a calendar event"
     description = (
         "Delete an event, by the uid calendar_list_events gave; with its recurrence_id, "
         "only that occurrence of a repeating event."
     )
-    parameters = vol.Schema(
+    parameters = probatio.Schema(
         {
-            vol.Required("calendar"): str,
-            vol.Required("uid"): str,
-            vol.Optional("recurrence_id"): str,
+            probatio.Required("calendar"): str,
+            probatio.Required("uid"): str,
+            probatio.Optional("recurrence_id"): str,
         }
     )
 
-    async def async_call(
+    async def async_run(
         self, hass: HomeAssistant, tool_input: llm.ToolInput, llm_context: llm.LLMContext
     ) -> JsonObjectType:
         """Delete the event and say which it was."""

@@ -34,7 +34,7 @@ from homeassistant.helpers.selector import (
     TextSelectorConfig,
     TextSelectorType,
 )
-import voluptuous as vol
+import probatio
 
 from .const import (
     CARD_TOKEN_MAX_MINUTES,
@@ -235,7 +235,7 @@ class ShackletonConfigFlow(ConfigFlow, domain=DOMAIN):
     """Set up Shackleton: the LiveKit server (optional), then the assistant."""
 
     VERSION = 1
-    MINOR_VERSION = 1
+    MINOR_VERSION = 2
 
     def __init__(self) -> None:
         """Start with nothing chosen."""
@@ -272,11 +272,11 @@ class ShackletonConfigFlow(ConfigFlow, domain=DOMAIN):
                 self._abort_if_unique_id_configured()
                 self._data.update(server)
                 return await self.async_step_assistant()
-        schema = vol.Schema(
+        schema = probatio.Schema(
             {
-                vol.Required(CONF_LIVEKIT_URL): _URL,
-                vol.Required(CONF_LIVEKIT_API_KEY): _TEXT,
-                vol.Required(CONF_LIVEKIT_API_SECRET): _SECRET,
+                probatio.Required(CONF_LIVEKIT_URL): _URL,
+                probatio.Required(CONF_LIVEKIT_API_KEY): _TEXT,
+                probatio.Required(CONF_LIVEKIT_API_SECRET): _SECRET,
             }
         )
         return self.async_show_form(
@@ -293,7 +293,7 @@ class ShackletonConfigFlow(ConfigFlow, domain=DOMAIN):
             self._data.update(user_input)
             return await self.async_step_credentials()
         fields: dict[Any, Any] = {
-            vol.Required(
+            probatio.Required(
                 CONF_VOICE_MODE, default=self._data.get(CONF_VOICE_MODE, VOICE_MODE_PIPELINE)
             ): SelectSelector(
                 SelectSelectorConfig(
@@ -306,11 +306,11 @@ class ShackletonConfigFlow(ConfigFlow, domain=DOMAIN):
         for stage in PIPELINE_STAGES:
             choices = providers_for(stage)
             fields[
-                vol.Required(
+                probatio.Required(
                     provider_key(stage), default=self._data.get(provider_key(stage), choices[0])
                 )
             ] = SelectSelector(SelectSelectorConfig(options=choices, translation_key="provider"))
-        return self.async_show_form(step_id="assistant", data_schema=vol.Schema(fields))
+        return self.async_show_form(step_id="assistant", data_schema=probatio.Schema(fields))
 
     async def async_step_credentials(
         self, user_input: dict[str, Any] | None = None
@@ -329,24 +329,24 @@ class ShackletonConfigFlow(ConfigFlow, domain=DOMAIN):
             if not spec.remote:
                 continue
             if spec.needs_api_key and not (keep_blank and self._data.get(api_key_key(name))):
-                fields[vol.Required(api_key_key(name))] = _SECRET
+                fields[probatio.Required(api_key_key(name))] = _SECRET
             else:
-                fields[vol.Optional(api_key_key(name))] = _SECRET
+                fields[probatio.Optional(api_key_key(name))] = _SECRET
             url = self._data.get(base_url_key(name), spec.default_base_url)
             if spec.default_base_url is None:
-                fields[vol.Required(base_url_key(name), default=url or vol.UNDEFINED)] = _URL
+                fields[probatio.Required(base_url_key(name), default=url or probatio.UNDEFINED)] = _URL
             else:
-                fields[vol.Optional(base_url_key(name), default=url)] = _URL
+                fields[probatio.Optional(base_url_key(name), default=url)] = _URL
         for stage in stages_in_use(self._data):
             default = self._data.get(model_key(stage)) or PROVIDERS[
                 stage_provider(self._data, stage)
             ].default_models.get(stage)
-            fields[vol.Required(model_key(stage), default=default or vol.UNDEFINED)] = (
+            fields[probatio.Required(model_key(stage), default=default or probatio.UNDEFINED)] = (
                 _IN_HOME_SELECTORS[stage]
                 if stage_provider(self._data, stage) == PROVIDER_HOME_ASSISTANT
                 else _TEXT
             )
-        schema = vol.Schema(fields)
+        schema = probatio.Schema(fields)
         return self.async_show_form(
             step_id="credentials",
             data_schema=self.add_suggested_values_to_schema(schema, _without_secrets(user_input)),
@@ -364,13 +364,13 @@ class ShackletonConfigFlow(ConfigFlow, domain=DOMAIN):
         entry = self._get_reauth_entry()
         fields: dict[Any, Any] = {}
         if CONF_LIVEKIT_URL in entry.data:
-            fields[vol.Required(CONF_LIVEKIT_API_KEY, default=entry.data[CONF_LIVEKIT_API_KEY])] = (
+            fields[probatio.Required(CONF_LIVEKIT_API_KEY, default=entry.data[CONF_LIVEKIT_API_KEY])] = (
                 _TEXT
             )
-            fields[vol.Required(CONF_LIVEKIT_API_SECRET)] = _SECRET
+            fields[probatio.Required(CONF_LIVEKIT_API_SECRET)] = _SECRET
         for name in providers_in_use(entry.data):
-            fields[vol.Optional(api_key_key(name))] = _SECRET
-        schema = vol.Schema(fields)
+            fields[probatio.Optional(api_key_key(name))] = _SECRET
+        schema = probatio.Schema(fields)
         errors: dict[str, str] = {}
         if user_input is not None:
             merged = {**entry.data, **{k: v for k, v in user_input.items() if v}}
@@ -424,11 +424,11 @@ class ShackletonConfigFlow(ConfigFlow, domain=DOMAIN):
                     return self.async_abort(reason="already_configured")
                 self._data = data
                 return await self.async_step_assistant()
-        schema = vol.Schema(
+        schema = probatio.Schema(
             {
-                vol.Optional(CONF_LIVEKIT_URL): _URL,
-                vol.Optional(CONF_LIVEKIT_API_KEY): _TEXT,
-                vol.Optional(CONF_LIVEKIT_API_SECRET): _SECRET,
+                probatio.Optional(CONF_LIVEKIT_URL): _URL,
+                probatio.Optional(CONF_LIVEKIT_API_KEY): _TEXT,
+                probatio.Optional(CONF_LIVEKIT_API_SECRET): _SECRET,
             }
         )
         suggested = _without_secrets(user_input if user_input is not None else entry.data)
@@ -547,7 +547,7 @@ def _without_secrets(values: Mapping[str, Any] | None) -> dict[str, Any] | None:
     return {k: v for k, v in values.items() if k not in SECRET_FIELDS}
 
 
-def _onto_form(errors: dict[str, str], schema: vol.Schema) -> dict[str, str]:
+def _onto_form(errors: dict[str, str], schema: probatio.Schema) -> dict[str, str]:
     """Move errors of fields a form does not show onto its `base`."""
     shown = {str(key) for key in schema.schema}
     return {(key if key in shown else "base"): reason for key, reason in errors.items()}
@@ -589,12 +589,12 @@ class ShackletonOptionsFlow(OptionsFlow):
                 return self.async_create_entry(data={**current, **flat})
             current = {**current, **flat}
         fields: dict[Any, Any] = {
-            vol.Required(CONF_INSTRUCTIONS): TextSelector(TextSelectorConfig(multiline=True)),
-            vol.Required(
+            probatio.Required(CONF_INSTRUCTIONS): TextSelector(TextSelectorConfig(multiline=True)),
+            probatio.Required(
                 CONF_LANGUAGE, default=current.get(CONF_LANGUAGE, self.hass.config.language)
             ): LanguageSelector(),
-            vol.Optional(CONF_VOICE): _TEXT,
-            vol.Optional(CONF_WORKER): SelectSelector(
+            probatio.Optional(CONF_VOICE): _TEXT,
+            probatio.Optional(CONF_WORKER): SelectSelector(
                 SelectSelectorConfig(
                     options=list(WORKER_PLACEMENTS),
                     translation_key=CONF_WORKER,
@@ -608,10 +608,10 @@ class ShackletonOptionsFlow(OptionsFlow):
             CONF_WORKER: current[CONF_WORKER],
         }
         for name, selectors in OPTION_SECTIONS.items():
-            fields[vol.Required(name)] = section(
-                vol.Schema(
+            fields[probatio.Required(name)] = section(
+                probatio.Schema(
                     {
-                        (vol.Optional if key in BLANKABLE else vol.Required)(key): sel
+                        (probatio.Optional if key in BLANKABLE else probatio.Required)(key): sel
                         for key, sel in selectors.items()
                     }
                 ),
@@ -620,7 +620,7 @@ class ShackletonOptionsFlow(OptionsFlow):
             suggested[name] = {key: current[key] for key in selectors}
         return self.async_show_form(
             step_id="init",
-            data_schema=self.add_suggested_values_to_schema(vol.Schema(fields), suggested),
+            data_schema=self.add_suggested_values_to_schema(probatio.Schema(fields), suggested),
             errors=errors,
             description_placeholders={
                 "webhook_path": webhook.async_generate_path(webhook_id(self.config_entry.entry_id))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 import logging
 from typing import Final
 
@@ -103,18 +104,59 @@ TURN_TAKING_OPTIONS: Final = frozenset(
 )
 
 TOOL_GROUPS: Final = ("devices", "calendars", "timers", "notes")
-# Domains, or domain.device_class, whose actions need a spoken "yes" first.
+# Confirm-domain values that stand for one device class of a domain, not the whole domain.
+# The selector's option values double as translation keys, which allow only [a-z0-9_-]:
+# hence `cover_garage`, not `cover.garage`, the value stored before (migrate_confirm_domains).
+CONFIRM_DEVICE_CLASSES: Final[dict[str, tuple[str, str]]] = {
+    "cover_garage": ("cover", "garage"),
+    "cover_door": ("cover", "door"),
+    "cover_gate": ("cover", "gate"),
+}
+# (domain, device_class) -> its confirm-domain value.
+CONFIRM_DEVICE_CLASS_KEYS: Final[dict[tuple[str, str], str]] = {
+    target: key for key, target in CONFIRM_DEVICE_CLASSES.items()
+}
+# Domains, or the values above, whose actions need a spoken "yes" first.
 CONFIRMABLE_TARGETS: Final = (
     "lock",
     "alarm_control_panel",
-    "cover.garage",
-    "cover.door",
-    "cover.gate",
+    "cover_garage",
+    "cover_door",
+    "cover_gate",
     "cover",
     "valve",
     "climate",
     "siren",
 )
+
+
+def migrate_confirm_domains(values: list[str]) -> list[str]:
+    """Return confirm-domain values with the old `domain.device_class` ones renamed.
+
+    Known pairs (`cover.garage`) become their key (`cover_garage`); anything else, such as
+    a value the user typed, stays as it is. Order is kept and duplicates are dropped.
+    """
+    renamed = []
+    for value in values:
+        domain, dot, device_class = value.partition(".")
+        new = CONFIRM_DEVICE_CLASS_KEYS.get((domain, device_class), value) if dot else value
+        renamed.append(new)
+    return list(dict.fromkeys(renamed))
+
+
+def needs_confirmation(confirm: Collection[str], domain: str, device_class: str | None) -> bool:
+    """Return whether an entity of this domain and device class is in `confirm`.
+
+    Besides whole domains and the keys of CONFIRM_DEVICE_CLASSES, a typed-in
+    `domain.device_class` value (the selector takes custom values) still matches.
+    """
+    if domain in confirm:
+        return True
+    if device_class is None:
+        return False
+    key = CONFIRM_DEVICE_CLASS_KEYS.get((domain, device_class))
+    return (key is not None and key in confirm) or f"{domain}.{device_class}" in confirm
+
 
 DEFAULT_INSTRUCTIONS: Final = (
     "You are Shackleton, the voice assistant of this home. Answer in one or two short "
@@ -140,9 +182,9 @@ DEFAULT_OPTIONS: Final[dict[str, object]] = {
     CONF_CONFIRM_DOMAINS: [
         "lock",
         "alarm_control_panel",
-        "cover.garage",
-        "cover.door",
-        "cover.gate",
+        "cover_garage",
+        "cover_door",
+        "cover_gate",
     ],
     CONF_AUTO_JOIN_PREFIX: "",
     CONF_ANNOUNCE_NOBODY: NOBODY_NOTIFY,

@@ -341,7 +341,7 @@ def _messages(chat_log: conversation.ChatLog) -> list[dict[str, Any]]:
                 {
                     "role": "tool",
                     "tool_call_id": content.tool_call_id,
-                    "content": json.dumps(content.tool_result, default=str, ensure_ascii=False),
+                    "content": json.dumps(content.result.data, default=str, ensure_ascii=False),
                 }
             )
             continue
@@ -369,7 +369,7 @@ def _record(
     if isinstance(content, conversation.ToolResultContent):
         for record in answer.tool_calls:
             if record.call_id == content.tool_call_id:
-                record.success = "error" not in content.tool_result
+                record.success = not content.result.error and "error" not in content.result.data
         return
     for call in content.tool_calls or ():
         answer.tool_calls.append(ToolCallRecord(call.tool_name, call.tool_args, call_id=call.id))

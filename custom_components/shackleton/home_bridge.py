@@ -18,7 +18,7 @@ from homeassistant.core import Context, HomeAssistant, callback
 from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import issue_registry as ir, llm
 from homeassistant.util import dt as dt_util
-import voluptuous as vol
+import probatio
 
 from . import phrases
 from .const import (
@@ -87,7 +87,7 @@ async def async_ask_agent(
     if agent_id == conversation.HOME_ASSISTANT_AGENT and (matched := phrases.match(text)):
         try:
             result = await run_tool(matched.tool, matched.arguments)
-        except (ToolCallError, HomeAssistantError, vol.Invalid) as err:
+        except (ToolCallError, HomeAssistantError, probatio.Invalid) as err:
             return AgentAnswer(f"Sorry, I couldn't do that: {err}", [matched.tool])
         return AgentAnswer(phrases.answer(matched, result), [matched.tool])
     try:
@@ -194,9 +194,10 @@ class HassHome:
         """Run a tool; refusals and bad arguments come back as errors the model can read."""
         api = await self._api(room, turn)
         try:
-            return await api.async_call_tool(llm.ToolInput(tool_name=name, tool_args=arguments))
-        except (HomeAssistantError, vol.Invalid) as err:
+            result = await api.async_call_tool(llm.ToolInput(tool_name=name, tool_args=arguments))
+        except (HomeAssistantError, probatio.Invalid) as err:
             raise ToolCallError(str(err) or type(err).__name__) from err
+        return result.data
 
     async def converse(
         self, room: str, text: str, agent_id: str, *, turn: int = 0

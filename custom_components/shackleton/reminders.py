@@ -22,8 +22,9 @@ from homeassistant.helpers.event import async_track_point_in_time
 from homeassistant.helpers.storage import Store
 from homeassistant.util import dt as dt_util, ulid as ulid_util
 from homeassistant.util.json import JsonObjectType
-import voluptuous as vol
+import probatio
 
+from .tool_base import ADDS, READS, ShackletonTool
 from .const import DOMAIN, EVENT_REMINDER, LOGGER, REDACTED
 
 STORAGE_VERSION = 1
@@ -163,18 +164,20 @@ def _shown(reminder: Reminder) -> dict[str, Any]:
     return {"id": reminder.id, "text": reminder.text, "due": reminder.due[:16]}
 
 
-class SetReminderTool(llm.Tool):
+class SetReminderTool(ShackletonTool):
     """Remind the user of something at a time."""
 
     name = "reminder_set"
+    title = "Set a reminder"
+    annotations = ADDS
     description = (
         "Set a reminder. due is a local date-time in the home's time zone "
         "(2026-05-01T17:00), worked out from the current date and time."
     )
-    parameters = vol.Schema(
+    parameters = probatio.Schema(
         {
-            vol.Required("text"): vol.All(str, vol.Length(min=1, max=300)),
-            vol.Required("due"): str,
+            probatio.Required("text"): probatio.All(str, probatio.Length(min=1, max=300)),
+            probatio.Required("due"): str,
         }
     )
 
@@ -183,7 +186,7 @@ class SetReminderTool(llm.Tool):
         self._reminders = reminders
         self._room = room
 
-    async def async_call(
+    async def async_run(
         self, hass: HomeAssistant, tool_input: llm.ToolInput, llm_context: llm.LLMContext
     ) -> JsonObjectType:
         """Save the reminder."""
@@ -204,36 +207,39 @@ class SetReminderTool(llm.Tool):
         }
 
 
-class ListRemindersTool(llm.Tool):
+class ListRemindersTool(ShackletonTool):
     """The reminders still to come."""
 
     name = "reminder_list"
+    title = "List reminders"
+    annotations = READS
     description = "List the reminders still to come, soonest first."
-    parameters = vol.Schema({})
+    parameters = probatio.Schema({})
 
     def __init__(self, reminders: ReminderStore) -> None:
         """List from `reminders`."""
         self._reminders = reminders
 
-    async def async_call(
+    async def async_run(
         self, hass: HomeAssistant, tool_input: llm.ToolInput, llm_context: llm.LLMContext
     ) -> JsonObjectType:
         """Return the user's and the household's reminders."""
         return {"reminders": [_shown(r) for r in self._reminders.visible(_user(llm_context))]}
 
 
-class CancelReminderTool(llm.Tool):
+class CancelReminderTool(ShackletonTool):
     """Cancel a reminder."""
 
     name = "reminder_cancel"
+    title = "Cancel a reminder"
     description = "Cancel a reminder, by the id reminder_list or reminder_set gave."
-    parameters = vol.Schema({vol.Required("id"): str})
+    parameters = probatio.Schema({probatio.Required("id"): str})
 
     def __init__(self, reminders: ReminderStore) -> None:
         """Cancel in `reminders`."""
         self._reminders = reminders
 
-    async def async_call(
+    async def async_run(
         self, hass: HomeAssistant, tool_input: llm.ToolInput, llm_context: llm.LLMContext
     ) -> JsonObjectType:
         """Cancel it, or say there is no such reminder."""

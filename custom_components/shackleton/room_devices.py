@@ -88,13 +88,18 @@ class RoomDevices:
         """Return the room's device id, creating the device (and room) if needed."""
         if room not in self.last_served:
             return self.async_served(room)
-        device = dr.async_get(self._hass).async_get_or_create(
+        registry = dr.async_get(self._hass)
+        # The entry's service device (made by its entities) is the room's hub.
+        hub = registry.async_get_device_by_identifier(
+            (DOMAIN, self._entry.entry_id), self._entry.entry_id
+        )
+        device = registry.async_get_or_create(
             config_entry_id=self._entry.entry_id,
             identifiers={room_identifier(self._entry.entry_id, room)},
             name=f"{self._entry.title} {room}",
             manufacturer="Shackleton",
             model="Voice room",
-            via_device=(DOMAIN, self._entry.entry_id),
+            via_device_id=hub.id if hub else None,
         )
         return device.id
 
@@ -120,11 +125,11 @@ class RoomDevices:
         if not remove_device:
             return True
         registry = dr.async_get(self._hass)
-        device = registry.async_get_device(
-            identifiers={room_identifier(self._entry.entry_id, room)}
+        device = registry.async_get_device_by_identifier(
+            room_identifier(self._entry.entry_id, room), self._entry.entry_id
         )
         if device is not None:
-            registry.async_update_device(device.id, remove_config_entry_id=self._entry.entry_id)
+            registry.async_remove_device(device.id)
         return True
 
     def room_of(self, device: dr.DeviceEntry) -> str | None:

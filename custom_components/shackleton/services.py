@@ -16,7 +16,7 @@ from homeassistant.core import (
 )
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError, Unauthorized
 from homeassistant.helpers import config_validation as cv
-import voluptuous as vol
+import probatio
 
 from .const import (
     CONF_ANNOUNCE_NOBODY,
@@ -54,8 +54,8 @@ ATTR_QUEUE_MINUTES = "queue_minutes"
 ATTR_NOTE_ID = "note_id"
 ATTR_ALL = "all"
 
-SESSION_SCHEMA = vol.Schema(
-    {vol.Optional(ATTR_CONFIG_ENTRY_ID): cv.string, vol.Required(ATTR_ROOM): cv.string}
+SESSION_SCHEMA = probatio.Schema(
+    {probatio.Optional(ATTR_CONFIG_ENTRY_ID): cv.string, probatio.Required(ATTR_ROOM): cv.string}
 )
 
 
@@ -112,13 +112,13 @@ def _agent(entry: ShackletonConfigEntry) -> ShackletonConversationEntity:
     return agent
 
 
-ASK_SCHEMA = vol.Schema(
+ASK_SCHEMA = probatio.Schema(
     {
-        vol.Optional(ATTR_CONFIG_ENTRY_ID): cv.string,
-        vol.Required(ATTR_TEXT): vol.All(cv.string, vol.Length(min=1)),
-        vol.Optional(ATTR_CONVERSATION_ID): cv.string,
-        vol.Optional(ATTR_CONTEXT): cv.string,
-        vol.Optional(ATTR_LANGUAGE): cv.string,
+        probatio.Optional(ATTR_CONFIG_ENTRY_ID): cv.string,
+        probatio.Required(ATTR_TEXT): probatio.All(cv.string, probatio.Length(min=1)),
+        probatio.Optional(ATTR_CONVERSATION_ID): cv.string,
+        probatio.Optional(ATTR_CONTEXT): cv.string,
+        probatio.Optional(ATTR_LANGUAGE): cv.string,
     }
 )
 
@@ -153,18 +153,18 @@ async def _async_ask(call: ServiceCall) -> ServiceResponse:
     return response
 
 
-ANNOUNCE_SCHEMA = vol.Schema(
+ANNOUNCE_SCHEMA = probatio.Schema(
     {
-        vol.Optional(ATTR_CONFIG_ENTRY_ID): cv.string,
-        vol.Required(ATTR_MESSAGE): vol.All(cv.string, vol.Length(min=1, max=1000)),
-        vol.Optional(ATTR_ROOMS): vol.All(cv.ensure_list, [cv.string]),
-        vol.Optional(ATTR_REPHRASE, default=False): cv.boolean,
-        vol.Optional(ATTR_CHIME, default=False): cv.boolean,
-        vol.Optional(ATTR_PRIORITY, default=PRIORITY_NORMAL): vol.In(
+        probatio.Optional(ATTR_CONFIG_ENTRY_ID): cv.string,
+        probatio.Required(ATTR_MESSAGE): probatio.All(cv.string, probatio.Length(min=1, max=1000)),
+        probatio.Optional(ATTR_ROOMS): probatio.All(cv.ensure_list, [cv.string]),
+        probatio.Optional(ATTR_REPHRASE, default=False): cv.boolean,
+        probatio.Optional(ATTR_CHIME, default=False): cv.boolean,
+        probatio.Optional(ATTR_PRIORITY, default=PRIORITY_NORMAL): probatio.In(
             [PRIORITY_NORMAL, PRIORITY_HIGH]
         ),
-        vol.Optional(ATTR_NOBODY): vol.In(NOBODY_POLICIES),
-        vol.Optional(ATTR_QUEUE_MINUTES): vol.All(vol.Coerce(float), vol.Range(min=1, max=1440)),
+        probatio.Optional(ATTR_NOBODY): probatio.In(NOBODY_POLICIES),
+        probatio.Optional(ATTR_QUEUE_MINUTES): probatio.All(probatio.Coerce(float), probatio.Range(min=1, max=1440)),
     }
 )
 
@@ -198,13 +198,13 @@ async def _async_announce(call: ServiceCall) -> ServiceResponse:
     return response
 
 
-START_CONVERSATION_SCHEMA = vol.Schema(
+START_CONVERSATION_SCHEMA = probatio.Schema(
     {
-        vol.Optional(ATTR_CONFIG_ENTRY_ID): cv.string,
-        vol.Required(ATTR_ROOM): cv.string,
-        vol.Required(ATTR_MESSAGE): vol.All(cv.string, vol.Length(min=1, max=1000)),
-        vol.Optional(ATTR_CONTEXT): cv.string,
-        vol.Optional(ATTR_REPHRASE, default=False): cv.boolean,
+        probatio.Optional(ATTR_CONFIG_ENTRY_ID): cv.string,
+        probatio.Required(ATTR_ROOM): cv.string,
+        probatio.Required(ATTR_MESSAGE): probatio.All(cv.string, probatio.Length(min=1, max=1000)),
+        probatio.Optional(ATTR_CONTEXT): cv.string,
+        probatio.Optional(ATTR_REPHRASE, default=False): cv.boolean,
     }
 )
 
@@ -242,11 +242,11 @@ async def _async_end_session(call: ServiceCall) -> None:
         raise _error("no_session", room=room)
 
 
-FORGET_SCHEMA = vol.Schema(
+FORGET_SCHEMA = probatio.Schema(
     {
-        vol.Optional(ATTR_CONFIG_ENTRY_ID): cv.string,
-        vol.Exclusive(ATTR_NOTE_ID, "what"): vol.All(cv.ensure_list, [cv.string]),
-        vol.Exclusive(ATTR_ALL, "what"): cv.boolean,
+        probatio.Optional(ATTR_CONFIG_ENTRY_ID): cv.string,
+        probatio.Exclusive(ATTR_NOTE_ID, "what"): probatio.All(cv.ensure_list, [cv.string]),
+        probatio.Exclusive(ATTR_ALL, "what"): cv.boolean,
     }
 )
 

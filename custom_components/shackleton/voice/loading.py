@@ -17,24 +17,30 @@ from typing import Final
 # Slow to import (seconds, and SSL/ONNX set-up): always in a worker thread.
 # - openai.types.*: what livekit.plugins.openai would otherwise pull in while
 #   registering (measured: 950 ms on the loop without them, 55 ms with).
-# - openai.resources: the client imports it on the first request (`client.audio`),
-#   which stalled the loop for 0.47 s in the first turn of every process.
-# - anyio's asyncio backend: httpx (under the openai client) loads it on its first
-#   request, the TTS prewarm at session start: 80 ms on the loop.
+# - openai.resources.*.audio/chat, openai.lib.streaming.chat: the client imports them on
+#   the first request (`client.audio`, `client.chat`, the streamed chat completion); since
+#   openai 3 the packages above them import nothing until asked. Once 0.47 s on the loop
+#   in the first turn of every process.
+# - anyio's asyncio backend and httpcore2's: httpx2 (under the openai client) loads them
+#   on its first request, the TTS prewarm at session start: 80 ms on the loop.
 # - livekit.rtc.resources: looked up by name when a session starts.
+# - livekit.agents.llm.async_toolset: livekit-agents 1.8 imports it when an agent starts.
 HEAVY_MODULES: Final = (
     "livekit.rtc",
     "livekit.rtc.resources",
     "livekit.agents",
+    "livekit.agents.llm.async_toolset",
     "openai",
-    "openai.resources",
+    "openai.resources.audio.audio",
+    "openai.resources.chat.chat",
+    "openai.lib.streaming.chat",
     "openai.types.audio",
     "openai.types.beta.realtime",
     "openai.types.realtime",
     "onnxruntime",
     "numpy",
     "anyio._backends._asyncio",
-    "httpcore._backends.anyio",
+    "httpcore2._backends.anyio",
 )
 # Register themselves with livekit-agents at import: main thread only.
 PLUGIN_MODULES: Final = ("livekit.plugins.silero", "livekit.plugins.openai", "livekit.plugins.groq")

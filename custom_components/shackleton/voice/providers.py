@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
-import httpx
 from livekit.agents import APIConnectOptions, llm, stt, tts
 from livekit.plugins import groq, openai
 import openai as openai_sdk
@@ -75,11 +74,14 @@ def realtime_turn_detection(turn: TurnTaking) -> ServerVad:
 
 def build_models(
     settings: VoiceSettings,
-    http_client: httpx.AsyncClient | None = None,
+    http_client: Any = None,
     http_session: aiohttp.ClientSession | None = None,
     home: Home | None = None,
 ) -> Models:
     """Build every model the settings name; see `make_client` about blocking.
+
+    `http_client` is the host's shared HTTP client or None: an httpx2 client under HA
+    (openai 3's own), whatever httpx the SDK takes elsewhere, so it is not typed here.
 
     Local models are only described here; `Models.warm_up` loads them.
     """
