@@ -111,7 +111,10 @@ def with_confirmation_token(arguments: dict[str, Any]) -> ToolArguments:
         results = [m for m in messages if m["role"] == "tool" and TOKEN_ARG in m["content"]]
         if not results:
             raise AssertionError("no confirmation token in the conversation")
-        return {**arguments, TOKEN_ARG: json.loads(results[-1]["content"])[TOKEN_ARG]}
+        result = json.loads(results[-1]["content"])
+        # HA's own agents send a ToolResult as {"data": ..., "error": ...} (HA 2026.10+).
+        data = result["data"] if "data" in result and "error" in result else result
+        return {**arguments, TOKEN_ARG: data[TOKEN_ARG]}
 
     return confirmed
 

@@ -96,9 +96,27 @@ def test_error_reasons_translated() -> None:
     assert not missing
 
 
+def _abort_reasons() -> set[str]:
+    """Return every literal `reason` given to a flow's abort (`async_abort`, ...)."""
+    found = set()
+    for tree in SOURCES.values():
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Call):
+                continue
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            if "abort" not in name:
+                continue
+            for keyword in node.keywords:
+                if keyword.arg == "reason" and isinstance(keyword.value, ast.Constant):
+                    found.add(keyword.value.value)
+    return found
+
+
 def test_abort_reasons_translated() -> None:
     """Every abort reason has text, including HA's own reauth/reconfigure ones."""
-    reasons = _string_kwargs("reason") | {"reauth_successful", "reconfigure_successful"}
+    reasons = _abort_reasons() | {"reauth_successful", "reconfigure_successful"}
+    assert "already_configured" in reasons
     assert not reasons - STRINGS["config"]["abort"].keys()
 
 

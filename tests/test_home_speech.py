@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 
-from homeassistant.const import STATE_ON
+from homeassistant.const import STATE_ON, Platform
 from homeassistant.core import HomeAssistant
 from homeassistant.setup import async_setup_component
 from livekit import rtc
@@ -43,8 +43,14 @@ HOME_ENGINES = {
 
 
 @pytest.fixture
-async def demo(hass: HomeAssistant) -> None:
+async def demo(hass: HomeAssistant, monkeypatch: pytest.MonkeyPatch) -> None:
     """Set up HA's demo integration: STT entity, TTS engine, lights."""
+    # Only the platforms these tests use: the demo's others need packages of their own
+    # (its camera: PyTurboJPEG), which the tests do not install.
+    monkeypatch.setattr(
+        "homeassistant.components.demo.COMPONENTS_WITH_CONFIG_ENTRY_DEMO_PLATFORM",
+        [Platform.LIGHT, Platform.STT],
+    )
     assert await async_setup_component(hass, "homeassistant", {})
     assert await async_setup_component(hass, "tts", {"tts": {"platform": "demo"}})
     assert await async_setup_component(hass, "demo", {})

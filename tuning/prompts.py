@@ -210,7 +210,8 @@ def _keywords(text: str, tools: list[dict[str, Any]], entities: tuple[Entity, ..
     entity = next((e for e in entities if _words(e.name) <= said), None)
     for tool in tools:
         name = tool["function"]["name"]
-        words = {w.casefold() for w in re.findall(r"[A-Z][a-z]+", name.removeprefix("Hass"))}
+        intent = name.rpartition("__")[2].removeprefix("Hass")  # intent__HassTurnOn: TurnOn
+        words = {w.casefold() for w in re.findall(r"[A-Z][a-z]+", intent)}
         properties = tool["function"].get("parameters", {}).get("properties", {})
         if words and words <= said and entity is not None and "name" in properties:
             return name, {"name": entity.name}
@@ -239,7 +240,10 @@ class _Sentences:
         from hassil.errors import HassilError
         from hassil.recognize import recognize_all
 
-        offered = {tool["function"]["name"]: tool["function"] for tool in tools}
+        # HA names its tools `<integration>__<intent>` (HA 2026.8+): match on the intent.
+        offered = {
+            tool["function"]["name"].rpartition("__")[2]: tool["function"] for tool in tools
+        }
         try:
             results = list(recognize_all(text, self.intents, slot_lists=self.lists))
         except HassilError:  # a template needs a list this home lacks: no match
@@ -257,7 +261,7 @@ class _Sentences:
                 if properties[slot].get("type") == "array" and not isinstance(value, list):
                     value = [value]
                 arguments[slot] = value
-            return result.intent.name, arguments
+            return tool["name"], arguments
         return None
 
 

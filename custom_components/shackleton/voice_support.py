@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import time
 from typing import Final
 
-from homeassistant.const import __version__ as HA_VERSION
+from homeassistant.const import __version__ as ha_version
 from homeassistant.core import HomeAssistant
 from homeassistant.requirements import RequirementsNotFound, async_process_requirements
 from homeassistant.util.hass_dict import HassKey
@@ -26,7 +26,7 @@ from .voice_sets import voice_requirements
 # The voice stack that installs under this Home Assistant release's package constraints
 # (generated per release into voice_sets.py; the newest one's is requirements/voice.txt,
 # which a test checks). None: no set does, so voice has to run in the external worker.
-VOICE_REQUIREMENTS: Final = voice_requirements(HA_VERSION)
+VOICE_REQUIREMENTS: Final = voice_requirements(ha_version)
 # Offline speech (chosen per entry): kept equal to requirements/local.txt by a test.
 # piper-tts is GPL-3.0, installed only for entries that choose it.
 LOCAL_REQUIREMENTS: Final = [
@@ -47,7 +47,8 @@ LOCAL_MODULES: Final = (
 TEXT_REQUIREMENTS: Final = ["openai"]
 TEXT_MODULES: Final = (
     "openai",
-    "openai.resources",
+    # What its first (streamed) chat request imports: openai 3 loads resources on demand.
+    "openai.resources.chat.chat",
     "openai.types.chat",
     f"{__package__}.voice.openai_client",
 )
@@ -116,7 +117,7 @@ class VoiceSupportLoader:
                 # Installed by hand, the packages would have imported: use them if so.
                 return self._unavailable(
                     "no_voice_set",
-                    f"no voice package set installs beside Home Assistant {HA_VERSION} "
+                    f"no voice package set installs beside Home Assistant {ha_version} "
                     f"({err}); run the voice engine in the external worker",
                 )
             if self._hass.config.skip_pip:
@@ -125,9 +126,7 @@ class VoiceSupportLoader:
                 return self._unavailable("import_failed", str(err))
             LOGGER.info("%s packages missing; installing %s", name, ", ".join(requirements))
             try:
-                await async_process_requirements(
-                    self._hass, f"{DOMAIN}.{name}", list(requirements)
-                )
+                await async_process_requirements(self._hass, f"{DOMAIN}.{name}", list(requirements))
                 await self._hass.async_add_executor_job(import_heavy, modules)
             except RequirementsNotFound as err:
                 return self._unavailable("install_failed", str(err))

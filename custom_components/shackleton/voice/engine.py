@@ -447,7 +447,9 @@ class RoomSession:
     def _on_close(self, ev: CloseEvent) -> None:
         self._disarm_watchdog()
         if ev.reason == CloseReason.ERROR and not self._closing:
-            # LiveKit ends a session on one STT failure; the room must not go deaf.
+            # LiveKit closed the session on an error (one `_on_error` did not restart the
+            # room for: with our tolerance, none of the STT/LLM/TTS kinds); the room must
+            # not go deaf.
             self.engine.home.report_error(self.room, "session", str(ev.error), recoverable=True)
             self._turn_failed("session", speak=False)
             self._spawn(self._async_restart(apologise=True))

@@ -17,10 +17,10 @@ from typing import Final
 # Slow to import (seconds, and SSL/ONNX set-up): always in a worker thread.
 # - openai.types.*: what livekit.plugins.openai would otherwise pull in while
 #   registering (measured: 950 ms on the loop without them, 55 ms with).
-# - openai.resources.*.audio/chat, openai.lib.streaming.chat: the client imports them on
-#   the first request (`client.audio`, `client.chat`, the streamed chat completion); since
-#   openai 3 the packages above them import nothing until asked. Once 0.47 s on the loop
-#   in the first turn of every process.
+# - openai.resources.*, openai.lib.streaming.chat: the client imports them on the first
+#   request (`client.audio`, `client.chat`, the streamed chat completion, and the LLM's
+#   prewarm `client.models.list()` at session start); since openai 3 `openai.resources`
+#   itself imports nothing until asked. Once 0.47 s on the loop in the first turn.
 # - anyio's asyncio backend and httpcore2's: httpx2 (under the openai client) loads them
 #   on its first request, the TTS prewarm at session start: 80 ms on the loop.
 # - livekit.rtc.resources: looked up by name when a session starts.
@@ -33,6 +33,7 @@ HEAVY_MODULES: Final = (
     "openai",
     "openai.resources.audio.audio",
     "openai.resources.chat.chat",
+    "openai.resources.models",
     "openai.lib.streaming.chat",
     "openai.types.audio",
     "openai.types.beta.realtime",
