@@ -17,9 +17,7 @@ import homeassistant.components
 def main(listing: str) -> None:
     """Print one requirement a line for the integrations listed in `listing`."""
     root = Path(homeassistant.components.__path__[0])
-    wanted = [
-        line.split("#", 1)[0].strip() for line in Path(listing).read_text().splitlines()
-    ]
+    wanted = [line.split("#", 1)[0].strip() for line in Path(listing).read_text().splitlines()]
     todo = [name for name in wanted if name]
     seen: set[str] = set()
     requirements: set[str] = set()

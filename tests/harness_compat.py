@@ -20,12 +20,12 @@ from homeassistant.helpers import restore_state as rs
 
 if not hasattr(logger, "_clear_logger_overwrites"):
     # Moved to logger.helpers in 2026.11.
-    logger._clear_logger_overwrites = logger_helpers._clear_logger_overwrites  # type: ignore[attr-defined]  # noqa: SLF001
+    logger._clear_logger_overwrites = logger_helpers._clear_logger_overwrites  # type: ignore[attr-defined]
 
 
 def pytest_configure(config: Any) -> None:
     """Fix the harness's restore cache, once its plugin (imported in order) has loaded."""
-    from pytest_homeassistant_custom_component import common  # noqa: PLC0415
+    from pytest_homeassistant_custom_component import common
 
     if hasattr(rs.RestoreStateData, "last_states"):
         return

@@ -116,7 +116,9 @@ async def test_unlock_needs_a_yes_in_a_later_turn(
     assert answer["targets"] == ["Front door"]
     token = answer[TOKEN_ARG]
     # "all" is how Assist's intents say "every matching entity": no way around the yes.
-    every_lock = await _call(hass, loaded_entry, asked, "intent__HassTurnOff", name="all", domain=["lock"])
+    every_lock = await _call(
+        hass, loaded_entry, asked, "intent__HassTurnOff", name="all", domain=["lock"]
+    )
     assert every_lock["confirmation_required"] is True
     assert every_lock["targets"] == ["Front door"]
     confirmed = {"name": "Front door", TOKEN_ARG: token}
@@ -128,9 +130,13 @@ async def test_unlock_needs_a_yes_in_a_later_turn(
     # ...nor forge a token, nor spend it on another action.
     yes = Context()
     with pytest.raises(ConfirmationError, match="unknown or expired"):
-        await _call(hass, loaded_entry, yes, "intent__HassTurnOff", name="Front door", **{TOKEN_ARG: "x"})
+        await _call(
+            hass, loaded_entry, yes, "intent__HassTurnOff", name="Front door", **{TOKEN_ARG: "x"}
+        )
     with pytest.raises(ConfirmationError, match="different action"):
-        await _call(hass, loaded_entry, yes, "intent__HassTurnOn", name="Front door", **{TOKEN_ARG: token})
+        await _call(
+            hass, loaded_entry, yes, "intent__HassTurnOn", name="Front door", **{TOKEN_ARG: token}
+        )
     assert hass.states.get(FRONT_DOOR).state == LockState.LOCKED
 
     # The user said yes: the next turn presents the token, once.
@@ -164,7 +170,9 @@ async def test_voice_path_confirms_across_turns_and_reports_bad_arguments(
     voice_home = HassHome(hass, loaded_entry)
     specs = {spec.name: spec for spec in await voice_home.tools("hall")}
     assert TOKEN_ARG in specs["intent__HassTurnOff"].parameters["properties"]
-    asked = await voice_home.call_tool("hall", "intent__HassTurnOff", {"name": "Front door"}, turn=1)
+    asked = await voice_home.call_tool(
+        "hall", "intent__HassTurnOff", {"name": "Front door"}, turn=1
+    )
     token = asked[TOKEN_ARG]
     with pytest.raises(ToolCallError, match="not answered"):
         await voice_home.call_tool(
@@ -176,7 +184,9 @@ async def test_voice_path_confirms_across_turns_and_reports_bad_arguments(
     assert hass.states.get(FRONT_DOOR).state == LockState.UNLOCKED
 
     with pytest.raises(ToolCallError, match="Invalid arguments for intent__HassTurnOn"):
-        await voice_home.call_tool("hall", "intent__HassTurnOn", {"name": 42, "bogus": True}, turn=3)
+        await voice_home.call_tool(
+            "hall", "intent__HassTurnOn", {"name": 42, "bogus": True}, turn=3
+        )
     with pytest.raises(ToolCallError, match="not found"):
         await voice_home.call_tool("hall", "NoSuchTool", {}, turn=3)
 
@@ -230,7 +240,9 @@ async def test_another_conversation_agent_uses_the_api(
         ChatReply("The kitchen light is on."),
         ChatReply(tool_calls=[("intent__HassTurnOff", {"name": "Front door"})]),
         ChatReply("Should I unlock the front door?"),
-        ChatReply(tool_calls=[("intent__HassTurnOff", with_confirmation_token({"name": "Front door"}))]),
+        ChatReply(
+            tool_calls=[("intent__HassTurnOff", with_confirmation_token({"name": "Front door"}))]
+        ),
         ChatReply("Unlocked."),
     ]
 
@@ -253,5 +265,9 @@ async def test_another_conversation_agent_uses_the_api(
     assert hass.states.get(FRONT_DOOR).state == LockState.UNLOCKED
 
     assert [event.data["outcome"] for event in audit] == ["ok", "confirmation_required", "ok"]
-    assert [event.data["tool"] for event in audit] == ["intent__HassTurnOn", "intent__HassTurnOff", "intent__HassTurnOff"]
+    assert [event.data["tool"] for event in audit] == [
+        "intent__HassTurnOn",
+        "intent__HassTurnOff",
+        "intent__HassTurnOff",
+    ]
     assert await hass.config_entries.async_unload(ollama.entry_id)

@@ -132,7 +132,12 @@ def test_judging_tool_calls() -> None:
     case = prompts.Case(
         "lights off",
         (
-            ({"tool": "intent__HassTurnOff", "args": {"area": "Living Room", "domain": ["light"]}},),
+            (
+                {
+                    "tool": "intent__HassTurnOff",
+                    "args": {"area": "Living Room", "domain": ["light"]},
+                },
+            ),
             ({"tool": "intent__HassTurnOff", "args": {"name": "Ceiling lights"}},),
         ),
     )
@@ -142,7 +147,9 @@ def test_judging_tool_calls() -> None:
     )
     assert prompts.judge(case, [("intent__HassTurnOff", {"name": "Ceiling lights", "floor": "1"})])
     assert not prompts.judge(case, [("intent__HassTurnOn", {"name": "Ceiling lights"})])
-    assert not prompts.judge(case, [("intent__HassTurnOff", {"area": "Kitchen", "domain": ["light"]})])
+    assert not prompts.judge(
+        case, [("intent__HassTurnOff", {"area": "Kitchen", "domain": ["light"]})]
+    )
     assert not prompts.judge(case, [])
     refusal = prompts.Case("pizza", (), refuse=True)
     assert prompts.judge(refusal, [look])
@@ -169,8 +176,8 @@ async def test_the_rehearsal_home_checks_calls_and_acts_on_nothing() -> None:
     context = await home.call_tool("r", "homeassistant__GetLiveContext", {})
     assert "Kitchen light (light, Kitchen)" in context["result"]
     assert [name for name, _ in home.calls] == [
-        "intent__HassTurnOn", "intent__HassTurnOn", "intent__HassTurnOn", "intent__HassTurnOn", "OpenPodBayDoors",
-        "homeassistant__GetLiveContext",
+        "intent__HassTurnOn", "intent__HassTurnOn", "intent__HassTurnOn", "intent__HassTurnOn",
+        "OpenPodBayDoors", "homeassistant__GetLiveContext",
     ]  # fmt: skip
 
 

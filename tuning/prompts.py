@@ -225,7 +225,10 @@ class _Sentences:
         from hassil.intents import Intents, SlotList, TextSlotList
         from home_assistant_intents import get_intents
 
-        self.intents = Intents.from_dict(get_intents("en"))
+        intents = get_intents("en")
+        if intents is None:
+            raise RuntimeError("home-assistant-intents has no English sentences")
+        self.intents = Intents.from_dict(intents)
         self.lists: dict[str, SlotList] = {
             "name": TextSlotList.from_tuples(
                 [(e.name, e.name, {"domain": e.domain}) for e in entities]
@@ -241,9 +244,7 @@ class _Sentences:
         from hassil.recognize import recognize_all
 
         # HA names its tools `<integration>__<intent>` (HA 2026.8+): match on the intent.
-        offered = {
-            tool["function"]["name"].rpartition("__")[2]: tool["function"] for tool in tools
-        }
+        offered = {tool["function"]["name"].rpartition("__")[2]: tool["function"] for tool in tools}
         try:
             results = list(recognize_all(text, self.intents, slot_lists=self.lists))
         except HassilError:  # a template needs a list this home lacks: no match

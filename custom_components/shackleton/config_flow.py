@@ -334,7 +334,9 @@ class ShackletonConfigFlow(ConfigFlow, domain=DOMAIN):
                 fields[probatio.Optional(api_key_key(name))] = _SECRET
             url = self._data.get(base_url_key(name), spec.default_base_url)
             if spec.default_base_url is None:
-                fields[probatio.Required(base_url_key(name), default=url or probatio.UNDEFINED)] = _URL
+                fields[probatio.Required(base_url_key(name), default=url or probatio.UNDEFINED)] = (
+                    _URL
+                )
             else:
                 fields[probatio.Optional(base_url_key(name), default=url)] = _URL
         for stage in stages_in_use(self._data):
@@ -364,9 +366,9 @@ class ShackletonConfigFlow(ConfigFlow, domain=DOMAIN):
         entry = self._get_reauth_entry()
         fields: dict[Any, Any] = {}
         if CONF_LIVEKIT_URL in entry.data:
-            fields[probatio.Required(CONF_LIVEKIT_API_KEY, default=entry.data[CONF_LIVEKIT_API_KEY])] = (
-                _TEXT
-            )
+            fields[
+                probatio.Required(CONF_LIVEKIT_API_KEY, default=entry.data[CONF_LIVEKIT_API_KEY])
+            ] = _TEXT
             fields[probatio.Required(CONF_LIVEKIT_API_SECRET)] = _SECRET
         for name in providers_in_use(entry.data):
             fields[probatio.Optional(api_key_key(name))] = _SECRET

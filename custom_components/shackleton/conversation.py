@@ -14,9 +14,8 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any, Literal, cast
 
-from awesomeversion import AwesomeVersion
 from homeassistant.components import conversation
-from homeassistant.const import MATCH_ALL, __version__ as ha_version
+from homeassistant.const import MATCH_ALL
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import intent, llm
@@ -39,8 +38,6 @@ if TYPE_CHECKING:
 PARALLEL_UPDATES = 0
 # Model calls in one message: enough for "turn off the lights and lock up", not a loop.
 MAX_TOOL_ROUNDS = 8
-HA_AT_LEAST_2025_6 = AwesomeVersion(ha_version) >= AwesomeVersion("2025.6.0")
-HA_AT_LEAST_2025_7 = AwesomeVersion(ha_version) >= AwesomeVersion("2025.7.0")
 REWRITE_PROMPT = (
     "Rewrite the announcement below as you would say it to the people in the home: "
     "in your own voice, keeping every fact, in one or two short spoken sentences. "
@@ -87,9 +84,8 @@ class ShackletonConversationEntity(conversation.ConversationEntity):
 
     _attr_has_entity_name = True
     _attr_name = None
-    if HA_AT_LEAST_2025_6:
-        # The Assist pipeline then starts speaking before the whole answer is written.
-        _attr_supports_streaming = True
+    # The Assist pipeline then starts speaking before the whole answer is written.
+    _attr_supports_streaming = True
 
     def __init__(self, entry: ShackletonConfigEntry) -> None:
         """Serve `entry`."""
@@ -315,20 +311,12 @@ async def _async_provide_llm_data(
     api_id: str,
     prompt: str,
 ) -> None:
-    """Give the chat log Shackleton's API and persona, the way this HA version takes them."""
-    if HA_AT_LEAST_2025_7:  # pragma: no cover - tests run HA 2025.4
-        await chat_log.async_provide_llm_data(  # type: ignore[attr-defined]
-            llm_context=user_input.as_llm_context(DOMAIN),  # type: ignore[attr-defined]
-            user_llm_hass_api=api_id,
-            user_llm_prompt=prompt,
-            user_extra_system_prompt=user_input.extra_system_prompt,
-        )
-        return
-    await chat_log.async_update_llm_data(
-        conversing_domain=DOMAIN,
-        user_input=user_input,
+    """Give the chat log Shackleton's API and persona."""
+    await chat_log.async_provide_llm_data(
+        llm_context=user_input.as_llm_context(DOMAIN),
         user_llm_hass_api=api_id,
         user_llm_prompt=prompt,
+        user_extra_system_prompt=user_input.extra_system_prompt,
     )
 
 

@@ -21,6 +21,7 @@ from typing import Any
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import intent, llm
+from homeassistant.util.json import JsonObjectType
 import probatio
 
 from .calendar_tools import calendar_tools
@@ -71,12 +72,18 @@ def needs_no_confirmation(tool: llm.Tool) -> bool:
     """Return whether a tool never needs a spoken yes: it only reads, or names no entity."""
     return tool.annotations.read_only or is_timer_tool(tool)
 
+
 API_PROMPT = (
     "Some actions (locks, alarms, garage doors...) need the user's spoken yes. When a "
     "tool answers confirmation_required, ask the user to confirm in plain words and stop. "
     "Only if their next message says yes, call the same tool again with the same "
     f"arguments and {TOKEN_ARG}. Never invent a token."
 )
+
+
+def _as_result(result: llm.ToolResult | JsonObjectType) -> llm.ToolResult:
+    """Return a wrapped tool's result as a ToolResult (HA's type allows a bare dict still)."""
+    return result if isinstance(result, llm.ToolResult) else llm.ToolResult(data=result)
 
 
 class ConfirmationError(HomeAssistantError):
@@ -195,7 +202,7 @@ class GuardedTool(llm.Tool):
         arguments = tool_input.tool_args
         sensitive = self._api.sensitive(arguments) if self._guarded else []
         if not sensitive:
-            return await self._inner.async_call(hass, tool_input, llm_context)
+            return _as_result(await self._inner.async_call(hass, tool_input, llm_context))
         context_id = llm_context.context.id if llm_context.context else None
         confirmations = self._api.confirmations
         if not isinstance(token, str):
@@ -210,7 +217,7 @@ class GuardedTool(llm.Tool):
                 }
             )
         confirmations.redeem(token, self.name, arguments, context_id)
-        return await self._inner.async_call(hass, tool_input, llm_context)
+        return _as_result(await self._inner.async_call(hass, tool_input, llm_context))
 
 
 @dataclass(slots=True, kw_only=True)
@@ -295,11 +302,11 @@ class ShackletonAPI(llm.API):
         if not constraints.has_constraints:
             return []
         result = intent.async_match_targets(self.hass, constraints)
-        names = []
-        for state in result.states:
-            if needs_confirmation(confirm, state.domain, state.attributes.get("device_class")):
-                names.append(str(state.name))
-        return names
+        return [
+            str(state.name)
+            for state in result.states
+            if needs_confirmation(confirm, state.domain, state.attributes.get("device_class"))
+        ]
 
     def audit(
         self,

