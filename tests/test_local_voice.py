@@ -133,11 +133,11 @@ async def test_spoken_requests_run_through_assist_offline(
 ) -> None:
     """Lights, a shopping-list item and a timer by voice, with no network at all."""
     turn = await kitchen.say("Turn on the kitchen light.")
-    assert turn["tools"] == ["intent__HassTurnOn"]
+    assert turn["tools"] == ["HassTurnOn"]
     assert turn["agent_text"] == "Turned on the light"
     assert hass.states.get(LIGHT).state == STATE_ON
     turn = await kitchen.say("Turn off the kitchen light.")
-    assert turn["tools"] == ["intent__HassTurnOff"]
+    assert turn["tools"] == ["HassTurnOff"]
     assert hass.states.get(LIGHT).state == STATE_OFF
 
     turn = await kitchen.say("Put eggs on my shopping list.")
@@ -148,7 +148,7 @@ async def test_spoken_requests_run_through_assist_offline(
     assert [item["summary"].lower() for item in items[SHOPPING]["items"]] == ["eggs"]
 
     turn = await kitchen.say("Set a timer for one minute.")
-    assert turn["tools"] == ["intent__HassStartTimer"]
+    assert turn["tools"] == ["HassStartTimer"]
     spoken = len(kitchen.speaker.segments)
     await wait_for(lambda: kitchen.speaker.segments[-1].finished_at is not None, 10)
     async_fire_time_changed(hass, dt_util.utcnow() + timedelta(seconds=61))

@@ -327,7 +327,7 @@ async def test_worker_conversations_and_speech(
         agent_id="conversation.home_assistant",
     )
     assert answer["success"], answer
-    assert answer["result"]["tools"] == ["intent__HassTurnOn"]
+    assert answer["result"]["tools"] == ["HassTurnOn"]  # the intent Assist matched
     assert hass.states.get(LIGHT).state == STATE_ON
 
     missing = await worker.ask("synthesize", engine="tts.nowhere", text="hi", language="en")
