@@ -388,7 +388,7 @@ class ShackletonConfigFlow(ConfigFlow, domain=DOMAIN):
                 if not errors:
                     if self._uid_taken(_uid(merged), entry):
                         return self.async_abort(reason="already_configured")
-                    return self.async_update_reload_and_abort(
+                    return self.async_update_and_abort(  # the update listener reloads
                         entry, unique_id=_uid(merged), data={**merged, **cleaned}
                     )
         return self.async_show_form(
@@ -443,7 +443,7 @@ class ShackletonConfigFlow(ConfigFlow, domain=DOMAIN):
     async def _async_finish(self) -> ConfigFlowResult:
         if self.source == SOURCE_RECONFIGURE:
             entry = self._get_reconfigure_entry()
-            return self.async_update_reload_and_abort(
+            return self.async_update_and_abort(  # the update listener reloads
                 entry, unique_id=_uid(self._data), title=_title(self._data), data=self._data
             )
         options = {**DEFAULT_OPTIONS, CONF_LANGUAGE: self.hass.config.language}
