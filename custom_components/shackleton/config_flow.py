@@ -388,7 +388,8 @@ class ShackletonConfigFlow(ConfigFlow, domain=DOMAIN):
                 if not errors:
                     if self._uid_taken(_uid(merged), entry):
                         return self.async_abort(reason="already_configured")
-                    return self.async_update_and_abort(  # the update listener reloads
+                    # A failed entry has no update listener: reauth reloads it itself.
+                    return self.async_update_reload_and_abort(
                         entry, unique_id=_uid(merged), data={**merged, **cleaned}
                     )
         return self.async_show_form(
