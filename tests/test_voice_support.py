@@ -50,6 +50,19 @@ def test_requirements_match_the_pinned_set(name: str, installed: Sequence[str] |
     assert pins == list(installed)
 
 
+async def _load_without_livekit(
+    hass: HomeAssistant, fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> MockConfigEntry:
+    """Set up an entry in a Home Assistant where livekit-agents cannot be imported."""
+    # A None entry in sys.modules is how Python spells "cannot be imported".
+    monkeypatch.setitem(sys.modules, "livekit.agents", None)
+    entry = MockConfigEntry(domain=DOMAIN, title="Shackleton", data=entry_data(None, fake_openai))
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done(wait_background_tasks=True)
+    return entry
+
+
 async def test_missing_packages_leave_text_working(
     hass: HomeAssistant,
     fake_openai: FakeOpenAI,
@@ -57,12 +70,7 @@ async def test_missing_packages_leave_text_working(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Without livekit-agents the entry loads, voice is unavailable, a repair says why."""
-    # A None entry in sys.modules is how Python spells "cannot be imported".
-    monkeypatch.setitem(sys.modules, "livekit.agents", None)
-    entry = MockConfigEntry(domain=DOMAIN, title="Shackleton", data=entry_data(None, fake_openai))
-    entry.add_to_hass(hass)
-    assert await hass.config_entries.async_setup(entry.entry_id)
-    await hass.async_block_till_done(wait_background_tasks=True)
+    entry = await _load_without_livekit(hass, fake_openai, monkeypatch)
 
     assert entry.state.value == "loaded"
     assert hass.states.get("sensor.shackleton_assistant_state").state == STATE_UNAVAILABLE
@@ -90,7 +98,6 @@ async def test_a_release_without_a_voice_set_points_to_the_worker(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Where no voice set installs beside HA, nothing is installed; a repair names the worker."""
-    monkeypatch.setitem(sys.modules, "livekit.agents", None)
     monkeypatch.setattr("custom_components.shackleton.voice_support.VOICE_REQUIREMENTS", None)
     installs: list[list[str]] = []
 
@@ -103,10 +110,7 @@ async def test_a_release_without_a_voice_set_points_to_the_worker(
     hass.config.skip_pip = False  # it would install if it had a set
     # Not the manifest's requirement: pip would change this very venv.
     hass.config.skip_pip_packages = ["livekit-api"]
-    entry = MockConfigEntry(domain=DOMAIN, title="Shackleton", data=entry_data(None, fake_openai))
-    entry.add_to_hass(hass)
-    assert await hass.config_entries.async_setup(entry.entry_id)
-    await hass.async_block_till_done(wait_background_tasks=True)
+    entry = await _load_without_livekit(hass, fake_openai, monkeypatch)
 
     assert entry.state.value == "loaded"
     assert entry.runtime_data.runtime.voice_error == "no_voice_set"
