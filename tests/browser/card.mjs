@@ -6,11 +6,6 @@ const { HA_URL, HA_USER, HA_PASSWORD, SCREENSHOT } = process.env;
 const started = Date.now();
 const seconds = {};
 const mark = (name) => (seconds[name] = (Date.now() - started) / 1000);
-const deferred = () => {
-  let resolve;
-  const promise = new Promise((done) => (resolve = done));
-  return { promise, resolve };
-};
 
 // Playwright starts it with a fresh, temporary profile.
 const browser = await chromium.launch({
@@ -44,21 +39,14 @@ try {
     (url) => !url.href.startsWith(HA_URL),
     (route) => (result.refused.push(route.request().url()), route.abort()),
   );
-  // Hold HA's app back until the card's module has arrived, so the card runs first. That
-  // order once left the card undefined: HA's app swaps window.customElements for a
-  // scoped-registry polyfill, and a dashboard shows "Custom element doesn't exist".
-  // (Routing also turns the HTTP cache off, so every page load takes this path.)
-  let cardServed = deferred();
-  result.app_held = 0;
-  await context.route(/\/shackleton\/card\/shackleton-card\.js/, async (route) => {
-    await route.fulfill({ response: await route.fetch() });
-    cardServed.resolve();
-  });
-  await context.route(/\/frontend_latest\/app\.[0-9a-f]+\.js$/, async (route) => {
-    await cardServed.promise;
-    cardServed = deferred();
-    await new Promise((resolve) => setTimeout(resolve, 200));
-    result.app_held += 1;
+  // The order of HA's app and the card's module. It once mattered: a card that ran before
+  // HA's app swapped window.customElements for a scoped-registry polyfill left the card
+  // undefined ("Custom element doesn't exist"). HA 2026.11's page loads extra modules only
+  // after that swap (its app calls __haLoadExtraModules), so the card always comes second;
+  // the test records the order the card met.
+  result.load_order = [];
+  await context.route(/\/shackleton\/card\/shackleton-card\.js|\/frontend_latest\/app\.[0-9a-f]+\.js$/, async (route) => {
+    result.load_order.push(route.request().url().includes("shackleton") ? "card" : "app");
     await route.continue();
   });
   page = await context.newPage();
