@@ -1,7 +1,7 @@
 """Print the requirements of Home Assistant integrations, as HA would install them.
 
 Reads the installed HA's manifests: each named integration, and everything it depends on
-(`dependencies`, and `after_dependencies` when they are named too), gives its
+(`dependencies`; an `after_dependencies` one only when it is named too), gives its
 `requirements`. Used by scripts/setup with requirements/components.txt.
 """
 

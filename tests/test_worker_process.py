@@ -32,7 +32,7 @@ from .fakes import ChatReply, FakeOpenAI
 
 REPO = Path(__file__).resolve().parents[1]
 # The voice package as Home Assistant ships it: under this name, the worker runs in
-# coverage's view (pytest-cov follows subprocesses). `shackleton_voice` (the name users
+# coverage's view (coverage follows subprocesses). `shackleton_voice` (the name users
 # run, a link to the same directory) is started by the refusal test.
 WORKER_MODULE = "custom_components.shackleton.voice"
 AUDIO = REPO / "tests" / "fixtures" / "audio"
