@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
@@ -65,6 +66,24 @@ async def test_ask_returns_reply_tool_calls_and_conversation(
     assert follow_up["conversation_id"] == answer["conversation_id"]
     assert follow_up["tool_calls"] == []
     assert fake_openai.chat_requests[2]["messages"][1]["content"] == "Turn on the kitchen light"
+
+
+async def test_overlapping_asks_on_one_conversation_take_turns(
+    hass: HomeAssistant, loaded_entry: MockConfigEntry, fake_openai: FakeOpenAI
+) -> None:
+    """HA refuses a second open turn on a conversation: shackleton.ask queues it instead."""
+    fake_openai.chat_script = [ChatReply("Hi."), ChatReply("First."), ChatReply("Second.")]
+    first = await _call(hass, "ask", text="Hello")
+    conversation_id = first["conversation_id"]
+    fake_openai.delay = 0.3  # each answer takes a while: the two asks overlap
+    one, two = await asyncio.gather(
+        _call(hass, "ask", text="One", conversation_id=conversation_id),
+        _call(hass, "ask", text="Two", conversation_id=conversation_id),
+    )
+    assert (one["response"], two["response"]) == ("First.", "Second.")
+    # The second turn came after the first, in the same conversation.
+    said = [m["content"] for m in fake_openai.chat_requests[2]["messages"][1:]]
+    assert said == ["Hello", "Hi.", "One", "First.", "Two"]
 
 
 async def test_ask_with_a_failing_model_is_an_error_not_a_hang(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 import json
 import sys
@@ -100,6 +101,31 @@ class ShackletonConversationEntity(conversation.ConversationEntity):
         self._client_lock = asyncio.Lock()
         # The tool calls of the last message of each conversation (for shackleton.ask).
         self.answers: dict[str, Answer] = {}
+        # shackleton.ask turns waiting for their conversation: its lock, and how many use it.
+        self._asking: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @asynccontextmanager
+    async def async_queued_turn(self, conversation_id: str | None) -> AsyncIterator[None]:
+        """Wait for the conversation's earlier shackleton.ask turn to end.
+
+        HA refuses a second open turn on one conversation (ConversationBusyError, 2026.11):
+        a script's overlapping asks queue instead. A turn from elsewhere (a voice room, the
+        Assist dialog) still gets HA's "busy" answer, which shackleton.ask reports.
+        """
+        if conversation_id is None:  # a new conversation overlaps nothing
+            yield
+            return
+        lock, users = self._asking.get(conversation_id, (asyncio.Lock(), 0))
+        self._asking[conversation_id] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._asking[conversation_id]
+            if users == 1:
+                del self._asking[conversation_id]
+            else:
+                self._asking[conversation_id] = (lock, users - 1)
 
     @property
     def supported_languages(self) -> list[str] | Literal["*"]:

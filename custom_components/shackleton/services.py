@@ -127,17 +127,19 @@ async def _async_ask(call: ServiceCall) -> ServiceResponse:
     """Ask the assistant in text; answer with its reply, tool calls and conversation id."""
     entry = _entry(call.hass, call)
     agent = _agent(entry)
-    result = await conversation.async_converse(
-        call.hass,
-        text=call.data[ATTR_TEXT],
-        conversation_id=call.data.get(ATTR_CONVERSATION_ID),
-        context=call.context,
-        language=call.data.get(ATTR_LANGUAGE),
-        agent_id=agent.entity_id,
-        extra_system_prompt=call.data.get(ATTR_CONTEXT),
-    )
+    conversation_id = call.data.get(ATTR_CONVERSATION_ID)
+    async with agent.async_queued_turn(conversation_id):
+        result = await conversation.async_converse(
+            call.hass,
+            text=call.data[ATTR_TEXT],
+            conversation_id=conversation_id,
+            context=call.context,
+            language=call.data.get(ATTR_LANGUAGE),
+            agent_id=agent.entity_id,
+            extra_system_prompt=call.data.get(ATTR_CONTEXT),
+        )
+        answer = agent.answers.pop(result.conversation_id or "", None)
     speech = str(result.response.speech.get("plain", {}).get("speech", ""))
-    answer = agent.answers.pop(result.conversation_id or "", None)
     if answer is None or answer.error is not None:
         raise HomeAssistantError(
             translation_domain=DOMAIN,
