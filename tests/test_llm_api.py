@@ -167,6 +167,7 @@ async def test_voice_path_confirms_across_turns_and_reports_bad_arguments(
     hass: HomeAssistant, loaded_entry: MockConfigEntry
 ) -> None:
     """Through the voice engine's Home: turn numbers make the yes; bad arguments are errors."""
+    audit = async_capture_events(hass, EVENT_TOOL_CALL)
     voice_home = HassHome(hass, loaded_entry)
     specs = {spec.name: spec for spec in await voice_home.tools("hall")}
     assert TOKEN_ARG in specs["intent__HassTurnOff"].parameters["properties"]
@@ -182,6 +183,10 @@ async def test_voice_path_confirms_across_turns_and_reports_bad_arguments(
         "hall", "intent__HassTurnOff", {"name": "Front door", TOKEN_ARG: token}, turn=2
     )
     assert hass.states.get(FRONT_DOOR).state == LockState.UNLOCKED
+    # The voice engine's turns are the entry's agent's.
+    agent = loaded_entry.runtime_data.agent
+    assert agent is not None
+    assert {event.data["agent_id"] for event in audit} == {agent.entity_id}
 
     with pytest.raises(ToolCallError, match="Invalid arguments for intent__HassTurnOn"):
         await voice_home.call_tool(
@@ -270,4 +275,5 @@ async def test_another_conversation_agent_uses_the_api(
         "intent__HassTurnOff",
         "intent__HassTurnOff",
     ]
+    assert {event.data["agent_id"] for event in audit} == {agent}  # HA names the caller
     assert await hass.config_entries.async_unload(ollama.entry_id)

@@ -281,7 +281,7 @@ class ShackletonConversationEntity(conversation.ConversationEntity):
             answer.speech = self._apology
             return answer
         llm_context = make_llm_context(
-            self.hass, user_input.language, user_input.device_id, user_input.context
+            self.hass, user_input.language, user_input.device_id, user_input.context, self.entity_id
         )
         api = await self.entry.runtime_data.api.async_get_api_instance(llm_context)
 

@@ -40,22 +40,21 @@ from .voice.home import HomeContext, ToolCallError, ToolSpec, TurnReport
 
 
 def make_llm_context(
-    hass: HomeAssistant, language: str, device_id: str | None, context: Context | None = None
+    hass: HomeAssistant,
+    language: str,
+    device_id: str | None,
+    context: Context | None = None,
+    agent_id: str | None = None,
 ) -> llm.LLMContext:
-    """Build an LLMContext with only the fields this HA version has.
-
-    `user_prompt` is gone from 2025.7 on; passing it there fails.
-    """
-    values: dict[str, Any] = {
-        "platform": DOMAIN,
-        "context": context or Context(),
-        "user_prompt": None,
-        "language": language,
-        "assistant": conversation.DOMAIN,
-        "device_id": device_id,
-    }
-    names = {field.name for field in dataclasses.fields(llm.LLMContext)}
-    return llm.LLMContext(**{k: v for k, v in values.items() if k in names})
+    """Build the LLMContext of a Shackleton turn; `agent_id` is the agent handling it."""
+    return llm.LLMContext(
+        platform=DOMAIN,
+        context=context or Context(),
+        language=language,
+        assistant=conversation.DOMAIN,
+        device_id=device_id,
+        agent_id=agent_id,
+    )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -175,8 +174,13 @@ class HassHome:
 
     async def _api(self, room: str, turn: int | None) -> llm.APIInstance:
         api = self._entry.runtime_data.api
+        agent = self._entry.runtime_data.agent
         llm_context = make_llm_context(
-            self._hass, self._language, self._room_device(room), self._context(room, turn)
+            self._hass,
+            self._language,
+            self._room_device(room),
+            self._context(room, turn),
+            agent.entity_id if agent else None,
         )
         return await api.async_get_room_instance(llm_context, room)
 

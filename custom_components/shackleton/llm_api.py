@@ -333,6 +333,7 @@ class ShackletonAPI(llm.API):
                 "duration_ms": round((time.monotonic() - started) * 1000),
                 "room": room,
                 "user_id": llm_context.context.user_id if llm_context.context else None,
+                "agent_id": llm_context.agent_id,
             },
             context=llm_context.context,
         )
