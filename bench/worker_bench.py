@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+import shutil
 import statistics
 import sys
 import tempfile
@@ -95,7 +96,7 @@ async def external(fake: FakeOpenAI, workdir: Path) -> tuple[list[float], list[f
         assert home.stdout is not None
         while not (await home.stdout.readline()).startswith(b"READY"):
             pass
-        facts = json.loads((workdir / "external" / "facts.json").read_text())
+        facts = json.loads(await asyncio.to_thread((workdir / "external" / "facts.json").read_text))
         worker = VoiceWorker(
             WorkerConfig(
                 ha_url=f"http://127.0.0.1:{port}",
@@ -128,11 +129,15 @@ async def main() -> None:
     results: dict[str, list[float]] = {}
     calls: dict[str, list[float]] = {}
     try:
-        with tempfile.TemporaryDirectory() as tmp:
+        # Made and removed off the loop: in-process, the loop is Home Assistant's.
+        tmp = Path(await asyncio.to_thread(tempfile.mkdtemp))
+        try:
             print(f"in-process, {TURNS} tool turns...", file=sys.stderr)
-            results["in_process"], calls["in_process"] = await in_process(fake, Path(tmp))
+            results["in_process"], calls["in_process"] = await in_process(fake, tmp)
             print(f"external worker, {TURNS} tool turns...", file=sys.stderr)
-            results["external"], calls["external"] = await external(fake, Path(tmp))
+            results["external"], calls["external"] = await external(fake, tmp)
+        finally:
+            await asyncio.to_thread(shutil.rmtree, tmp)
     finally:
         await runner.cleanup()
     figures: dict[str, Any] = {}

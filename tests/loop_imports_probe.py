@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+import importlib
 import json
 from pathlib import Path
 import sys
@@ -29,6 +30,24 @@ LOOP_IMPORTS: list[str] = []
 def _audit(event: str, args: tuple[object, ...]) -> None:
     if event == "import" and _ARMED and threading.current_thread() is threading.main_thread():
         LOOP_IMPORTS.append(str(args[0]))
+
+
+_import_module = importlib.import_module
+
+
+def _guarded_import_module(name: str, package: str | None = None) -> Any:
+    """HA's loop guard's rule: `import_module` on the loop of a name not in sys.modules.
+
+    A lazy package's relative `import_module(".chat", ...)` imports nothing (no audit
+    event) when the module is loaded already, yet HA reports it as a blocking call.
+    """
+    on_loop = _ARMED and threading.current_thread() is threading.main_thread()
+    if on_loop and name not in sys.modules:
+        LOOP_IMPORTS.append(f"import_module({name!r}, {package!r})")
+    return _import_module(name, package)
+
+
+importlib.import_module = _guarded_import_module
 
 
 class QuietHome:

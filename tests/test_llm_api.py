@@ -72,6 +72,13 @@ async def test_registered_with_assist_tools_and_audited(
     names = {tool.name for tool in instance.tools}
     assert {"intent__HassTurnOn", "intent__HassTurnOff", "homeassistant__GetLiveContext"} <= names
     assert "confirmation_token" in instance.api_prompt
+    # Every tool names its integration and title, and says how it behaves.
+    tools = {tool.name: tool for tool in instance.tools}
+    assert all(tool.integration and tool.title for tool in instance.tools)
+    assert tools["intent__HassTurnOff"].annotations.destructive  # a spoken yes guards it
+    assert tools["note_list"].annotations.read_only
+    assert tools["note_list"].integration == "shackleton"
+    assert not tools["note_save"].annotations.destructive
 
     result = await _call(hass, loaded_entry, context, "intent__HassTurnOn", name="Kitchen light")
     assert result["response_type"] == "action_done"

@@ -154,8 +154,8 @@ class GuardedTool(llm.Tool):
         self.parameters = inner.parameters
         self.integration = inner.integration or DOMAIN
         self._guarded = not needs_no_confirmation(inner)
-        # The guard adds a spoken yes in front of sensitive targets: the action behind it
-        # is as destructive as the tool says, and never idempotent while a token is open.
+        # The tool's own: HA's device intents, the ones a spoken yes guards, are marked
+        # destructive by HA (its default), ours by tool_base.
         self.annotations = inner.annotations
         if self._guarded:
             self.parameters = inner.parameters.extend({probatio.Optional(TOKEN_ARG): str})

@@ -63,6 +63,9 @@ def import_heavy(names: tuple[str, ...] = HEAVY_MODULES) -> None:
         for name in names:
             importlib.import_module(name)
         _resolve_lazy_attributes("pydantic")
+        # openai 3's resource packages import their classes on first access too.
+        for name in [n for n in sys.modules if n.startswith("openai.resources.")]:
+            _resolve_lazy_attributes(name)
 
 
 def import_plugins() -> None:
@@ -78,7 +81,9 @@ def _resolve_lazy_attributes(name: str) -> None:
     """Resolve a package's lazily imported names now, off the loop.
 
     pydantic imports its public names on first access (`import_module` inside its
-    `__getattr__`); the plugins touch some of them while registering.
+    `__getattr__`); the plugins touch some of them while registering. openai 3's resource
+    packages do the same (`client.chat` on the first request): HA's loop guard reports
+    the relative `import_module(".chat", ...)` even for a module already loaded.
     """
     module = sys.modules.get(name)
     for attribute in getattr(module, "__all__", ()):
