@@ -11,8 +11,10 @@
 SHACKLETON_CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/shackleton"
 PY_ROOT="$SHACKLETON_CACHE/py314-root"
 # Debian packages of the root: Python, headers and a compiler for the few HA requirements
-# without cp314 wheels, espeak-ng for test speech, libgomp for the speech models' runtimes.
-PY_ROOT_PACKAGES="python3.14,python3.14-venv,python3.14-dev,build-essential,ca-certificates,espeak-ng,sox,libgomp1"
+# without cp314 wheels, espeak-ng and sox for test speech, libgomp for the speech models'
+# runtimes, and what a Home Assistant install has beside Python: ffmpeg (its tts and
+# ffmpeg integrations) and libturbojpeg (its camera integration).
+PY_ROOT_PACKAGES="python3.14,python3.14-venv,python3.14-dev,build-essential,ca-certificates,espeak-ng,sox,libgomp1,ffmpeg,libturbojpeg0"
 PY_ROOT_MIRROR="${SHACKLETON_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 
 # The python3.14 on PATH if it is >= 3.14.2, else nothing.
