@@ -9,6 +9,15 @@
 # (debootstrap, chroot); so does running in it.
 
 SHACKLETON_CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/shackleton"
+# The Home Assistant lane: `newest` (the default, HA 2026.11.0) or `minimum` (HA 2026.10.4,
+# the oldest release supported). Each has its own venv, and its own test set and
+# overrides: requirements/{test,override}.txt, or requirements/minimum/.
+SHACKLETON_LANE="${SHACKLETON_LANE:-newest}"
+case "$SHACKLETON_LANE" in
+  newest) VENV=.venv LANE_REQUIREMENTS=requirements ;;
+  minimum) VENV=.venv-minimum LANE_REQUIREMENTS=requirements/minimum ;;
+  *) echo "SHACKLETON_LANE is newest or minimum, not $SHACKLETON_LANE" >&2; exit 2 ;;
+esac
 PY_ROOT="$SHACKLETON_CACHE/py314-root"
 # Debian packages of the root: Python, headers and a compiler for the few HA requirements
 # without cp314 wheels, espeak-ng and sox for test speech, libgomp for the speech models'

@@ -17,6 +17,7 @@ import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
 
 from custom_components.shackleton import async_remove_config_entry_device
+from custom_components.shackleton.compat import device_by_identifier
 from custom_components.shackleton.const import DOMAIN
 from custom_components.shackleton.room_devices import room_identifier
 from custom_components.shackleton.voice.local_audio import LocalAudioInput, LocalAudioOutput
@@ -273,8 +274,8 @@ async def test_rooms_are_devices_with_entities_and_go_stale(
 
     Unused for 30 days it is removed; a user can delete it only while nobody is in it.
     """
-    device = device_registry.async_get_device_by_identifier(
-        room_identifier(loaded_entry.entry_id, "kitchen"), loaded_entry.entry_id
+    device = device_by_identifier(
+        device_registry, room_identifier(loaded_entry.entry_id, "kitchen"), loaded_entry.entry_id
     )
     assert device is not None
     assert hass.states.get(ROOM_STATE).state == "listening"
@@ -313,11 +314,11 @@ async def test_rooms_survive_a_reload_and_go_with_the_entry(
     assert "hall" in hass_storage[key]["data"]
 
     # The user may delete an empty room's device, never the assistant's own.
-    service = device_registry.async_get_device_by_identifier(
-        (DOMAIN, loaded_entry.entry_id), loaded_entry.entry_id
+    service = device_by_identifier(
+        device_registry, (DOMAIN, loaded_entry.entry_id), loaded_entry.entry_id
     )
-    hall = device_registry.async_get_device_by_identifier(
-        room_identifier(loaded_entry.entry_id, "hall"), loaded_entry.entry_id
+    hall = device_by_identifier(
+        device_registry, room_identifier(loaded_entry.entry_id, "hall"), loaded_entry.entry_id
     )
     assert service is not None
     assert hall is not None

@@ -8,10 +8,13 @@ from homeassistant.helpers import device_registry as dr, entity_registry as er
 from pytest_homeassistant_custom_component.common import MockConfigEntry, mock_restore_cache
 from syrupy.assertion import SnapshotAssertion
 
+from .conftest import on_recorded_release
+
 SWITCH = "switch.shackleton_127_0_0_1_voice_assistant"
 STATE = "sensor.shackleton_127_0_0_1_assistant_state"
 
 
+@on_recorded_release
 async def test_entities(
     hass: HomeAssistant,
     loaded_entry: MockConfigEntry,

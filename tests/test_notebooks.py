@@ -22,7 +22,7 @@ from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 from custom_components.shackleton.const import DEFAULT_OPTIONS
 from custom_components.shackleton.home_bridge import HassHome
 
-from .conftest import setup_front_door
+from .conftest import on_recorded_release, setup_front_door
 
 ROOT = Path(__file__).parent.parent
 NOTEBOOKS = ROOT / "notebooks"
@@ -74,6 +74,7 @@ def _texts(notebook: dict[str, Any]) -> list[str]:
 
 
 @pytest.mark.usefixtures("kitchen_light")
+@on_recorded_release
 async def test_tool_snapshot_matches_home_assistant(
     hass: HomeAssistant, loaded_entry: MockConfigEntry
 ) -> None:

@@ -19,6 +19,7 @@ from pytest_homeassistant_custom_component.common import (
     async_fire_time_changed,
 )
 
+from custom_components.shackleton.compat import device_by_identifier
 from custom_components.shackleton.const import DOMAIN, EVENT_ERROR, EVENT_REMINDER, EVENT_TURN
 from custom_components.shackleton.llm_api import API_PROMPT
 from custom_components.shackleton.voice.local_audio import (
@@ -357,8 +358,8 @@ async def test_timer_uses_home_assistant_timers_and_rings_in_its_room(
     await room.reply(1)
     tools = fake_openai.chat_requests[0]["tools"]
     assert "intent__HassStartTimer" in {tool["function"]["name"] for tool in tools}
-    kitchen = device_registry.async_get_device_by_identifier(
-        (DOMAIN, f"{loaded_entry.entry_id}_room_kitchen"), loaded_entry.entry_id
+    kitchen = device_by_identifier(
+        device_registry, (DOMAIN, f"{loaded_entry.entry_id}_room_kitchen"), loaded_entry.entry_id
     )
     assert kitchen is not None
     assert kitchen.via_device_id is not None

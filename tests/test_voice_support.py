@@ -35,8 +35,18 @@ from .fakes import FakeLiveKit, FakeOpenAI
 REPO = Path(__file__).parent.parent
 
 
+# The minimum lane's HA (2026.10) has no voice set: its tests run the worker's packages.
+needs_voice_set = pytest.mark.skipif(
+    VOICE_REQUIREMENTS is None, reason=f"no voice set installs beside HA {ha_version}"
+)
+
+
 @pytest.mark.parametrize(
-    ("name", "installed"), [("voice", VOICE_REQUIREMENTS), ("local", LOCAL_REQUIREMENTS)]
+    ("name", "installed"),
+    [
+        pytest.param("voice", VOICE_REQUIREMENTS, marks=needs_voice_set),
+        ("local", LOCAL_REQUIREMENTS),
+    ],
 )
 def test_requirements_match_the_pinned_set(name: str, installed: Sequence[str] | None) -> None:
     """The runtime installs use exactly the pins of requirements/voice.txt and local.txt.
@@ -80,7 +90,8 @@ async def test_missing_packages_leave_text_working(
     assert "livekit.agents" in issue.translation_placeholders["error"]
     runtime = entry.runtime_data.runtime
     assert runtime.voice_available is False
-    assert runtime.voice_error == "import_failed"
+    # Where HA has no voice set, nothing is installed and the repair says so.
+    assert runtime.voice_error == ("import_failed" if VOICE_REQUIREMENTS else "no_voice_set")
     manager = entry.runtime_data.voice
     assert manager is not None
     with pytest.raises(RuntimeError):
@@ -269,6 +280,7 @@ def _home_assistant_pins() -> dict[str, str]:
     return pins
 
 
+@needs_voice_set
 def test_text_requirement_follows_home_assistants_pin() -> None:
     """The text agent asks for the OpenAI SDK unpinned: HA's constraints pick the version.
 
@@ -285,6 +297,7 @@ def test_text_requirement_follows_home_assistants_pin() -> None:
         assert version(name) == pins[name]
 
 
+@needs_voice_set
 def test_voice_set_installs_beside_home_assistant() -> None:
     """The voice set is what runs here, and HA's pins satisfy what its plugins require.
 

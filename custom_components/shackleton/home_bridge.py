@@ -20,7 +20,7 @@ from homeassistant.helpers import issue_registry as ir, llm
 from homeassistant.util import dt as dt_util
 import probatio
 
-from . import phrases
+from . import compat, phrases
 from .const import (
     ASSISTANT_STATES,
     CONF_LANGUAGE,
@@ -47,7 +47,7 @@ def make_llm_context(
     agent_id: str | None = None,
 ) -> llm.LLMContext:
     """Build the LLMContext of a Shackleton turn; `agent_id` is the agent handling it."""
-    return llm.LLMContext(
+    return compat.llm_context(
         platform=DOMAIN,
         context=context or Context(),
         language=language,

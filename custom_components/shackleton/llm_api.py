@@ -25,6 +25,7 @@ from homeassistant.util.json import JsonObjectType
 import probatio
 
 from .calendar_tools import calendar_tools
+from .compat import context_agent_id
 from .const import (
     CONF_CONFIRM_DOMAINS,
     CONF_TOOL_GROUPS,
@@ -333,7 +334,7 @@ class ShackletonAPI(llm.API):
                 "duration_ms": round((time.monotonic() - started) * 1000),
                 "room": room,
                 "user_id": llm_context.context.user_id if llm_context.context else None,
-                "agent_id": llm_context.agent_id,
+                "agent_id": context_agent_id(llm_context),
             },
             context=llm_context.context,
         )

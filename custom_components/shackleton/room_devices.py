@@ -13,6 +13,7 @@ from homeassistant.helpers.event import async_track_time_interval
 from homeassistant.helpers.storage import Store
 from homeassistant.util import dt as dt_util
 
+from .compat import device_by_identifier
 from .const import DOMAIN, LOGGER
 from .models import ShackletonConfigEntry
 
@@ -90,9 +91,7 @@ class RoomDevices:
             return self.async_served(room)
         registry = dr.async_get(self._hass)
         # The entry's service device (made by its entities) is the room's hub.
-        hub = registry.async_get_device_by_identifier(
-            (DOMAIN, self._entry.entry_id), self._entry.entry_id
-        )
+        hub = device_by_identifier(registry, (DOMAIN, self._entry.entry_id), self._entry.entry_id)
         device = registry.async_get_or_create(
             config_entry_id=self._entry.entry_id,
             identifiers={room_identifier(self._entry.entry_id, room)},
@@ -125,8 +124,8 @@ class RoomDevices:
         if not remove_device:
             return True
         registry = dr.async_get(self._hass)
-        device = registry.async_get_device_by_identifier(
-            room_identifier(self._entry.entry_id, room), self._entry.entry_id
+        device = device_by_identifier(
+            registry, room_identifier(self._entry.entry_id, room), self._entry.entry_id
         )
         if device is not None:
             registry.async_remove_device(device.id)
