@@ -101,8 +101,10 @@ async def test_card_in_a_real_browser(home: HomeAssistantProcess, tmp_path: Path
     # The README's timings: `scripts/browser -s` shows them.
     print(f"card.mjs seconds from opening the page: {result.get('seconds')}")  # noqa: T201
 
-    # HA's app first, then the card, on every page load (routing turns the HTTP cache off).
-    assert result["load_order"][:2] == ["app", "card"]
+    # HA's app before the card (the login page may load the app once more before it).
+    order = result["load_order"]
+    assert "card" in order
+    assert "app" in order[: order.index("card")]
     assert result["rendered"] is True
     assert result["title"] == "Shackleton · kitchen"
     assert result["editor_config"] == {
