@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import functools
 import io
 import json
+import re
 import socket
 import time
 from typing import Any
@@ -119,15 +120,42 @@ def with_confirmation_token(arguments: dict[str, Any]) -> ToolArguments:
     return confirmed
 
 
+# The faults a provider shows at the network boundary (see FakeOpenAI). "refused" is a
+# closed port, so no server serves it; the rest are served by FakeOpenAI.
+FAULTS: tuple[str, ...] = (
+    "refused",  # nothing listens
+    "hang",  # accepts, never sends headers
+    "stall",  # headers (and the start of the body), then nothing
+    "drip",  # the body at one byte a second
+    "cut",  # half the body, then the connection drops
+    "401",
+    "429",  # with Retry-After: FakeOpenAI.retry_after
+    "500",
+    "503",
+    "sse_error",  # an error event in the middle of the stream
+    "bad_json",  # a body (or an SSE data line) that is not JSON
+    "bad_sse",  # a line that is not SSE, then an event of the wrong shape
+    "empty",  # a well-formed answer with nothing in it
+    "bad_tool_args",  # a tool call whose arguments are not JSON
+)
+STATUS_FAULTS = {"401": 401, "429": 429, "500": 500, "503": 503}
+# Mark a request's text with "[fault:<name>]" and the chat endpoint answers with the fault.
+FAULT_MARK = re.compile(r"\[fault:([a-z0-9_]+)\]")
+
+
+def fault_path(stage: str, fault: str) -> str:
+    """Return the path prefix under which `stage` ("chat", "stt", "tts", "models") fails."""
+    return f"/fault/{stage}/{fault}"
+
+
 @dataclass
 class ChatReply:
-    """One scripted chat completion: text, tool calls, or a fault."""
+    """One scripted chat completion: text, tool calls, or a fault (one of FAULTS)."""
 
     text: str = ""
     # Arguments, or a function of the request's messages that returns them (a model
     # repeating what an earlier tool result told it, such as a confirmation token).
     tool_calls: list[tuple[str, ToolArguments]] = field(default_factory=list)
-    # None, "500", "hang" (never answers), "cut" (stream stops mid-way), "garbage"
     fault: str | None = None
 
 
@@ -142,9 +170,20 @@ def pcm_tone(seconds: float, rate: int = 24000, freq: float = 220.0) -> bytes:
     return samples.astype("<i2").tobytes()
 
 
+def _sse(event: dict[str, Any]) -> bytes:
+    return f"data: {json.dumps(event)}\n\n".encode()
+
+
 @dataclass
 class FakeOpenAI:
-    """An OpenAI-compatible API under /v1, with scripted answers and injected faults."""
+    """An OpenAI-compatible API under /v1, with scripted answers and injected faults.
+
+    Faults come three ways: per stage for the whole server (`stt_fault`, `tts_fault`),
+    per scripted chat reply (`ChatReply.fault`), or per request: under
+    `fault_path(stage, fault)` + "/v1" one stage fails and the others answer (a base URL
+    per fault, so many faults run at once), and a chat message carrying "[fault:<name>]"
+    is answered with that fault. A fault named in `healed` is served normally again.
+    """
 
     api_keys: set[str] = field(default_factory=lambda: {"sk-test"})
     models: list[str] = field(
@@ -178,6 +217,12 @@ class FakeOpenAI:
     tts_inputs: list[str] = field(default_factory=list)
     # Extra latency per request, per endpoint ("chat", "stt", "tts").
     latency: dict[str, float] = field(default_factory=dict)
+    # The Retry-After header of a 429, in seconds.
+    retry_after: str = "1"
+    # Faults served normally again (the provider recovered).
+    healed: set[str] = field(default_factory=set)
+    # Each faulted request: (stage, fault), in order.
+    faulted: list[tuple[str, str]] = field(default_factory=list)
     # "hang" faults wait on this; teardown sets it so no handler outlives the test.
     released: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -186,35 +231,105 @@ class FakeOpenAI:
         """Return the OpenAI-style base URL."""
         return f"{self.url}/v1"
 
+    def fault_url(self, stage: str, fault: str) -> str:
+        """Return a base URL under which `stage` fails with `fault` (and the rest answer)."""
+        if fault == "refused":
+            return f"{closed_port_url()}/v1"
+        return f"{self.url}{fault_path(stage, fault)}/v1"
+
     def app(self) -> web.Application:
         """Return the aiohttp application."""
         app = web.Application()
-        app.router.add_get("/v1/models", self._models)
-        app.router.add_post("/v1/chat/completions", self._chat)
-        app.router.add_post("/v1/audio/transcriptions", self._transcriptions)
-        app.router.add_post("/v1/audio/speech", self._speech)
+        for prefix in ("", "/fault/{stage}/{fault}"):
+            app.router.add_get(f"{prefix}/v1/models", self._models)
+            app.router.add_post(f"{prefix}/v1/chat/completions", self._chat)
+            app.router.add_post(f"{prefix}/v1/audio/transcriptions", self._transcriptions)
+            app.router.add_post(f"{prefix}/v1/audio/speech", self._speech)
         return app
+
+    def _fault(self, request: web.Request, stage: str, fallback: str | None) -> str | None:
+        """Return the fault this request is served with, and note it."""
+        fault = fallback
+        if request.match_info.get("stage") == stage:
+            fault = request.match_info["fault"]
+        if fault is None or fault in self.healed:
+            return None
+        self.faulted.append((stage, fault))
+        return fault
 
     def _authorized(self, request: web.Request) -> bool:
         if not self.api_keys:
             return True
         return request.headers.get("Authorization", "").removeprefix("Bearer ") in self.api_keys
 
-    async def _models(self, request: web.Request) -> web.Response:
+    async def _fail_early(self, fault: str | None) -> web.Response | None:
+        """Answer a status fault, or hang before the headers; None to go on."""
+        if fault == "hang":
+            await self.released.wait()
+            return web.Response(status=504)
+        if (status := STATUS_FAULTS.get(fault or "")) is None:
+            return None
+        headers = {"Retry-After": self.retry_after} if status == 429 else {}
+        body = {"error": {"message": f"injected {status}", "type": "injected", "code": None}}
+        return web.json_response(body, status=status, headers=headers)
+
+    async def _send(
+        self,
+        request: web.Request,
+        chunks: list[bytes],
+        fault: str | None,
+        headers: dict[str, str],
+    ) -> web.StreamResponse:
+        """Send a body in chunks, stalling, dripping or cutting it as the fault says."""
+        response = web.StreamResponse(headers=headers)
+        await response.prepare(request)
+        if fault == "stall":
+            if len(chunks) > 1:
+                await response.write(chunks[0])
+            await self.released.wait()
+            return response
+        if fault == "drip":
+            for byte in b"".join(chunks):
+                if self.released.is_set():
+                    return response
+                await response.write(bytes([byte]))
+                await asyncio.sleep(1)
+        elif fault == "cut":
+            body = b"".join(chunks[: max(1, len(chunks) // 2)])
+            await response.write(body if len(chunks) > 1 else body[: len(body) // 2])
+            # Drop the connection mid-body, like a crashed server or a lost network.
+            assert request.transport is not None
+            request.transport.close()
+            return response
+        else:
+            for chunk in chunks:
+                await response.write(chunk)
+        await response.write_eof()
+        return response
+
+    async def _models(self, request: web.Request) -> web.StreamResponse:
         self.requests.append({"path": request.path, "auth": "Authorization" in request.headers})
+        fault = self._fault(request, "models", None)
         if self.delay:
             await asyncio.sleep(self.delay)
         if self.fail_status is not None:
             return web.json_response({"error": {"message": "injected"}}, status=self.fail_status)
+        if (early := await self._fail_early(fault)) is not None:
+            return early
         if not self._authorized(request):
             return web.json_response({"error": {"message": "bad key"}}, status=401)
         if self.not_json:
             return web.Response(text="<html>not an API</html>", content_type="text/html")
         if self.bad_shape:
             return web.json_response({"object": "list"})
-        return web.json_response(
-            {"object": "list", "data": [{"id": m, "object": "model"} for m in self.models]}
-        )
+        listing = {"object": "list", "data": [{"id": m, "object": "model"} for m in self.models]}
+        body = json.dumps(listing).encode()
+        if fault in ("bad_json", "bad_sse"):
+            body = b'{"object": "list", "data": [{"id": '
+        elif fault == "empty":
+            body = b""
+        json_type = {"Content-Type": "application/json"}
+        return await self._send(request, [body[:20], body[20:]], fault, json_type)
 
     async def _gate(self, request: web.Request, endpoint: str) -> web.Response | None:
         """Apply latency and auth; return an error response, or None to go on."""
@@ -230,97 +345,109 @@ class FakeOpenAI:
         if (refused := await self._gate(request, "chat")) is not None:
             return refused
         reply = self.chat_script.pop(0) if self.chat_script else ChatReply(self.default_reply)
-        if reply.fault == "500":
-            return web.json_response({"error": {"message": "injected"}}, status=500)
-        if reply.fault == "hang":
-            await self.released.wait()
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await response.prepare(request)
+        # A marked message is answered with its fault (not the answers after its tools).
+        last = body["messages"][-1] if body["messages"] else {}
+        marked = FAULT_MARK.search(str(last.get("content"))) if last.get("role") == "user" else None
+        fault = self._fault(request, "chat", marked.group(1) if marked else reply.fault)
+        if (early := await self._fail_early(fault)) is not None:
+            return early
         created = int(time.time())
 
-        async def send(delta: dict[str, Any], finish: str | None = None) -> None:
-            chunk = {
-                "id": "chatcmpl-fake",
-                "object": "chat.completion.chunk",
-                "created": created,
-                "model": body.get("model", "fake"),
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-            }
-            await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
+        def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+            return _sse(
+                {
+                    "id": "chatcmpl-fake",
+                    "object": "chat.completion.chunk",
+                    "created": created,
+                    "model": body.get("model", "fake"),
+                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+                }
+            )
 
-        await send({"role": "assistant", "content": ""})
-        if reply.fault == "garbage":
-            await response.write(b"data: {not json\n\n")
-        words = reply.text.split(" ") if reply.text else []
-        for i, word in enumerate(words):
-            await send({"content": word if i == 0 else " " + word})
-            if reply.fault == "cut" and i == len(words) // 2:
-                # Drop the connection mid-stream, like a crashed server.
-                assert request.transport is not None
-                request.transport.close()
-                return response
-        for index, (name, arguments) in enumerate(reply.tool_calls):
+        events = [chunk({"role": "assistant", "content": ""})]
+        words = reply.text.split(" ") if reply.text and fault != "empty" else []
+        calls = list(reply.tool_calls)
+        if fault == "bad_tool_args":
+            calls = [("intent__HassTurnOn", {})]
+        events += [chunk({"content": w if i == 0 else " " + w}) for i, w in enumerate(words)]
+        # Stream faults strike half-way through the words (or before any tool call).
+        middle = 1 + len(words) // 2
+        if fault == "sse_error":
+            error = {"message": "injected", "type": "server_error", "code": None}
+            events.insert(middle, _sse({"error": error}))
+        elif fault == "bad_json":
+            events.insert(middle, b"data: {not json\n\n")
+        elif fault == "bad_sse":
+            events.insert(middle, b'this is not an SSE line\ndata: {"choices": "none"}\n\n')
+        for index, (name, arguments) in enumerate(calls):
+            raw = json.dumps(_resolve(arguments, body))
             call = {
                 "index": index,
                 "id": f"call_{len(self.chat_requests)}_{index}",
                 "type": "function",
-                "function": {"name": name, "arguments": json.dumps(_resolve(arguments, body))},
+                "function": {
+                    "name": name,
+                    # Broken: cut inside a string, as a truncated model output would be.
+                    "arguments": '{"name": "Kitch' if fault == "bad_tool_args" else raw,
+                },
             }
-            await send({"tool_calls": [call]})
-        await send({}, "tool_calls" if reply.tool_calls else "stop")
+            events.append(chunk({"tool_calls": [call]}))
+        events.append(chunk({}, "tool_calls" if calls else "stop"))
         usage = {"prompt_tokens": 50, "completion_tokens": max(1, len(words)), "total_tokens": 51}
         final = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": created,
                  "model": body.get("model", "fake"), "choices": [], "usage": usage}  # fmt: skip
-        await response.write(f"data: {json.dumps(final)}\n\ndata: [DONE]\n\n".encode())
-        await response.write_eof()
-        return response
+        events.append(_sse(final) + b"data: [DONE]\n\n")
+        return await self._send(request, events, fault, {"Content-Type": "text/event-stream"})
 
-    async def _transcriptions(self, request: web.Request) -> web.Response:
+    async def _transcriptions(self, request: web.Request) -> web.StreamResponse:
         form = await request.post()
         if (refused := await self._gate(request, "stt")) is not None:
             return refused
+        fault = self._fault(request, "stt", self.stt_fault)
         upload = form["file"]
         assert isinstance(upload, web.FileField)
         with wave.open(io.BytesIO(upload.file.read())) as wav:
             self.stt_audio_seconds.append(wav.getnframes() / wav.getframerate())
-        if self.stt_fault == "500":
-            return web.json_response({"error": {"message": "injected"}}, status=500)
-        if self.stt_fault == "hang":
-            await self.released.wait()
+        if (early := await self._fail_early(fault)) is not None:
+            return early
         text = self.transcripts.pop(0) if self.transcripts else self.default_transcript
-        return web.json_response({"text": text})
+        body = json.dumps({"text": "" if fault == "empty" else text}).encode()
+        if fault in ("bad_json", "bad_sse", "sse_error"):
+            body = b"{not json"
+        json_type = {"Content-Type": "application/json"}
+        return await self._send(request, [body[:8], body[8:]], fault, json_type)
 
     async def _speech(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
         if (refused := await self._gate(request, "tts")) is not None:
             return refused
+        fault = self._fault(request, "tts", self.tts_fault)
         self.tts_inputs.append(body["input"])
-        if self.tts_fault == "500":
-            return web.json_response({"error": {"message": "injected"}}, status=500)
-        if self.tts_fault == "hang":
-            await self.released.wait()
-        audio = pcm_tone(max(0.2, len(body["input"]) * self.tts_seconds_per_char))
-        sse = body.get("stream_format") == "sse"
-        response = web.StreamResponse(
-            headers={
-                "Content-Type": "text/event-stream" if sse else "audio/pcm",
-                "x-request-id": f"req_tts_{len(self.tts_inputs)}",
-            }
+        if (early := await self._fail_early(fault)) is not None:
+            return early
+        audio = (
+            b""
+            if fault == "empty"
+            else pcm_tone(max(0.2, len(body["input"]) * self.tts_seconds_per_char))
         )
-        await response.prepare(request)
+        sse = body.get("stream_format") == "sse"
         step = 4800  # 100 ms at 24 kHz, 16-bit
-        for start in range(0, len(audio), step):
-            chunk = audio[start : start + step]
-            if sse:
-                event = {"type": "speech.audio.delta", "audio": base64.b64encode(chunk).decode()}
-                await response.write(f"data: {json.dumps(event)}\n\n".encode())
-            else:
-                await response.write(chunk)
+        chunks = [audio[start : start + step] for start in range(0, len(audio), step)]
         if sse:
-            done = {"type": "speech.audio.done", "usage": {"input_tokens": 5, "output_tokens": 9}}
-            await response.write(f"data: {json.dumps(done)}\n\n".encode())
-        await response.write_eof()
-        return response
+            chunks = [
+                _sse({"type": "speech.audio.delta", "audio": base64.b64encode(c).decode()})
+                for c in chunks
+            ]
+            chunks.append(
+                _sse(
+                    {"type": "speech.audio.done", "usage": {"input_tokens": 5, "output_tokens": 9}}
+                )
+            )
+        headers = {
+            "Content-Type": "text/event-stream" if sse else "audio/pcm",
+            "x-request-id": f"req_tts_{len(self.tts_inputs)}",
+        }
+        return await self._send(request, chunks, fault, headers)
 
 
 @dataclass

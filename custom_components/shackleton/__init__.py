@@ -33,6 +33,7 @@ from .reminders import ReminderStore
 from .repairs import async_clear_all, async_clear_issue, async_raise_issue
 from .room_devices import RoomDevices
 from .services import async_setup_services
+from .storage import async_remove_store
 from .voice.settings import LiveKitServer
 from .voice_manager import VoiceManager, queue_store, turn_taking_from_options
 from .worker_api import async_register_worker_api
@@ -166,7 +167,7 @@ async def async_remove_entry(hass: HomeAssistant, entry: ShackletonConfigEntry) 
     await NoteStore(hass, entry.entry_id, async_get_embedder(hass)).async_remove()
     await ReminderStore(hass, entry.entry_id, lambda room, text: False).async_remove()
     await RoomDevices(hass, entry, lambda room: False).async_remove_store()
-    await queue_store(hass, entry.entry_id).async_remove()
+    await async_remove_store(queue_store(hass, entry.entry_id))
 
 
 async def async_remove_config_entry_device(

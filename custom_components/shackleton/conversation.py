@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 import json
 import sys
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal
 
 from homeassistant.components import conversation
 from homeassistant.const import MATCH_ALL
@@ -28,6 +28,7 @@ from .entity import service_device_info
 from .home_bridge import async_ask_agent, make_llm_context
 from .llm_api import tool_schemas
 from .models import ShackletonConfigEntry
+from .provider_faults import ProviderFault, classify
 from .voice.home import ToolCallError
 from .voice.settings import Limits, persona
 from .voice_manager import provider_settings, settings_from_entry
@@ -39,6 +40,8 @@ if TYPE_CHECKING:
 PARALLEL_UPDATES = 0
 # Model calls in one message: enough for "turn off the lights and lock up", not a loop.
 MAX_TOOL_ROUNDS = 8
+# The argument a tool call gets when the model's arguments were not JSON.
+UNREADABLE_ARGUMENTS = "unreadable_arguments"
 REWRITE_PROMPT = (
     "Rewrite the announcement below as you would say it to the people in the home: "
     "in your own voice, keeping every fact, in one or two short spoken sentences. "
@@ -68,7 +71,7 @@ class Answer:
     conversation_id: str
     continue_conversation: bool = False
     tool_calls: list[ToolCallRecord] = field(default_factory=list)
-    error: str | None = None
+    error: HomeAssistantError | None = None
 
 
 async def async_setup_entry(
@@ -99,22 +102,36 @@ class ShackletonConversationEntity(conversation.ConversationEntity):
         self._limits = Limits()
         self._client: openai.AsyncClient | None = None
         self._client_lock = asyncio.Lock()
-        # The tool calls of the last message of each conversation (for shackleton.ask).
+        # The answers shackleton.ask waits for, by conversation: kept only for the
+        # contexts in `_awaiting` (an Assist dialog's turns leave nothing behind).
         self.answers: dict[str, Answer] = {}
+        self._awaiting: set[str] = set()
         # shackleton.ask turns waiting for their conversation: its lock, and how many use it.
         self._asking: dict[str, tuple[asyncio.Lock, int]] = {}
 
     @asynccontextmanager
-    async def async_queued_turn(self, conversation_id: str | None) -> AsyncIterator[None]:
+    async def async_queued_turn(
+        self, conversation_id: str | None, context_id: str
+    ) -> AsyncIterator[None]:
         """Wait for the conversation's earlier shackleton.ask turn to end.
 
         HA refuses a second open turn on one conversation (ConversationBusyError, 2026.11):
         a script's overlapping asks queue instead. A turn from elsewhere (a voice room, the
-        Assist dialog) still gets HA's "busy" answer, which shackleton.ask reports.
+        Assist dialog) still gets HA's "busy" answer, which shackleton.ask reports. The
+        turn's answer is kept in `answers` for the caller (`context_id` says which turn).
         """
-        if conversation_id is None:  # a new conversation overlaps nothing
-            yield
-            return
+        self._awaiting.add(context_id)
+        try:
+            if conversation_id is None:  # a new conversation overlaps nothing
+                yield
+            else:
+                async with self._queue(conversation_id):
+                    yield
+        finally:
+            self._awaiting.discard(context_id)
+
+    @asynccontextmanager
+    async def _queue(self, conversation_id: str) -> AsyncIterator[None]:
         lock, users = self._asking.get(conversation_id, (asyncio.Lock(), 0))
         self._asking[conversation_id] = (lock, users + 1)
         try:
@@ -140,7 +157,8 @@ class ShackletonConversationEntity(conversation.ConversationEntity):
             answer = await self._async_delegate(user_input, chat_log.conversation_id)
         else:
             answer = await self._async_answer(user_input, chat_log)
-        self.answers[answer.conversation_id] = answer
+        if user_input.context.id in self._awaiting:
+            self.answers[answer.conversation_id] = answer
         response = intent.IntentResponse(language=user_input.language)
         if answer.error is not None:
             response.async_set_error(intent.IntentResponseErrorCode.UNKNOWN, answer.speech)
@@ -165,7 +183,7 @@ class ShackletonConversationEntity(conversation.ConversationEntity):
                 chat_log, user_input, self.entry.runtime_data.api.id, self._persona
             )
         except conversation.ConverseError as err:
-            answer.error = str(err)
+            answer.error = err
             answer.speech = self._apology
             return answer
         try:
@@ -182,16 +200,20 @@ class ShackletonConversationEntity(conversation.ConversationEntity):
                     _record(answer, content)
                 if not chat_log.unresponded_tool_results:
                     break
-        except (HomeAssistantError, TimeoutError, _openai_errors()) as err:
-            LOGGER.warning("%s: the language model failed: %r", self.entry.title, err)
-            # Our own errors are translated; a provider's could quote the request.
-            answer.error = (
-                str(err) if isinstance(err, HomeAssistantError) else type(err).__name__
-            ) or "error"
+        except HomeAssistantError as err:
+            # Translated words, and the cause's type: a provider's own text could quote
+            # the request.
+            cause = type(err.__cause__).__name__ if err.__cause__ else "-"
+            LOGGER.warning("%s: the language model failed: %s (%s)", self.entry.title, err, cause)
+            answer.error = err
             answer.speech = self._apology
             return answer
         last = chat_log.content[-1]
         answer.speech = (last.content or "") if last.role == "assistant" else ""
+        if not answer.speech.strip() and not answer.tool_calls:
+            LOGGER.warning("%s: the language model answered with nothing", self.entry.title)
+            answer.error = ProviderFault("empty")
+            answer.speech = self._apology
         answer.continue_conversation = chat_log.continue_conversation
         return answer
 
@@ -205,37 +227,59 @@ class ShackletonConversationEntity(conversation.ConversationEntity):
         """Ask the model; yield HA's deltas. The whole reply is bounded by the deadline.
 
         The deadline covers the model only (not the tools it calls): a hung or failing
-        provider costs the user a few seconds, then an apology.
+        provider costs the user a few seconds, then an apology. Whatever fails on the
+        way, the SDK's errors or the stream's own, is raised as a `ProviderFault`.
         """
-        deadline = asyncio.get_running_loop().time() + self._limits.turn_deadline
-        async with asyncio.timeout_at(deadline):
-            chunks = await client.chat.completions.create(
-                model=self._provider.model,
-                messages=messages,  # type: ignore[arg-type]
-                stream=True,
-                tools=tools or sys.modules["openai"].NOT_GIVEN,
-            )
+        limits = self._limits
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + limits.turn_deadline
+        host = str(client.base_url.host)
+
+        def fault(err: BaseException) -> ProviderFault:
+            return classify(err, host=host, seconds=limits.turn_deadline)
+
+        for attempt in range(limits.max_retry + 1):
+            try:
+                async with asyncio.timeout_at(deadline):
+                    stream: Any = await client.chat.completions.create(
+                        model=self._provider.model,
+                        messages=messages,  # type: ignore[arg-type]
+                        stream=True,
+                        tools=tools or sys.modules["openai"].NOT_GIVEN,
+                    )
+                break
+            except Exception as err:  # every way a request fails is a fault
+                problem = fault(err)
+                # One more try if it may help and fits the turn: the provider's own
+                # Retry-After is honoured, never a storm; otherwise fail at once.
+                wait = limits.retry_interval if problem.retry_after is None else problem.retry_after
+                if (
+                    attempt == limits.max_retry
+                    or not problem.retryable
+                    or loop.time() + wait >= deadline
+                ):
+                    raise problem from err
+                LOGGER.debug("%s: retrying in %.2f s after %r", self.entry.title, wait, err)
+                await asyncio.sleep(wait)
         yield {"role": "assistant"}
         calls: dict[int, dict[str, str]] = {}
-        iterator = aiter(cast(Any, chunks))
-        while True:
-            async with asyncio.timeout_at(deadline):
+        chunks = aiter(stream)
+        try:
+            while True:
                 try:
-                    chunk = await anext(iterator)
+                    async with asyncio.timeout_at(deadline):
+                        chunk = await anext(chunks)
+                    content = _read_chunk(chunk, calls)
                 except StopAsyncIteration:
                     break
-            if not chunk.choices:
-                continue
-            delta = chunk.choices[0].delta
-            if delta.content:
-                yield {"content": delta.content}
-            for call in delta.tool_calls or ():
-                known = calls.setdefault(call.index, {"id": "", "name": "", "arguments": ""})
-                if call.id:
-                    known["id"] = call.id
-                if call.function is not None:
-                    known["name"] += call.function.name or ""
-                    known["arguments"] += call.function.arguments or ""
+                except Exception as err:  # mid-stream, what fails is not the SDK's own
+                    raise fault(err) from err
+                if content:
+                    yield {"content": content}
+        finally:
+            # Give the connection back at once, also when the turn ends early.
+            with suppress(Exception):
+                await stream.close()
         if calls:
             yield {
                 "tool_calls": [
@@ -265,8 +309,8 @@ class ShackletonConversationEntity(conversation.ConversationEntity):
                 self._client = make_client(
                     self._provider,
                     self._limits,
+                    # `_stream` retries itself, within the turn's deadline.
                     get_async_client(self.hass),
-                    max_retries=self._limits.max_retry,
                 )
             return self._client
 
@@ -277,7 +321,9 @@ class ShackletonConversationEntity(conversation.ConversationEntity):
         agent_id = self._provider.model
         answer = Answer(speech="", conversation_id=conversation_id)
         if agent_id in (self.entity_id, self.entry.entry_id):
-            answer.error = "loop"
+            answer.error = HomeAssistantError(
+                translation_domain=DOMAIN, translation_key="agent_loop"
+            )
             answer.speech = self._apology
             return answer
         llm_context = make_llm_context(
@@ -304,7 +350,7 @@ class ShackletonConversationEntity(conversation.ConversationEntity):
                 run_tool=run_tool,
             )
         except ToolCallError as err:
-            answer.error = str(err)
+            answer.error = HomeAssistantError(str(err))
             answer.speech = self._apology
             return answer
         answer.speech = said.speech
@@ -325,7 +371,7 @@ class ShackletonConversationEntity(conversation.ConversationEntity):
             parts = [
                 delta.get("content") or "" async for delta in self._stream(client, messages, [])
             ]
-        except (HomeAssistantError, TimeoutError, _openai_errors()) as err:
+        except HomeAssistantError as err:
             LOGGER.warning("%s: could not rephrase an announcement: %s", self.entry.title, err)
             return None
         return "".join(parts).strip() or None
@@ -389,20 +435,30 @@ def _record(
         answer.tool_calls.append(ToolCallRecord(call.tool_name, call.tool_args, call_id=call.id))
 
 
+def _read_chunk(chunk: Any, calls: dict[int, dict[str, str]]) -> str:
+    """Return a streamed chunk's text; gather the pieces of its tool calls into `calls`."""
+    if not chunk.choices:
+        return ""
+    delta = chunk.choices[0].delta
+    for call in delta.tool_calls or ():
+        known = calls.setdefault(call.index, {"id": "", "name": "", "arguments": ""})
+        if call.id:
+            known["id"] = call.id
+        if call.function is not None:
+            known["name"] += call.function.name or ""
+            known["arguments"] += call.function.arguments or ""
+    return str(delta.content or "")
+
+
 def _arguments(raw: str) -> dict[str, Any]:
-    """Return a tool call's arguments; malformed JSON becomes none (the tool says which)."""
+    """Return a tool call's arguments.
+
+    Arguments that are not a JSON object are passed on under a name no tool accepts,
+    so the tool refuses the call and the model hears why; the tool never runs on a
+    guess (empty arguments could mean "every light").
+    """
     try:
         value = json.loads(raw or "{}")
     except json.JSONDecodeError:
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
-def _openai_errors() -> type[Exception]:
-    """Return the OpenAI SDK's base error, once the SDK is loaded (never import it here)."""
-    module = sys.modules.get("openai")
-    return module.OpenAIError if module is not None else _NeverRaised
-
-
-class _NeverRaised(Exception):
-    """Stands in for the SDK's errors before the SDK is loaded."""
+        value = None
+    return value if isinstance(value, dict) else {UNREADABLE_ARGUMENTS: raw[:200]}

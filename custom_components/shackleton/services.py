@@ -128,7 +128,7 @@ async def _async_ask(call: ServiceCall) -> ServiceResponse:
     entry = _entry(call.hass, call)
     agent = _agent(entry)
     conversation_id = call.data.get(ATTR_CONVERSATION_ID)
-    async with agent.async_queued_turn(conversation_id):
+    async with agent.async_queued_turn(conversation_id, call.context.id):
         result = await conversation.async_converse(
             call.hass,
             text=call.data[ATTR_TEXT],
@@ -141,11 +141,12 @@ async def _async_ask(call: ServiceCall) -> ServiceResponse:
         answer = agent.answers.pop(result.conversation_id or "", None)
     speech = str(result.response.speech.get("plain", {}).get("speech", ""))
     if answer is None or answer.error is not None:
+        error = answer.error if answer else None
         raise HomeAssistantError(
             translation_domain=DOMAIN,
             translation_key="ask_failed",
-            translation_placeholders={"error": (answer.error if answer else None) or speech},
-        )
+            translation_placeholders={"error": str(error) if error else speech},
+        ) from error
     response: dict[str, Any] = {
         "response": speech,
         "conversation_id": result.conversation_id,

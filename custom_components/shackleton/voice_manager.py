@@ -8,7 +8,7 @@ import dataclasses
 from functools import partial
 import sys
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import aiohttp
 from homeassistant.components import conversation, persistent_notification
@@ -57,6 +57,7 @@ from .const import (
 from .home_bridge import HassHome
 from .models import ShackletonConfigEntry, ShackletonRuntime
 from .repairs import async_clear_issue, async_raise_issue
+from .storage import Kind, async_load_checked, check, checked
 from .voice.settings import ProviderKind, ProviderSettings, TurnTaking, VoiceSettings
 from .voice_support import async_get_loader
 from .worker_api import WorkerHub, agent_name, worker_settings
@@ -70,6 +71,24 @@ if TYPE_CHECKING:
 def queue_store(hass: HomeAssistant, entry_id: str) -> Store[list[dict[str, Any]]]:
     """Return the store of an entry's queued announcements."""
     return Store(hass, 1, f"{DOMAIN}.{entry_id}.announcements")
+
+
+# The fields of a queued announcement as saved; "expires" is wall-clock time.
+QUEUE_FIELDS: Final[dict[str, Kind]] = {
+    "text": str,
+    "chime": bool,
+    "priority": str,
+    "room": str | None,
+    "id": str,
+    "expires": float,
+}
+
+
+def _parse_queue(data: Any) -> list[dict[str, Any]]:
+    items = check(data, list, "data")
+    return [
+        checked(item, QUEUE_FIELDS, f"announcements[{index}]") for index, item in enumerate(items)
+    ]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -317,7 +336,9 @@ class VoiceManager:
 
     async def async_load_queue(self) -> None:
         """Take back the announcements queued before a restart (unexpired ones)."""
-        stored = await self._queue_store.async_load() or []
+        stored = (
+            await async_load_checked(self._queue_store, _parse_queue, "queued announcements") or []
+        )
         wall, mono = time.time(), time.monotonic()
         self._queue = [
             Announcement(
