@@ -6,7 +6,7 @@ import asyncio
 import base64
 from collections.abc import Callable
 import contextlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 import functools
 import io
 import json
@@ -486,6 +486,10 @@ class FakeRealtime:
     sent: list[dict[str, Any]] = field(default_factory=list)
     audio_seconds: float = 0.0
     session: dict[str, Any] = field(default_factory=dict)
+    # One of FAULTS: statuses and "hang" strike the handshake (every connection); the
+    # rest strike each response. Cleared, the model answers again.
+    fault: str | None = None
+    released: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def base_url(self) -> str:
@@ -499,6 +503,14 @@ class FakeRealtime:
         return app
 
     async def _connect(self, request: web.Request) -> web.StreamResponse:
+        if self.fault == "hang":
+            await self.released.wait()
+            return web.Response(status=504)
+        if (status := STATUS_FAULTS.get(self.fault or "")) is not None:
+            self.rejected += 1
+            headers = {"Retry-After": "1"} if status == 429 else {}
+            body = {"error": {"message": f"injected {status}", "type": "injected"}}
+            return web.json_response(body, status=status, headers=headers)
         key = request.headers.get("Authorization", "").removeprefix("Bearer ")
         if key not in self.api_keys:
             # Refused before the upgrade, as OpenAI does: the handshake fails with 401.
@@ -528,6 +540,7 @@ class _RealtimeConversation:
         self.speech_start_ms = 0.0
         self.silence_ms = 0.0
         self.after_tool: RealtimeTurn | None = None
+        self.broke_arguments = False
 
     def new_id(self, kind: str) -> str:
         self.counter += 1
@@ -582,6 +595,7 @@ class _RealtimeConversation:
     async def user_turn(self, item_id: str) -> None:
         """Commit the speech as a user item with its transcript, then answer it."""
         self.speech_item = None
+        self.broke_arguments = False
         end_ms = int(self.position_ms - self.silence_ms)
         await self.send("input_audio_buffer.speech_stopped", audio_end_ms=end_ms, item_id=item_id)
         previous = self.items[-1] if self.items else None
@@ -616,6 +630,14 @@ class _RealtimeConversation:
                 return
             if turn.tool_call is not None:
                 self.after_tool = turn
+        fault = self.fake.fault
+        if fault == "sse_error":
+            error = {"type": "server_error", "message": "injected", "code": None}
+            await self.send("error", error=error)
+            return
+        if fault in ("bad_json", "bad_sse"):
+            await self.ws.send_str("{not json" if fault == "bad_json" else '{"type": 5}')
+            return
         response_id = self.new_id("resp")
         response = {
             "id": response_id,
@@ -627,16 +649,29 @@ class _RealtimeConversation:
         }
         await self.send("response.created", response=response)
         where = {"response_id": response_id, "output_index": 0}
+        usage = {"input_tokens": 40, "output_tokens": 20, "total_tokens": 60}
+        if fault == "empty":
+            done = response | {"status": "completed", "output": [], "usage": usage}
+            await self.send("response.done", response=done)
+            return
+        if fault == "bad_tool_args" and not self.broke_arguments and turn.tool_call is None:
+            # Once per user turn: the answer after the tool's error is spoken.
+            self.broke_arguments = True
+            self.after_tool = turn
+            turn = replace(turn, tool_call=("intent__HassTurnOn", {}))
         if self.after_tool is not None:
             assert turn.tool_call is not None
-            item = await self.call_tool(where, *turn.tool_call)
+            item = await self.call_tool(where, *turn.tool_call, broken=fault == "bad_tool_args")
         else:
-            item = await self.speak(where, turn.reply)
-        usage = {"input_tokens": 40, "output_tokens": 20, "total_tokens": 60}
+            item = await self.speak(where, turn.reply, fault)
+            if item is None:
+                return
         done = response | {"status": "completed", "output": [item], "usage": usage}
         await self.send("response.done", response=done)
 
-    async def call_tool(self, where: dict[str, Any], name: str, arguments: Any) -> dict[str, Any]:
+    async def call_tool(
+        self, where: dict[str, Any], name: str, arguments: Any, *, broken: bool = False
+    ) -> dict[str, Any]:
         item_id, call_id = self.new_id("item"), self.new_id("call")
         item = {
             "id": item_id,
@@ -649,7 +684,8 @@ class _RealtimeConversation:
         }
         await self.send("response.output_item.added", item=item, **where)
         await self.add_item(item)
-        item |= {"arguments": json.dumps(arguments), "status": "completed"}
+        raw = '{"name": "Kitch' if broken else json.dumps(arguments)
+        item |= {"arguments": raw, "status": "completed"}
         await self.send(
             "response.function_call_arguments.done",
             item_id=item_id,
@@ -661,7 +697,10 @@ class _RealtimeConversation:
         await self.send("response.output_item.done", item=item, **where)
         return item
 
-    async def speak(self, where: dict[str, Any], text: str) -> dict[str, Any]:
+    async def speak(
+        self, where: dict[str, Any], text: str, fault: str | None = None
+    ) -> dict[str, Any] | None:
+        """Say `text`; None when the fault ("stall", "cut") stopped it half-way."""
         item_id = self.new_id("item")
         item = {
             "id": item_id,
@@ -682,6 +721,12 @@ class _RealtimeConversation:
         for start in range(0, len(audio), 4800):  # 100 ms chunks
             delta = base64.b64encode(audio[start : start + 4800]).decode()
             await self.send("response.output_audio.delta", delta=delta, **part)
+            if start >= len(audio) // 2 and fault == "stall":
+                await self.fake.released.wait()
+                return None
+            if start >= len(audio) // 2 and fault == "cut":
+                await self.ws.close()  # the connection drops mid-answer
+                return None
         await self.send("response.output_audio.done", **part)
         await self.send("response.output_audio_transcript.done", transcript=text, **part)
         done_part = {"type": "audio", "transcript": text}

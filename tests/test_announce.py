@@ -259,7 +259,7 @@ async def test_invalid_targets_are_translated_validation_errors(
     with pytest.raises(probatio.Invalid):
         await _call(hass, "announce", message="Hi", priority="urgent")
     with pytest.raises(probatio.Invalid):
-        await _call(hass, "ask", text="")
+        await _call(hass, "ask")  # no text at all
 
 
 async def test_rooms_are_devices_with_entities_and_go_stale(

@@ -369,6 +369,8 @@ class CaseResult:
     seconds: float
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    # Why the provider gave no answer (a fault), or "" when it answered.
+    error: str = ""
 
     def row(self) -> dict[str, Any]:
         """Return the result as a table row."""
@@ -380,8 +382,8 @@ class CaseResult:
             "say": self.say,
             "expected": self.expected,
             "called": called or "(nothing)",
-            "reply": self.reply,
-            "correct": "yes" if self.correct else "NO",
+            "reply": self.reply or self.error,
+            "correct": "yes" if self.correct else ("NO" if not self.error else "error"),
             "seconds": round(self.seconds, 2),
             "tokens": self.prompt_tokens + self.completion_tokens,
         }
@@ -491,19 +493,23 @@ async def run_suite(
                 # The model reports each request's usage (the provider's own count).
                 model.on("metrics_collected", count)
                 started = time.perf_counter()
-                run: Any = await room.session.run(user_input=case.say)
+                events, errors = await _run_case(
+                    room.session, case.say, 2 * settings.limits.turn_deadline
+                )
                 seconds = time.perf_counter() - started
                 replies = [
                     event.item.text_content or ""
-                    for event in run.events
+                    for event in events
                     if isinstance(event, ChatMessageEvent) and event.item.role == "assistant"
                 ]
                 calls = [
-                    (event.item.name, json.loads(event.item.arguments or "{}"))
-                    for event in run.events
+                    (event.item.name, _arguments(event.item.arguments))
+                    for event in events
                     if isinstance(event, FunctionCallEvent)
                 ]
                 model.off("metrics_collected", count)
+                if not replies and not calls and not errors:
+                    errors.append("the model answered with nothing")
                 results.append(
                     CaseResult(
                         candidate.label,
@@ -516,6 +522,7 @@ async def run_suite(
                         seconds,
                         usage["prompt"],
                         usage["completion"],
+                        "; ".join(dict.fromkeys(errors)),
                     )  # fmt: skip
                 )
         finally:
@@ -525,6 +532,40 @@ async def run_suite(
             )
             await engine.aclose()
     return results
+
+
+async def _run_case(session: Any, say: str, bound: float) -> tuple[list[Any], list[str]]:
+    """Return a case's events and its provider's errors.
+
+    A failing candidate costs the case, never the suite: the case is bounded like a turn
+    (with its retry), and what failed is its result.
+    """
+    errors: list[str] = []
+
+    def failed(event: Any) -> None:
+        if not getattr(event.error, "recoverable", True):
+            errors.append(str(getattr(event.error, "error", event.error)))
+
+    session.on("error", failed)
+    events: list[Any] = []
+    try:
+        async with asyncio.timeout(bound):
+            run: Any = await session.run(user_input=say)
+        events = run.events
+    except Exception as err:  # noqa: BLE001 - any fault of the candidate's provider
+        errors.append(f"{type(err).__name__}: {err}" if str(err) else repr(err))
+    finally:
+        session.off("error", failed)
+    return events, errors
+
+
+def _arguments(raw: str | None) -> dict[str, Any]:
+    """Return a tool call's arguments; what is not a JSON object is shown as it came."""
+    try:
+        value = json.loads(raw or "{}")
+    except json.JSONDecodeError:
+        value = None
+    return value if isinstance(value, dict) else {"unreadable_arguments": raw}
 
 
 def summarise(results: list[CaseResult]) -> list[dict[str, Any]]:
@@ -542,6 +583,7 @@ def summarise(results: list[CaseResult]) -> list[dict[str, Any]]:
             "tool-call accuracy": f"{sum(r.correct for r in acting)}/{len(acting)}",
             "refusals right": f"{sum(r.correct for r in refusing)}/{len(refusing)}",
             "all right": f"{sum(r.correct for r in mine)}/{len(mine)}",
+            "provider errors": sum(bool(r.error) for r in mine),
             "latency p50 (s)": round(float(np.quantile(seconds, 0.5)), 3),
             "latency p95 (s)": round(float(np.quantile(seconds, 0.95)), 3),
             "tokens per case": round(

@@ -83,6 +83,9 @@ CONF_DASHBOARD_ROOMS: Final = "dashboard_rooms"
 CONF_CARD_TOKEN_MINUTES: Final = "card_token_minutes"  # noqa: S105 - a key name
 CONF_LIVEKIT_BROWSER_URL: Final = "livekit_browser_url"
 CARD_TOKEN_MAX_MINUTES: Final = 10
+# The longest text Shackleton sends a language model in one message (a request, a page of
+# context); anything longer is refused before any provider is asked.
+MAX_TEXT_LENGTH: Final = 8000
 # Per HA user: this many card tokens in any window of this many seconds.
 CARD_TOKEN_RATE: Final = 6
 CARD_TOKEN_RATE_WINDOW: Final = 60.0

@@ -23,7 +23,14 @@ from homeassistant.helpers import intent, llm
 from homeassistant.helpers.entity_platform import AddEntitiesCallback
 from homeassistant.helpers.httpx_client import get_async_client
 
-from .const import CONF_TOOL_GROUPS, DEFAULT_OPTIONS, DOMAIN, LOGGER, STAGE_LLM
+from .const import (
+    CONF_TOOL_GROUPS,
+    DEFAULT_OPTIONS,
+    DOMAIN,
+    LOGGER,
+    MAX_TEXT_LENGTH,
+    STAGE_LLM,
+)
 from .entity import service_device_info
 from .home_bridge import async_ask_agent, make_llm_context
 from .llm_api import tool_schemas
@@ -153,7 +160,10 @@ class ShackletonConversationEntity(conversation.ConversationEntity):
         self, user_input: conversation.ConversationInput, chat_log: conversation.ChatLog
     ) -> conversation.ConversationResult:
         """Answer one message, calling tools as the model asks."""
-        if self._provider.kind == "home_assistant":
+        if (refused := _refused(user_input.text)) is not None:
+            # Said as the answer: a blank or oversized message never reaches a model.
+            answer = Answer(str(refused), chat_log.conversation_id, error=refused)
+        elif self._provider.kind == "home_assistant":
             answer = await self._async_delegate(user_input, chat_log.conversation_id)
         else:
             answer = await self._async_answer(user_input, chat_log)
@@ -390,6 +400,19 @@ async def _async_provide_llm_data(
         user_llm_prompt=prompt,
         user_extra_system_prompt=user_input.extra_system_prompt,
     )
+
+
+def _refused(text: str) -> HomeAssistantError | None:
+    """Return why a message is not sent to a model (blank, or too long), or None."""
+    if not text.strip():
+        return HomeAssistantError(translation_domain=DOMAIN, translation_key="text_empty")
+    if len(text) > MAX_TEXT_LENGTH:
+        return HomeAssistantError(
+            translation_domain=DOMAIN,
+            translation_key="text_too_long",
+            translation_placeholders={"length": str(len(text)), "limit": str(MAX_TEXT_LENGTH)},
+        )
+    return None
 
 
 def _messages(chat_log: conversation.ChatLog) -> list[dict[str, Any]]:

@@ -23,6 +23,7 @@ from .const import (
     CONF_ANNOUNCE_QUEUE_MINUTES,
     DEFAULT_OPTIONS,
     DOMAIN,
+    MAX_TEXT_LENGTH,
     NOBODY_POLICIES,
     PRIORITY_HIGH,
     PRIORITY_NORMAL,
@@ -32,6 +33,8 @@ from .models import ShackletonConfigEntry
 from .voice.settings import ROOM_NAME
 from .voice_manager import Announcement
 
+# What is said aloud: an announcement, or the first words of a conversation.
+MAX_SPOKEN_LENGTH = 1000
 ATTR_CONFIG_ENTRY_ID = "config_entry_id"
 ATTR_ROOM = "room"
 SERVICE_START_SESSION = "start_session"
@@ -87,8 +90,23 @@ def _room(call: ServiceCall) -> str:
 def _valid_room(name: str) -> str:
     room = name.strip()
     if not ROOM_NAME.fullmatch(room):
-        raise _error("invalid_room", room=room)
+        raise _error("invalid_room", room=_quoted(room))
     return room
+
+
+def _quoted(value: str, limit: int = 64) -> str:
+    """Return user input fit to quote in an error: a long one is cut, with an ellipsis."""
+    return value if len(value) <= limit else f"{value[: limit - 1]}…"
+
+
+def _text(call: ServiceCall, field: str, limit: int = MAX_TEXT_LENGTH) -> str:
+    """Return a text field, refusing one that is blank or too long (before any model)."""
+    text = str(call.data.get(field) or "").strip()
+    if not text:
+        raise _error("text_empty")
+    if len(text) > limit:
+        raise _error("text_too_long", length=str(len(text)), limit=str(limit))
+    return text
 
 
 def _known_room(entry: ShackletonConfigEntry, name: str) -> str:
@@ -115,7 +133,7 @@ def _agent(entry: ShackletonConfigEntry) -> ShackletonConversationEntity:
 ASK_SCHEMA = probatio.Schema(
     {
         probatio.Optional(ATTR_CONFIG_ENTRY_ID): cv.string,
-        probatio.Required(ATTR_TEXT): probatio.All(cv.string, probatio.Length(min=1)),
+        probatio.Required(ATTR_TEXT): cv.string,
         probatio.Optional(ATTR_CONVERSATION_ID): cv.string,
         probatio.Optional(ATTR_CONTEXT): cv.string,
         probatio.Optional(ATTR_LANGUAGE): cv.string,
@@ -125,13 +143,16 @@ ASK_SCHEMA = probatio.Schema(
 
 async def _async_ask(call: ServiceCall) -> ServiceResponse:
     """Ask the assistant in text; answer with its reply, tool calls and conversation id."""
+    text = _text(call, ATTR_TEXT)
+    if ATTR_CONTEXT in call.data:
+        _text(call, ATTR_CONTEXT)
     entry = _entry(call.hass, call)
     agent = _agent(entry)
     conversation_id = call.data.get(ATTR_CONVERSATION_ID)
     async with agent.async_queued_turn(conversation_id, call.context.id):
         result = await conversation.async_converse(
             call.hass,
-            text=call.data[ATTR_TEXT],
+            text=text,
             conversation_id=conversation_id,
             context=call.context,
             language=call.data.get(ATTR_LANGUAGE),
@@ -159,7 +180,7 @@ async def _async_ask(call: ServiceCall) -> ServiceResponse:
 ANNOUNCE_SCHEMA = probatio.Schema(
     {
         probatio.Optional(ATTR_CONFIG_ENTRY_ID): cv.string,
-        probatio.Required(ATTR_MESSAGE): probatio.All(cv.string, probatio.Length(min=1, max=1000)),
+        probatio.Required(ATTR_MESSAGE): cv.string,
         probatio.Optional(ATTR_ROOMS): probatio.All(cv.ensure_list, [cv.string]),
         probatio.Optional(ATTR_REPHRASE, default=False): cv.boolean,
         probatio.Optional(ATTR_CHIME, default=False): cv.boolean,
@@ -174,9 +195,10 @@ ANNOUNCE_SCHEMA = probatio.Schema(
 )
 
 
-async def _async_message(entry: ShackletonConfigEntry, call: ServiceCall) -> tuple[str, bool]:
+async def _async_message(
+    entry: ShackletonConfigEntry, call: ServiceCall, message: str
+) -> tuple[str, bool]:
     """Return the words to say, rephrased by the persona when asked (and when it can)."""
-    message = str(call.data[ATTR_MESSAGE]).strip()
     if not call.data.get(ATTR_REPHRASE):
         return message, False
     agent = _agent(entry)
@@ -186,12 +208,13 @@ async def _async_message(entry: ShackletonConfigEntry, call: ServiceCall) -> tup
 
 async def _async_announce(call: ServiceCall) -> ServiceResponse:
     """Speak into rooms; say per room whether it was spoken, queued, notified or dropped."""
+    message = _text(call, ATTR_MESSAGE, MAX_SPOKEN_LENGTH)
     entry = _entry(call.hass, call)
     rooms = [_known_room(entry, room) for room in call.data.get(ATTR_ROOMS, [])]
     options = {**DEFAULT_OPTIONS, **entry.options}
     policy = call.data.get(ATTR_NOBODY) or str(options[CONF_ANNOUNCE_NOBODY])
     minutes = call.data.get(ATTR_QUEUE_MINUTES) or float(options[CONF_ANNOUNCE_QUEUE_MINUTES])
-    text, rephrased = await _async_message(entry, call)
+    text, rephrased = await _async_message(entry, call, message)
     announcement = Announcement(
         text=text,
         chime=call.data[ATTR_CHIME],
@@ -207,7 +230,7 @@ START_CONVERSATION_SCHEMA = probatio.Schema(
     {
         probatio.Optional(ATTR_CONFIG_ENTRY_ID): cv.string,
         probatio.Required(ATTR_ROOM): cv.string,
-        probatio.Required(ATTR_MESSAGE): probatio.All(cv.string, probatio.Length(min=1, max=1000)),
+        probatio.Required(ATTR_MESSAGE): cv.string,
         probatio.Optional(ATTR_CONTEXT): cv.string,
         probatio.Optional(ATTR_REPHRASE, default=False): cv.boolean,
     }
@@ -216,9 +239,10 @@ START_CONVERSATION_SCHEMA = probatio.Schema(
 
 async def _async_start_conversation(call: ServiceCall) -> ServiceResponse:
     """Speak first in a room, then listen for the answer."""
+    message = _text(call, ATTR_MESSAGE, MAX_SPOKEN_LENGTH)
     entry = _entry(call.hass, call)
     room = _known_room(entry, call.data[ATTR_ROOM])
-    text, rephrased = await _async_message(entry, call)
+    text, rephrased = await _async_message(entry, call, message)
     if not await entry.runtime_data.voice.async_start_conversation(
         room, text, call.data.get(ATTR_CONTEXT)
     ):

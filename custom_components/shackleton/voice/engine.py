@@ -33,12 +33,20 @@ from .agent_llm import ConversationAgentLLM
 from .client import INTERRUPT_RPC, TOOL_TOPIC, tool_summary
 from .home import Home, HomeContext, ToolCallError, ToolSpec, TurnReport
 from .local_audio import read_wav
-from .providers import Models, build_models, connect_options, realtime_turn_detection
+from .providers import (
+    AnswerLost,
+    Models,
+    build_models,
+    connect_options,
+    realtime_turn_detection,
+)
 from .settings import Backoff, TurnTaking, VoiceSettings, persona
 from .shared_vad import SharedVAD
 
 _LOGGER = logging.getLogger(__name__)
 RESTART_BACKOFF = Backoff(initial=1.0, maximum=60.0)
+# The conversation items a room remembers (about ten exchanges with their tool calls).
+HISTORY_ITEMS = 40
 APOLOGY_WAV = Path(__file__).parent / "assets" / "apology_en.wav"
 CHIME_RATE = 24000
 
@@ -168,10 +176,18 @@ class ShackletonAgent(Agent):
     async def on_user_turn_completed(
         self, turn_ctx: llm.ChatContext, new_message: llm.ChatMessage
     ) -> None:
-        """Skip the LLM while the circuit breaker is open; apologise at once instead."""
+        """Skip the LLM while the circuit breaker is open; apologise at once instead.
+
+        A room's conversation never ends, so its history is kept to the last
+        HISTORY_ITEMS items: a day of turns must not grow every prompt (and the bill).
+        """
         if self._room_session.breaker.is_open():
             self._room_session.refuse_turn()
             raise StopResponse
+        realtime = self._room_session.engine.settings.mode == "realtime"
+        if len(self.chat_ctx.items) > HISTORY_ITEMS and not realtime:
+            await self.update_chat_ctx(self.chat_ctx.copy().truncate(max_items=HISTORY_ITEMS))
+            turn_ctx.truncate(max_items=HISTORY_ITEMS)
 
     async def llm_node(
         self, chat_ctx: llm.ChatContext, tools: list[Any], model_settings: Any
@@ -348,8 +364,22 @@ class RoomSession:
         if ev.new_state == "thinking":
             self._turn_failed_reported = False
             self._arm_watchdog()
-        else:
-            self._disarm_watchdog()
+            return
+        self._disarm_watchdog()
+        if (
+            ev.old_state == "thinking"
+            and ev.new_state == "listening"
+            and self._pending is not None
+            and not self._answered
+            and not self._apologising
+            and not any(turn == self.turn for turn, _name in self.tools_called)
+            # Not a barge-in: talking over a thinking agent also ends its thinking.
+            and self.session is not None
+            and self.session.user_state != "speaking"
+        ):
+            # The model answered with nothing (no words, no tool): the user would hear
+            # silence, as if unheard. It is a failed turn like any other.
+            self._turn_failed("llm_empty")
 
     def _on_user_state(self, ev: UserStateChangedEvent) -> None:
         if ev.new_state == "listening":
@@ -426,6 +456,10 @@ class RoomSession:
         message = str(getattr(error, "error", error))
         self.engine.home.report_error(self.room, source, message, recoverable=recoverable)
         if recoverable:
+            if isinstance(getattr(error, "error", None), AnswerLost):
+                # The realtime connection dropped mid-answer (providers._StallGuard);
+                # LiveKit reconnects, and what was not said is lost: apologise for it.
+                self._turn_failed(source)
             return
         if self.engine.settings.mode == "realtime" and not self._closing:
             # The realtime connection is gone for good, and LiveKit 1.5.16's own close
@@ -472,7 +506,8 @@ class RoomSession:
             # Back off while it keeps failing (a revoked key must not spin); a good turn
             # resets the count.
             self._restart_failures += 1
-            await asyncio.sleep(RESTART_BACKOFF.delay(self._restart_failures))
+            if self._restart_failures > 1:  # the first restart is at once
+                await asyncio.sleep(RESTART_BACKOFF.delay(self._restart_failures - 1))
             if self._closing:
                 return
             self._apologising = False

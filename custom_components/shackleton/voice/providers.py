@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+import time
+from typing import Any, cast
 
 import aiohttp
-from livekit.agents import APIConnectOptions, llm, stt, tts
+from livekit.agents import (
+    DEFAULT_API_CONNECT_OPTIONS,
+    APIConnectionError,
+    APIConnectOptions,
+    APITimeoutError,
+    llm,
+    stt,
+    tts,
+)
+from livekit.agents.types import NOT_GIVEN, NotGivenOr
+from livekit.agents.utils import AudioBuffer
 from livekit.plugins import groq, openai
+from livekit.plugins.openai import tts as openai_tts
 import openai as openai_sdk
 from openai.types.realtime import AudioTranscription
 from openai.types.realtime.realtime_audio_input_turn_detection import ServerVad
@@ -100,7 +113,8 @@ def build_models(
         if settings.realtime is None:
             raise ValueError("realtime mode needs realtime provider settings")
         return Models(
-            llm=openai.realtime.RealtimeModel(
+            llm=BoundedRealtimeModel(
+                gap=settings.limits.request_timeout * 2,
                 model=settings.realtime.model,
                 voice=settings.voice or "marin",
                 api_key=settings.realtime.api_key or "no-key",
@@ -131,6 +145,202 @@ def build_models(
 Client = Callable[[ProviderSettings], openai_sdk.AsyncClient]
 
 
+async def _bounded(recognition: Awaitable[stt.SpeechEvent], seconds: float) -> stt.SpeechEvent:
+    """Return a transcript, or raise LiveKit's (retryable) timeout after `seconds`."""
+    try:
+        async with asyncio.timeout(seconds):
+            return await recognition
+    except TimeoutError:
+        raise APITimeoutError(f"no transcript within {seconds:g} s") from None
+
+
+class BoundedOpenAISTT(openai.STT):
+    """OpenAI-compatible speech to text whose every try is bounded.
+
+    The plugin reads the answer with a fixed 30 s timeout, twice over with the retry,
+    and the turn's watchdog only starts once there is a transcript: a provider that
+    accepts the audio and never answers would leave the user in silence for a minute.
+    Each try gets its share of the turn's deadline instead.
+    """
+
+    def __init__(self, *, attempt_timeout: float, **kwargs: Any) -> None:
+        """Build the plugin's STT; `attempt_timeout` bounds each try, in seconds."""
+        super().__init__(**kwargs)
+        self._attempt_timeout = attempt_timeout
+
+    async def _recognize_impl(
+        self,
+        buffer: AudioBuffer,
+        *,
+        language: NotGivenOr[str | list[str]] = NOT_GIVEN,
+        conn_options: APIConnectOptions,
+    ) -> stt.SpeechEvent:
+        return await _bounded(
+            super()._recognize_impl(buffer, language=language, conn_options=conn_options),
+            self._attempt_timeout,
+        )
+
+
+class BoundedGroqSTT(groq.STT):
+    """Groq's speech to text, each try bounded (see BoundedOpenAISTT)."""
+
+    def __init__(self, *, attempt_timeout: float, **kwargs: Any) -> None:
+        """Build the plugin's STT; `attempt_timeout` bounds each try, in seconds."""
+        super().__init__(**kwargs)
+        self._attempt_timeout = attempt_timeout
+
+    async def _recognize_impl(
+        self,
+        buffer: AudioBuffer,
+        *,
+        language: NotGivenOr[str | list[str]] = NOT_GIVEN,
+        conn_options: APIConnectOptions,
+    ) -> stt.SpeechEvent:
+        return await _bounded(
+            super()._recognize_impl(buffer, language=language, conn_options=conn_options),
+            self._attempt_timeout,
+        )
+
+
+class _Pushes:
+    """An audio emitter that notes each push (everything else goes to the real one)."""
+
+    def __init__(self, emitter: tts.AudioEmitter, pushed: Callable[[], None]) -> None:
+        self._emitter = emitter
+        self._pushed = pushed
+
+    def push(self, data: bytes) -> None:
+        self._pushed()
+        self._emitter.push(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._emitter, name)
+
+
+class _GapBoundedStream(openai_tts.ChunkedStream):
+    """The plugin's synthesis, abandoned when the audio stops coming for `gap` seconds."""
+
+    def __init__(self, *, gap: float, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._gap = gap
+
+    async def _run(self, output_emitter: tts.AudioEmitter) -> None:
+        loop = asyncio.get_running_loop()
+        heard = False
+        try:
+            async with asyncio.timeout(self._gap) as timer:
+
+                def pushed() -> None:
+                    nonlocal heard
+                    heard = True
+                    timer.reschedule(loop.time() + self._gap)
+
+                await super()._run(cast(tts.AudioEmitter, _Pushes(output_emitter, pushed)))
+        except TimeoutError:
+            # Once part of it played, asking again would repeat those words: give up.
+            raise APITimeoutError(f"no audio for {self._gap:g} s", retryable=not heard) from None
+
+
+class BoundedOpenAITTS(openai.TTS):
+    """OpenAI-compatible text to speech whose audio may not stall.
+
+    The plugin reads the audio with a fixed 30 s timeout. Once the first chunk has
+    played the turn counts as answered, so the turn's watchdog no longer helps: a
+    provider that stops sending mid-sentence would leave the room silent for 30 s
+    (twice, with the retry). Here `gap` seconds without audio end the synthesis as
+    a failure, which the room answers with the apology.
+    """
+
+    def __init__(self, *, gap: float, **kwargs: Any) -> None:
+        """Build the plugin's TTS; `gap` bounds the wait for each chunk of audio."""
+        super().__init__(**kwargs)
+        self._gap = gap
+
+    def synthesize(
+        self, text: str, *, conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS
+    ) -> openai_tts.ChunkedStream:
+        """Synthesize `text`, bounded between chunks."""
+        return _GapBoundedStream(
+            gap=self._gap, tts=self, input_text=text, conn_options=conn_options
+        )
+
+
+class AnswerLost(APIConnectionError):
+    """A realtime answer broke off: the connection dropped, or the model fell silent."""
+
+
+class _StallGuard:
+    """Ends a realtime response whose events stop coming for `gap` seconds.
+
+    Once the model speaks the turn counts as answered, so the turn's watchdog no longer
+    helps; a model that stops half-way through its answer (the socket still open) would
+    leave the room silent. The guard reports it as the connection failing for good: the
+    room restarts and apologises.
+    """
+
+    def __init__(self, session: Any, gap: float) -> None:
+        self._session = session
+        self._gap = gap
+        self._timer: asyncio.TimerHandle | None = None
+        session.on("openai_server_event_received", self._on_event)
+        session.on("session_reconnected", self._on_reconnected)
+
+    def _on_event(self, event: dict[str, Any]) -> None:
+        kind = event.get("type")
+        if kind == "response.done" or (kind != "response.created" and self._timer is None):
+            self._cancel()
+            return
+        self._cancel()
+        self._timer = asyncio.get_running_loop().call_later(self._gap, self._stalled)
+
+    def _cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _on_reconnected(self, _event: object) -> None:
+        if self._timer is None:
+            return
+        # The connection dropped mid-answer: LiveKit reconnected and dropped the rest.
+        self._cancel()
+        self._report("the realtime connection dropped mid-answer", recoverable=True)
+
+    def _stalled(self) -> None:
+        self._timer = None
+        if self._session.has_active_generation:
+            message = f"the realtime model stopped answering for {self._gap:g} s"
+            self._report(message, recoverable=False)
+
+    def _report(self, message: str, *, recoverable: bool) -> None:
+        self._session.emit(
+            "error",
+            llm.RealtimeModelError(
+                timestamp=time.time(), label=self._session.realtime_model.label,
+                error=AnswerLost(message), recoverable=recoverable,
+            ),
+        )  # fmt: skip
+
+
+class BoundedRealtimeModel(openai.realtime.RealtimeModel):
+    """OpenAI's realtime model, each response guarded against stalling (_StallGuard)."""
+
+    def __init__(self, *, gap: float, **kwargs: Any) -> None:
+        """Build the plugin's model; `gap` bounds the wait between a response's events."""
+        super().__init__(**kwargs)
+        self._gap = gap
+
+    def session(self, *, turn_detection_disabled: bool = False) -> Any:
+        """Return a new session, guarded."""
+        session = super().session(turn_detection_disabled=turn_detection_disabled)
+        _StallGuard(session, self._gap)
+        return session
+
+
+def stt_attempt_timeout(limits: Limits) -> float:
+    """Return each speech-to-text try's share of the turn's deadline."""
+    return limits.turn_deadline / (limits.max_retry + 1)
+
+
 def _stt(
     settings: VoiceSettings, provider: ProviderSettings, client: Client, home: Home | None
 ) -> stt.STT[Any]:
@@ -143,13 +353,19 @@ def _stt(
         return WhisperSTT(model=provider.model, language=language)
     if provider.kind == "groq":
         # The groq plugin insists on a key even when given a client.
-        return groq.STT(
+        return BoundedGroqSTT(
+            attempt_timeout=stt_attempt_timeout(settings.limits),
             model=provider.model,
             client=client(provider),
             api_key=provider.api_key or "no-key",
             language=language,
         )
-    return openai.STT(model=provider.model, client=client(provider), language=language)
+    return BoundedOpenAISTT(
+        attempt_timeout=stt_attempt_timeout(settings.limits),
+        model=provider.model,
+        client=client(provider),
+        language=language,
+    )
 
 
 def _llm(provider: ProviderSettings, client: Client, home: Home | None) -> llm.LLM[Any]:
@@ -171,7 +387,9 @@ def _tts(
         from .local_models import PiperTTS
 
         return PiperTTS(model=provider.model)
-    return openai.TTS(
+    return BoundedOpenAITTS(
+        # The SDK's read timeout in make_client: no chunk for this long is a failure.
+        gap=settings.limits.request_timeout * 2,
         model=provider.model,
         voice=settings.voice or "alloy",
         client=client(provider),
