@@ -39,7 +39,7 @@ from custom_components.shackleton.voice.settings import VoiceSettings
 from tuning import prompts
 
 from .conftest import LIGHT, Room, entry_data, wait_for
-from .fakes import FAULTS, FakeOpenAI, FakeRealtime, closed_port_url, start_app
+from .fakes import FAULT_MARK, FAULTS, FakeOpenAI, FakeRealtime, closed_port_url, start_app
 from .fault_rows import ROWS
 
 APOLOGY = VoiceSettings(mode="pipeline", llm=None).apology  # type: ignore[arg-type]
@@ -189,6 +189,24 @@ async def _process(hass: HomeAssistant, entry: MockConfigEntry, text: str) -> st
     return "answer" if speech else "silence"
 
 
+# The reason `shackleton.ask`'s error gives for each fault (provider_<reason> in en.json).
+REASONS = {
+    "refused": "unreachable",
+    "hang": "timeout",
+    "stall": "timeout",
+    "drip": "timeout",
+    "cut": "broken",
+    "401": "auth",
+    "429": "rate_limited",
+    "500": "server",
+    "503": "server",
+    "sse_error": "error_event",
+    "bad_json": "malformed",
+    "bad_sse": "malformed",
+    "empty": "empty",
+}
+
+
 async def _ask(hass: HomeAssistant, entry: MockConfigEntry, text: str) -> str:
     try:
         response = await hass.services.async_call(
@@ -198,7 +216,14 @@ async def _ask(hass: HomeAssistant, entry: MockConfigEntry, text: str) -> str:
     except HomeAssistantError as err:
         # Translated, and naming what went wrong with the provider.
         cause = err.__cause__
-        if err.translation_key == "ask_failed" and isinstance(cause, ProviderFault):
+        marked = FAULT_MARK.search(text)
+        want = REASONS.get(marked.group(1) if marked else "refused")
+        if (
+            err.translation_key == "ask_failed"
+            and isinstance(cause, ProviderFault)
+            and cause.reason == want
+            and str(cause) in str(err)
+        ):
             return "error"
         return f"other error: {err!r} from {cause!r}"
     assert response is not None

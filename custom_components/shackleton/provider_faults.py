@@ -61,8 +61,11 @@ def classify(err: BaseException, *, host: str, seconds: float) -> ProviderFault:
     if sdk is not None and isinstance(err, sdk.APIStatusError):
         return _status_fault(err.status_code, err.response.headers)
     if sdk is not None and isinstance(err, sdk.APIConnectionError):
-        # Raised before any answer: nothing listens, or the name does not resolve.
-        return ProviderFault("unreachable", retryable=True, host=host)
+        if "Connect" in type(err.__cause__).__name__:
+            # Nothing listens, or the name does not resolve.
+            return ProviderFault("unreachable", retryable=True, host=host)
+        # The connection broke while the answer came (the SDK wraps what it reads first).
+        return ProviderFault("broken", retryable=True)
     if sdk is not None and isinstance(err, sdk.APIError):
         # An error event inside the stream ("An error occurred during streaming").
         return ProviderFault("error_event")

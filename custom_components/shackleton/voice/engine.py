@@ -530,10 +530,12 @@ class RoomSession:
 
     async def _aclose_session(self, session: AgentSession[Any] | None) -> None:
         if session is not None:
+            _LOGGER.debug("Room %s: closing the session", self.room)
             try:
                 await session.aclose()
             except Exception:  # noqa: BLE001 - LiveKit re-raises the provider's error
                 _LOGGER.debug("Room %s: the failed session closed with an error", self.room)
+            _LOGGER.debug("Room %s: the session is closed", self.room)
         if self._vad is not None:
             await self._vad.aclose()  # what a half-done close left running
             self._vad = None
