@@ -55,7 +55,7 @@ ROWS: dict[str, Row] = {
     "voice STT": Row(
         "Voice pipeline: speech to text (OpenAI-compatible)",
         "apology",
-        10.0,
+        12.0,
         skip=frozenset({"sse_error", "bad_sse", "bad_tool_args"}),
         # Nothing understood is heard as noise: no turn, nothing said.
         differs=(("empty", "silence"),),
@@ -63,13 +63,13 @@ ROWS: dict[str, Row] = {
     "voice LLM": Row(
         "Voice pipeline: the language model (OpenAI-compatible)",
         "apology",
-        10.0,
+        12.0,
         differs=(("bad_tool_args", "answer"),),
     ),
     "voice TTS": Row(
         "Voice pipeline: text to speech (OpenAI-compatible)",
         "apology",
-        10.0,
+        12.0,
         # Raw PCM: any bytes are audio; there is no JSON and no event to break.
         skip=frozenset({"sse_error", "bad_json", "bad_sse", "bad_tool_args"}),
     ),
@@ -88,13 +88,13 @@ ROWS: dict[str, Row] = {
     "notebook candidates": Row(
         "Notebooks: `prompts.run_suite` with an online candidate",
         "case error",
-        10.0,
+        12.0,
         differs=(("bad_tool_args", "answer"),),
     ),
     "config flow": Row(
         "Config flow: the API key check",
         "form error",
-        6.0,
+        7.0,
         # One GET /models, not a stream.
         skip=frozenset({"sse_error", "bad_sse", "bad_tool_args"}),
     ),
