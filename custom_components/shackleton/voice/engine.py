@@ -388,6 +388,8 @@ class RoomSession:
             # A new user turn (what a spoken yes needs). Counted when speech starts: a
             # realtime model's transcript can arrive after it already acted on the words.
             self.turn += 1
+            # The last turn's wait ends: this one is watched from its own commit.
+            self._disarm_watchdog()
             self._answered = False
             # Its preemptive reply can fail before LiveKit says "thinking": the last
             # turn's failure report must not swallow this one's.
@@ -426,9 +428,11 @@ class RoomSession:
                 # Its preemptive generation already failed: this turn gets no answer.
                 self._deferred_failure = None
                 self._turn_failed(why)
-            elif self.engine.settings.mode == "realtime" and not self._answered:
-                # A realtime model never "thinks": watch for its answer from here. (Its
-                # transcript can also arrive after the answer began: then there is none.)
+            elif not self._answered:
+                # Watch for the answer from the committed turn on, not only while
+                # "thinking": a realtime model never thinks, and a preemptive reply that
+                # stalled may never get there either. (A realtime transcript can also
+                # arrive after the answer began: then there is none to wait for.)
                 self._arm_watchdog()
             return
         if item.role != "assistant" or self._pending is None or self._apologising:
