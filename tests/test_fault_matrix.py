@@ -24,6 +24,7 @@ from typing import Any
 
 from homeassistant.components import conversation
 from homeassistant.config_entries import SOURCE_USER
+from homeassistant.const import __version__ as ha_version
 from homeassistant.core import Context, HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.exceptions import HomeAssistantError
@@ -36,6 +37,7 @@ from custom_components.shackleton.const import DEFAULT_OPTIONS, DOMAIN
 from custom_components.shackleton.provider_faults import ProviderFault
 from custom_components.shackleton.voice.local_audio import LocalAudioInput, LocalAudioOutput
 from custom_components.shackleton.voice.settings import VoiceSettings
+from custom_components.shackleton.voice_sets import voice_requirements
 from tuning import prompts
 
 from .conftest import LIGHT, Room, entry_data, wait_for
@@ -365,6 +367,15 @@ class VoiceCell:
         return Cell(outcome, later.started_at - spoken_end, f"after {reply.duration:.2f} s")
 
 
+# Home Assistant releases with no in-process voice set (2026.10: voice runs in the worker)
+# would pair their own HTTP client with a voice stack they cannot install.
+in_process_voice = pytest.mark.skipif(
+    voice_requirements(ha_version) is None,
+    reason=f"HA {ha_version} has no in-process voice set; its voice runs in the worker",
+)
+
+
+@in_process_voice
 @pytest.mark.parametrize("name", list(VOICE_STAGES))
 async def test_voice_paths(
     hass: HomeAssistant, kitchen_light: None, fake_openai: FakeOpenAI, name: str
