@@ -157,7 +157,7 @@ async def _bounded(recognition: Awaitable[stt.SpeechEvent], seconds: float) -> s
 class BoundedOpenAISTT(openai.STT):
     """OpenAI-compatible speech to text whose every try is bounded.
 
-    The plugin reads the answer with a fixed 30 s timeout, twice over with the retry,
+    The plugins read the answer with a fixed 30 s timeout, twice over with the retry,
     and the turn's watchdog only starts once there is a transcript: a provider that
     accepts the audio and never answers would leave the user in silence for a minute.
     Each try gets its share of the turn's deadline instead.
@@ -181,25 +181,8 @@ class BoundedOpenAISTT(openai.STT):
         )
 
 
-class BoundedGroqSTT(groq.STT):
-    """Groq's speech to text, each try bounded (see BoundedOpenAISTT)."""
-
-    def __init__(self, *, attempt_timeout: float, **kwargs: Any) -> None:
-        """Build the plugin's STT; `attempt_timeout` bounds each try, in seconds."""
-        super().__init__(**kwargs)
-        self._attempt_timeout = attempt_timeout
-
-    async def _recognize_impl(
-        self,
-        buffer: AudioBuffer,
-        *,
-        language: NotGivenOr[str | list[str]] = NOT_GIVEN,
-        conn_options: APIConnectOptions,
-    ) -> stt.SpeechEvent:
-        return await _bounded(
-            super()._recognize_impl(buffer, language=language, conn_options=conn_options),
-            self._attempt_timeout,
-        )
+class BoundedGroqSTT(BoundedOpenAISTT, groq.STT):
+    """Groq's speech to text (the OpenAI plugin's, on Groq), each try bounded."""
 
 
 class _Pushes:
