@@ -122,12 +122,17 @@ async def test_assist_gets_calendar_and_reminders(
     said, tools = await home.converse("kitchen", "What's on the calendar tomorrow?", agent)
     assert (said, tools) == ("Tomorrow you have Dentist at 10:00.", ["calendar_list_events"])
 
+    asked = dt_util.now()
     said, tools = await home.converse("kitchen", "Remind me to call mom in 10 minutes.", agent)
-    assert said.startswith("I'll remind you to call mom today at ")
     assert tools == ["reminder_set"]
     [reminder] = loaded_entry.runtime_data.reminders.reminders.values()
     assert reminder.text == "call mom"
     assert reminder.room == "kitchen"
+    due = datetime.fromisoformat(reminder.due)
+    assert timedelta(minutes=9) < due - asked < timedelta(minutes=11)
+    # Late in the evening, ten minutes from now is tomorrow: the sentence says which.
+    day = "today" if due.date() == asked.date() else "tomorrow"
+    assert said == f"I'll remind you to call mom {day} at {due:%H:%M}."
 
     # Anything else is Assist's, which does not know this device.
     said, tools = await home.converse("kitchen", "Turn on the rocket.", agent)
