@@ -80,15 +80,20 @@ in_root() {
   fi
   unshare --mount --propagation private -- /bin/bash -c '
     set -e
-    root=$1 repo=$2 cwd=$3; shift 3
+    root=$1 repo=$2 cwd=$3 livekit=$4; shift 4
     mount -t proc proc "$root/proc"
     mount --rbind /dev "$root/dev"
     mount --rbind /sys "$root/sys"
     mkdir -p "$root$repo"
     mount --bind "$repo" "$root$repo"
+    # The LiveKit server scripts/livekit built, at the same path as on this machine.
+    if [ -d "$livekit" ]; then
+      mkdir -p "$root$livekit"
+      mount --bind -o ro "$livekit" "$root$livekit"
+    fi
     exec chroot "$root" /usr/bin/env -C "$cwd" \
       PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root "$@"
-  ' in_root "$PY_ROOT" "$repo" "$cwd" "$@"
+  ' in_root "$PY_ROOT" "$repo" "$cwd" "$SHACKLETON_CACHE/livekit" "$@"
 }
 
 # Run a command (e.g. .venv/bin/python ...) where the project's venv lives.

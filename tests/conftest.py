@@ -39,6 +39,7 @@ from custom_components.shackleton.voice.local_audio import (
 )
 
 from .fakes import FakeLiveKit, FakeOllama, FakeOpenAI, start_app
+from .livekit_server import API_KEY, API_SECRET, LiveKitProcess
 
 LIGHT = "light.kitchen_light"
 # The release the snapshots (tests/snapshots, notebooks/data/tools.json) were recorded on:
@@ -108,6 +109,32 @@ async def fake_livekit(socket_enabled: None) -> AsyncIterator[FakeLiveKit]:
     runner, server.url = await start_app(server.app())
     yield server
     await runner.cleanup()
+
+
+@pytest.fixture(scope="session")
+def livekit_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveKitProcess]:
+    """Start one real LiveKit server for the session (tests give their rooms own names)."""
+    server = LiveKitProcess(tmp_path_factory.mktemp("livekit"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def livekit(livekit_server: LiveKitProcess, socket_enabled: None) -> LiveKitProcess:
+    """The session's LiveKit server, running (a test that stopped it has it started again)."""
+    if livekit_server.process is None or livekit_server.process.poll() is not None:
+        livekit_server.start()
+    return livekit_server
+
+
+def livekit_data(server: LiveKitProcess, fake_openai: FakeOpenAI) -> dict[str, Any]:
+    """Return entry data for a pipeline on the fake OpenAI server and the real LiveKit one."""
+    return entry_data(None, fake_openai) | {
+        CONF_LIVEKIT_URL: server.url,
+        CONF_LIVEKIT_API_KEY: API_KEY,
+        CONF_LIVEKIT_API_SECRET: API_SECRET,
+    }
 
 
 @pytest.fixture
