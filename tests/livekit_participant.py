@@ -58,13 +58,13 @@ class Participant:
     _said: asyncio.Event = field(default_factory=asyncio.Event)
     _spoke_until: float = 0.0
 
-    async def join(self, url: str, token: str, *, timeout: float = 10.0) -> None:
+    async def join(self, url: str, token: str, *, within: float = 10.0) -> None:
         """Connect, publish a microphone, and start listening to the agent."""
         self.room.on("participant_attributes_changed", self._on_attributes)
         self.room.on("track_subscribed", self._on_track)
         self.room.register_text_stream_handler("lk.transcription", self._on_text)
         await asyncio.wait_for(
-            self.room.connect(url, token, rtc.RoomOptions(auto_subscribe=True)), timeout
+            self.room.connect(url, token, rtc.RoomOptions(auto_subscribe=True)), within
         )
         self._source = rtc.AudioSource(self.rate, 1)
         track = rtc.LocalAudioTrack.create_audio_track("microphone", self._source)
@@ -157,18 +157,18 @@ class Participant:
                 return quiet_since
         return None
 
-    async def wait_audible(self, after: float, timeout: float = 20.0) -> float:
+    async def wait_audible(self, after: float, within: float = 20.0) -> float:
         """Wait until the agent is heard after `after`; return when."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + within
         while (found := self.audible_after(after)) is None:
             if time.monotonic() > deadline:
                 raise TimeoutError("the agent was not heard")
             await asyncio.sleep(0.02)
         return found
 
-    async def wait_silent(self, after: float, timeout: float = 20.0, hold: float = 0.3) -> float:
+    async def wait_silent(self, after: float, within: float = 20.0, hold: float = 0.3) -> float:
         """Wait until the agent has been quiet for `hold` s after `after`; return since when."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + within
         while (found := self.silent_after(after, hold)) is None:
             if time.monotonic() > deadline:
                 raise TimeoutError("the agent did not go quiet")

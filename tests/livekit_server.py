@@ -22,7 +22,7 @@ from typing import IO
 import pytest
 
 API_KEY = "devkey"
-API_SECRET = "shackleton-tests-loopback-only-secret"  # noqa: S105 - on loopback only
+API_SECRET = "shackleton-tests-loopback-only-secret"  # on loopback only
 # Each server takes an HTTP (signal) port, an ICE/TCP port and this many UDP ports.
 UDP_PORTS = 12
 
@@ -120,7 +120,7 @@ class LiveKitProcess:
         config.write_text(_config(self.ports, self.webhooks))
         self._log = self.log_file.open("ab")
         offset = self.log_file.stat().st_size
-        self.process = subprocess.Popen(  # noqa: S603 - our own build, our own arguments
+        self.process = subprocess.Popen(
             [binary(), "--dev", "--config", str(config)],
             stdout=self._log,
             stderr=subprocess.STDOUT,

@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 import time
 from types import SimpleNamespace
 from typing import Any
 from unittest.mock import patch
 
-from homeassistant.config_entries import SOURCE_USER
+from homeassistant.config_entries import SOURCE_USER, ConfigEntryState
 from homeassistant.const import STATE_ON
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
@@ -32,6 +33,7 @@ from .conftest import AUDIO, LIGHT, livekit_data, wait_for
 from .fakes import ChatReply, FakeOpenAI, closed_port_url
 from .livekit_participant import Participant
 from .livekit_server import API_KEY, API_SECRET, LiveKitProcess
+from .test_fault_matrix import Leftovers
 
 pytestmark = pytest.mark.livekit
 
@@ -40,7 +42,7 @@ pytestmark = pytest.mark.livekit
 async def entry(
     hass: HomeAssistant, livekit: LiveKitProcess, fake_openai: FakeOpenAI, kitchen_light: None
 ) -> AsyncIterator[MockConfigEntry]:
-    """An entry on the real server, its voice on the fake OpenAI server; unloaded after."""
+    """Load an entry on the real server, its voice on the fake OpenAI server; unload it after."""
     entry = MockConfigEntry(
         domain=DOMAIN,
         title="Shackleton (LiveKit)",
@@ -52,7 +54,8 @@ async def entry(
     assert await hass.config_entries.async_setup(entry.entry_id)
     await hass.async_block_till_done(wait_background_tasks=True)
     yield entry
-    assert await hass.config_entries.async_unload(entry.entry_id)
+    if entry.state is ConfigEntryState.LOADED:
+        assert await hass.config_entries.async_unload(entry.entry_id)
     await hass.async_block_till_done()
 
 
@@ -68,7 +71,7 @@ async def card_token(
 
 @pytest.fixture
 async def person() -> AsyncIterator[Participant]:
-    """A person with a microphone; they leave after the test."""
+    """Give the test a person with a microphone; they leave after it."""
     participant = Participant()
     yield participant
     await participant.leave()
@@ -84,7 +87,7 @@ async def test_config_flow_against_the_real_server(
     )
     server = {"livekit_url": livekit.url, "livekit_api_key": API_KEY}
     for secret, url, error in (
-        ("not-the-secret", livekit.url, "invalid_auth"),
+        ("not-the-secret-of-this-server-at-all", livekit.url, "invalid_auth"),
         (API_SECRET, closed_port_url("ws"), "cannot_connect"),
     ):
         result = await hass.config_entries.flow.async_configure(
@@ -161,7 +164,7 @@ async def test_barge_in_over_webrtc(
     await asyncio.sleep(1.0)
     barged_at = time.monotonic()
     await person.say(AUDIO / "stop.wav")
-    stopped = await person.wait_silent(barged_at, timeout=5)
+    stopped = await person.wait_silent(barged_at, within=5)
     # Heard for about 1.5 s of a 9 s answer, then quiet within the VAD's onset and the
     # network: the interruption reached the participant, not only the agent's state.
     assert stopped - barged_at < 1.0, stopped - barged_at
@@ -223,3 +226,153 @@ async def test_tokens_as_the_server_enforces_them(
     with pytest.raises(rtc.ConnectError):
         await outside.connect(livekit.url, old["token"])
     await outside.disconnect()
+
+
+async def test_server_restart_mid_session(
+    hass: HomeAssistant,
+    entry: MockConfigEntry,
+    livekit: LiveKitProcess,
+    fake_openai: FakeOpenAI,
+    hass_client: ClientSessionGenerator,
+    person: Participant,
+) -> None:
+    """The server is killed mid-session and started again, after a few seconds.
+
+    The states tell the truth while it is down, the agent comes back by itself, and the
+    conversation goes on.
+    """
+    fake_openai.transcripts = ["Turn on the kitchen light."]
+    fake_openai.chat_script = [
+        ChatReply(tool_calls=[("intent__HassTurnOn", {"name": "Kitchen light"})]),
+        ChatReply("The kitchen light is on."),
+    ]
+    server = "binary_sensor.shackleton_livekit_livekit_server"
+    room = "sensor.shackleton_livekit_home_restart_state"
+    before = Leftovers.now()
+    grant = await card_token(hass_client, "home-restart")
+    await person.join(grant["url"], grant["token"])
+    await wait_for(lambda: person.state_path()[-1:] == ["listening"], 30)
+    assert (hass.states.get(server).state, hass.states.get(room).state) == ("on", "listening")
+    session = entry.runtime_data.voice.engine.sessions["home-restart"]
+
+    await asyncio.to_thread(livekit.stop, kill=True)
+    # Down: said within moments (the room's connection drops at once), not at the
+    # link's next check a minute later.
+    await wait_for(lambda: hass.states.get(server).state == "off", 5)
+    await wait_for(lambda: hass.states.get(room).state == "offline", 5)
+    assert entry.runtime_data.runtime.livekit_error == "cannot_connect"
+    await asyncio.sleep(3)  # an outage of a few seconds, retried with backoff meanwhile
+    assert hass.states.get(server).state == "off"
+
+    await asyncio.to_thread(livekit.start)
+    await wait_for(lambda: hass.states.get(server).state == "on", 20)
+    await wait_for(lambda: hass.states.get(room).state == "listening", 5)
+    # The same session goes on: the person is heard and answered.
+    assert entry.runtime_data.voice.engine.sessions["home-restart"] is session
+    spoken_end = await person.say(AUDIO / "turn_on_kitchen_light.wav")
+    await person.wait_audible(spoken_end)
+    assert hass.states.get(LIGHT).state == STATE_ON
+
+    await person.leave()
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    await before.check(hass, [fake_openai])
+
+
+async def test_long_outage_rejoins_with_backoff(
+    hass: HomeAssistant,
+    entry: MockConfigEntry,
+    livekit: LiveKitProcess,
+    fake_openai: FakeOpenAI,
+    hass_client: ClientSessionGenerator,
+) -> None:
+    """An outage longer than LiveKit's own retries: the agent rejoins with backoff."""
+    fake_openai.transcripts = ["Turn on the kitchen light."]
+    fake_openai.chat_script = [
+        ChatReply(tool_calls=[("intent__HassTurnOn", {"name": "Kitchen light"})]),
+        ChatReply("The kitchen light is on."),
+    ]
+    server = "binary_sensor.shackleton_livekit_livekit_server"
+    first = Participant()
+    grant = await card_token(hass_client, "home-outage")
+    await first.join(grant["url"], grant["token"])
+    await wait_for(lambda: first.state_path()[-1:] == ["listening"], 30)
+    worker = entry.runtime_data.voice.workers["home-outage"]
+
+    await asyncio.to_thread(livekit.stop, kill=True)
+    # LiveKit's SDK gives up after its own retries; the room's worker then tries again
+    # and again, further apart each time, and says why.
+    await wait_for(lambda: worker.attempts >= 3, 60)
+    assert worker.last_error == "cannot_connect"
+    assert hass.states.get(server).state == "off"
+    assert "home-outage" not in entry.runtime_data.voice.engine.sessions
+    await first.leave()
+
+    await asyncio.to_thread(livekit.start)
+    await wait_for(lambda: hass.states.get(server).state == "on", 40)
+    # The person's card reconnects with a fresh token; the agent is in the room again.
+    person = Participant()
+    grant = await card_token(hass_client, "home-outage")
+    await person.join(grant["url"], grant["token"])
+    await wait_for(lambda: person.state_path()[-1:] == ["listening"], 30)
+    spoken_end = await person.say(AUDIO / "turn_on_kitchen_light.wav")
+    await person.wait_audible(spoken_end)
+    assert hass.states.get(LIGHT).state == STATE_ON
+    await person.leave()
+
+
+async def test_webhook_from_the_real_server(
+    hass: HomeAssistant,
+    kitchen_light: None,
+    fake_openai: FakeOpenAI,
+    hass_client_no_auth: ClientSessionGenerator,
+    tmp_path: Path,
+) -> None:
+    """LiveKit calls Shackleton's webhook, signed, and the agent comes in.
+
+    A person entering a `home-` room brings the agent in; another room does not.
+    """
+    # A server of its own, told where HA's webhook is: HA's HTTP port is known only
+    # once HA serves, after the entry has set up (its routes first).
+    server = LiveKitProcess(tmp_path / "livekit")
+    entry = MockConfigEntry(
+        domain=DOMAIN,
+        title="Shackleton (LiveKit)",
+        data=livekit_data(server, fake_openai),
+        options={**DEFAULT_OPTIONS, "language": "en", "auto_join_prefix": "home-"},
+    )
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done(wait_background_tasks=True)
+    client = await hass_client_no_auth()  # HA's HTTP server on a loopback port
+    server.webhooks = (f"http://127.0.0.1:{client.port}/api/webhook/shackleton_{entry.entry_id}",)
+    await asyncio.to_thread(server.start)
+    people: list[Participant] = []
+    try:
+        manager = entry.runtime_data.voice
+        livekit_server = manager.server
+        assert livekit_server is not None
+        assert not manager.workers
+
+        async def enter(room: str) -> Participant:
+            # A person who got their token elsewhere (not from Shackleton's card).
+            token = livekit_server.room_token(
+                room, f"guest-{room}", name="Guest", ttl=timedelta(minutes=5)
+            )
+            person = Participant()
+            people.append(person)
+            await person.join(server.url, token)
+            return person
+
+        elsewhere = await enter("office-webhook")
+        guest = await enter("home-webhook")
+        # The agent came in because the server said someone did: it talks to the guest.
+        await wait_for(lambda: guest.state_path()[-1:] == ["listening"], 30)
+        assert set(manager.workers) == {"home-webhook"}
+        assert elsewhere.agent_identity is None
+        # ... and the server did say so, signed with the entry's key (else a 401).
+        sent = [line for line in server.log().splitlines() if "sent webhook" in line]
+        assert any('"participant_joined"' in line for line in sent)
+    finally:
+        for person in people:
+            await person.leave()
+        await asyncio.to_thread(server.stop)

@@ -565,6 +565,10 @@ class VoiceManager:
     def _on_room_status(self, room: str, status: str, error: str | None) -> None:
         if status == "error":
             self._runtime.async_set_livekit(connected=False, error=error)
+        elif status == "server_lost":
+            # A room lost the server mid-session (the SDK is retrying): it is down now,
+            # not at the link's next check, up to a minute away.
+            self._runtime.async_set_livekit(connected=False, error="cannot_connect")
         elif status in ("connected", "serving"):
             self._runtime.async_set_livekit(connected=True, error=None)
         if status == "serving":

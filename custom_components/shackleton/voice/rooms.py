@@ -13,7 +13,7 @@ from livekit import rtc
 from .settings import Backoff, LiveKitServer
 
 if TYPE_CHECKING:
-    from .engine import VoiceEngine
+    from .engine import RoomSession, VoiceEngine
 
 _LOGGER = logging.getLogger(__name__)
 AGENT_IDENTITY = "shackleton-agent"
@@ -101,8 +101,23 @@ class RoomWorker:
             if participant.kind != rtc.ParticipantKind.PARTICIPANT_KIND_AGENT and not person.done():
                 person.set_result(participant.identity)
 
+        session: RoomSession | None = None
+
+        def reconnecting() -> None:
+            # The server went away: LiveKit's SDK retries on its own for a while. Until
+            # it is back, nobody in the room can be heard, and the states say so.
+            self._on_status("server_lost", None)
+            self.engine.home.report_state(self.room, "offline")
+
+        def reconnected() -> None:
+            self._on_status("serving" if session is not None else "connected", None)
+            if session is not None and session.session is not None:
+                self.engine.home.report_state(self.room, session.session.agent_state)
+
         rtc_room.on("participant_connected", consider)
         rtc_room.on("disconnected", lambda *_: lost.set())
+        rtc_room.on("reconnecting", reconnecting)
+        rtc_room.on("reconnected", reconnected)
         for participant in rtc_room.remote_participants.values():
             consider(participant)
         waiting: asyncio.Future[Any] = asyncio.ensure_future(lost.wait())
