@@ -1,9 +1,10 @@
 """Run a real Home Assistant, frontend included, with Shackleton and a dashboard holding its card.
 
-`python -m tests.browser.ha_instance --config-dir DIR --port N` prints `READY <url>` once
-it serves, writes the test users' credentials and tokens to DIR/users.json, and runs
-until SIGTERM or SIGINT. No LiveKit server runs here: the entry's server URL points at a
-closed port, as a browser would find it when the server is down.
+`python -m tests.browser.ha_instance --config-dir DIR --port N --livekit-url URL
+--livekit-key KEY --livekit-secret SECRET --openai-url URL` prints `READY <url>` once it
+serves, writes the test users' credentials and tokens to DIR/users.json, and runs until
+SIGTERM or SIGINT. The entry's rooms are on that LiveKit server, its voice pipeline on that
+OpenAI-compatible server, and the home has a template "Kitchen light" exposed to Assist.
 """
 
 from __future__ import annotations
@@ -28,15 +29,16 @@ from homeassistant.core import HomeAssistant
 from custom_components.shackleton.const import DEFAULT_OPTIONS, DOMAIN
 
 REPO = Path(__file__).resolve().parents[2]
-ROOM = "kitchen"
-CARD = {"type": "custom:shackleton-card", "room": ROOM, "mode": "hands_free", "captions": True}
-LIVEKIT_KEY = "browserkey"
-LIVEKIT_SECRET = "browser-secret-browser-secret-0001"
+# One card per mode, each in a room of its own: each conversation has its own agent session.
+CARDS = [
+    {"type": "custom:shackleton-card", "room": "kitchen", "mode": "hands_free", "captions": True},
+    {"type": "custom:shackleton-card", "room": "hall", "mode": "push_to_talk", "captions": True},
+]
 USERS = {"admin": ("Ada Admin", GROUP_ID_ADMIN), "tablet": ("Kitchen tablet", GROUP_ID_USER)}
 
 
 def free_port() -> int:
-    """Return a port nothing listens on (also used as the dead LiveKit server)."""
+    """Return a port nothing listens on."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -63,6 +65,20 @@ http:
   server_host: 127.0.0.1
   server_port: {port}
 frontend:
+input_boolean:
+  kitchen_power:
+template:
+  - light:
+      - name: Kitchen light
+        state: "{{{{ is_state('input_boolean.kitchen_power', 'on') }}}}"
+        turn_on:
+          action: input_boolean.turn_on
+          target:
+            entity_id: input_boolean.kitchen_power
+        turn_off:
+          action: input_boolean.turn_off
+          target:
+            entity_id: input_boolean.kitchen_power
 logger:
   default: warning
 """
@@ -75,7 +91,9 @@ logger:
     _store(
         config_dir, "onboarding", 4, {"done": ["user", "core_config", "analytics", "integration"]}
     )
-    _store(config_dir, "lovelace", 1, {"config": {"views": [{"title": "Home", "cards": [CARD]}]}})
+    # The light beside the cards: the screenshot shows what the conversation did.
+    cards = [*CARDS, {"type": "tile", "entity": "light.kitchen_light"}]
+    _store(config_dir, "lovelace", 1, {"config": {"views": [{"title": "Home", "cards": cards}]}})
 
 
 async def _add_user(hass: HomeAssistant, username: str) -> tuple[User, str]:
@@ -95,8 +113,43 @@ async def _add_user(hass: HomeAssistant, username: str) -> tuple[User, str]:
     return user, hass.auth.async_create_access_token(refresh)
 
 
-async def _run(config_dir: Path, port: int) -> int:
-    prepare(config_dir, port)
+def _entry(args: argparse.Namespace) -> ConfigEntry:
+    """Return the Shackleton entry: rooms on the given LiveKit server, voice on the fake OpenAI."""
+    return ConfigEntry(
+        version=1,
+        minor_version=1,
+        domain=DOMAIN,
+        title="Shackleton",
+        data={
+            "voice_mode": "pipeline",
+            "stt_provider": "openai",
+            "llm_provider": "openai",
+            "tts_provider": "openai",
+            "openai_api_key": "sk-test",
+            "openai_base_url": args.openai_url,
+            "stt_model": "gpt-4o-mini-transcribe",
+            "llm_model": "gpt-4.1-mini",
+            "tts_model": "gpt-4o-mini-tts",
+            "livekit_url": args.livekit_url,
+            "livekit_api_key": args.livekit_key,
+            "livekit_api_secret": args.livekit_secret,
+        },
+        options={
+            **DEFAULT_OPTIONS,
+            "language": "en",
+            "dashboard_rooms": [card["room"] for card in CARDS],
+            "card_token_minutes": 5,
+        },
+        source="user",
+        unique_id=None,
+        discovery_keys={},  # type: ignore[arg-type]
+        subentries_data=None,
+    )
+
+
+async def _run(args: argparse.Namespace) -> int:
+    config_dir: Path = args.config_dir
+    prepare(config_dir, args.port)
     hass = await bootstrap.async_setup_hass(
         runner.RuntimeConfig(config_dir=str(config_dir), skip_pip=True)
     )
@@ -118,38 +171,7 @@ async def _run(config_dir: Path, port: int) -> int:
                 "token": token,
                 "admin": user.is_admin,
             }
-        livekit_url = f"ws://127.0.0.1:{free_port()}"
-        entry = ConfigEntry(
-            version=1,
-            minor_version=1,
-            domain=DOMAIN,
-            title="Shackleton",
-            data={
-                "voice_mode": "pipeline",
-                "stt_provider": "openai",
-                "llm_provider": "openai",
-                "tts_provider": "openai",
-                "openai_api_key": "sk-browser-test",
-                # Nothing answers there; no turn is taken in this test.
-                "openai_base_url": f"http://127.0.0.1:{free_port()}/v1",
-                "stt_model": "gpt-4o-mini-transcribe",
-                "llm_model": "gpt-4.1-mini",
-                "tts_model": "gpt-4o-mini-tts",
-                "livekit_url": livekit_url,
-                "livekit_api_key": LIVEKIT_KEY,
-                "livekit_api_secret": LIVEKIT_SECRET,
-            },
-            options={
-                **DEFAULT_OPTIONS,
-                "language": "en",
-                "dashboard_rooms": [ROOM],
-                "card_token_minutes": 5,
-            },
-            source="user",
-            unique_id=None,
-            discovery_keys={},  # type: ignore[arg-type]
-            subentries_data=None,
-        )
+        entry = _entry(args)
         await hass.config_entries.async_add(entry)
         await hass.async_block_till_done()
         if entry.state is not ConfigEntryState.LOADED:
@@ -158,15 +180,9 @@ async def _run(config_dir: Path, port: int) -> int:
         if await entry.runtime_data.voice.async_wait_ready() is None:
             print("Shackleton's voice engine is unavailable", file=sys.stderr)
             return 1
-        facts = {
-            "users": users,
-            "entry_id": entry.entry_id,
-            "livekit_url": livekit_url,
-            "livekit_api_key": LIVEKIT_KEY,
-            "livekit_api_secret": LIVEKIT_SECRET,
-        }
+        facts = {"users": users, "entry_id": entry.entry_id}
         await hass.async_add_executor_job((config_dir / "users.json").write_text, json.dumps(facts))
-        print(f"READY http://127.0.0.1:{port}", flush=True)
+        print(f"READY http://127.0.0.1:{args.port}", flush=True)
         await stop.wait()
         return 0
     finally:
@@ -178,9 +194,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--config-dir", type=Path, required=True)
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--livekit-url", required=True, help="ws://host:port")
+    parser.add_argument("--livekit-key", required=True)
+    parser.add_argument("--livekit-secret", required=True)
+    parser.add_argument("--openai-url", required=True, help="an OpenAI-compatible base URL")
     args = parser.parse_args()
     args.config_dir.mkdir(parents=True, exist_ok=True)
-    return asyncio.run(_run(args.config_dir, args.port))
+    return asyncio.run(_run(args))
 
 
 if __name__ == "__main__":
