@@ -33,6 +33,7 @@ from tests.fakes import ChatReply, FakeOpenAI, start_app
 
 AUDIO = Path(__file__).parent.parent / "tests" / "fixtures" / "audio"
 UTTERANCES = ["turn_on_kitchen_light", "turn_off_kitchen_light", "whats_the_time", "stop"]
+LONG_REPLY = "It is twelve o'clock and the weather is lovely, a fine day to go out."
 
 
 @dataclass
@@ -77,6 +78,63 @@ def pct(values: list[float], q: int) -> float:
     return cuts[q - 1]
 
 
+def print_figures(figures: dict[str, Any]) -> None:
+    """Print the figures as a Markdown table, then as one JSON line."""
+    print("| figure | value |\n| --- | --- |")
+    for key, value in figures.items():
+        print(f"| {key} | {value} |")
+    print(json.dumps(figures))
+
+
+async def loop_lag(until: float, period: float = 0.01) -> list[float]:
+    """Return how late (s) each `period` sleep on this event loop woke, until `until`."""
+    lags: list[float] = []
+    while time.monotonic() < until:
+        before = time.monotonic()
+        await asyncio.sleep(period)
+        lags.append(time.monotonic() - before - period)
+    return lags
+
+
+@dataclass
+class CpuMeter:
+    """This process's CPU time (every thread) per second of wall time since it was made."""
+
+    wall: float = field(default_factory=time.monotonic)
+    cpu: float = field(default_factory=time.process_time)
+
+    def cores(self) -> float:
+        """Return the cores used on average so far (1.0: one core, fully)."""
+        return (time.process_time() - self.cpu) / (time.monotonic() - self.wall)
+
+
+async def idle_cores(seconds: float) -> float:
+    """Return the cores this process uses over `seconds` while this task only waits."""
+    meter = CpuMeter()
+    await asyncio.sleep(seconds)
+    return meter.cores()
+
+
+def script_turns(fake: FakeOpenAI) -> None:
+    """Answer every request briefly: "Okay.", 0.2 s of audio."""
+    fake.default_transcript = "Turn on the kitchen light."
+    fake.default_reply = "Okay."
+    fake.tts_seconds_per_char = 0.01
+
+
+def script_barge_in(fake: FakeOpenAI) -> None:
+    """Answer the next request at length (7 s of audio), and the one interrupting it briefly."""
+    fake.tts_seconds_per_char = 0.1
+    fake.default_reply = LONG_REPLY
+    fake.chat_script = [ChatReply(LONG_REPLY), ChatReply("Okay.")]
+
+
+def script_chatter(fake: FakeOpenAI) -> None:
+    """Answer every request with a short sentence, as rooms talking at once get."""
+    fake.tts_seconds_per_char = 0.03
+    fake.default_reply = "Okay, done."
+
+
 async def make_engine(fake: FakeOpenAI, home: BenchHome) -> VoiceEngine:
     """Return an engine on the fake server with Shackleton's default settings."""
     provider = {"kind": "openai", "base_url": fake.base_url, "api_key": "sk-test"}
@@ -110,8 +168,7 @@ async def speech_end_to_first_audio(
         "agent_state_changed",
         lambda ev: ev.new_state == "thinking" and decided.append(time.monotonic()),
     )
-    fake.default_transcript = "Turn on the kitchen light."
-    fake.tts_seconds_per_char = 0.01
+    script_turns(fake)
     clips = [await asyncio.to_thread(read_wav, AUDIO / f"{name}.wav") for name in UTTERANCES]
     await mic.play_silence(1.0)
     results, detections = [], []
@@ -134,15 +191,12 @@ async def barge_in(engine: VoiceEngine, fake: FakeOpenAI, trials: int) -> list[f
     """Return seconds from the onset of speech over the assistant until it went silent."""
     mic, speaker = LocalAudioInput(), LocalAudioOutput()
     await engine.async_start_session("barge", audio_input=mic, audio_output=speaker)
-    fake.tts_seconds_per_char = 0.1
-    fake.default_reply = "It is twelve o'clock and the weather is lovely, a fine day to go out."
     question = await asyncio.to_thread(read_wav, AUDIO / "whats_the_time.wav")
     stop = await asyncio.to_thread(read_wav, AUDIO / "stop.wav")
     results = []
     segment = 0
     for _ in range(trials):
-        # A long answer to interrupt, then a short one to "Stop.".
-        fake.chat_script = [ChatReply(fake.default_reply), ChatReply("Okay.")]
+        script_barge_in(fake)  # a long answer to interrupt, then a short one to "Stop."
         await mic.play_pcm(*question)
         segment += 1
         await asyncio.wait_for(speaker.wait_for_segment(segment, finished=False), 20)
@@ -165,29 +219,21 @@ async def loop_lag_with_sessions(
     engine: VoiceEngine, fake: FakeOpenAI, sessions: int, seconds: float
 ) -> list[float]:
     """Return event-loop lag samples (s) while `sessions` rooms listen and talk at once."""
-    fake.tts_seconds_per_char = 0.03
-    fake.default_reply = "Okay, done."
+    script_chatter(fake)
     rooms = []
     for index in range(sessions):
         mic, speaker = LocalAudioInput(), LocalAudioOutput()
         await engine.async_start_session(f"lag{index}", audio_input=mic, audio_output=speaker)
         rooms.append((mic, speaker))
     clip = await asyncio.to_thread(read_wav, AUDIO / "turn_on_kitchen_light.wav")
-    lags: list[float] = []
     stop = time.monotonic() + seconds
-
-    async def probe() -> None:
-        while time.monotonic() < stop:
-            before = time.monotonic()
-            await asyncio.sleep(0.01)
-            lags.append(time.monotonic() - before - 0.01)
 
     async def talk(mic: LocalAudioInput) -> None:
         while time.monotonic() < stop - 3:
             await mic.play_pcm(*clip)
             await mic.play_silence(2.0)
 
-    await asyncio.gather(probe(), *(talk(mic) for mic, _ in rooms))
+    lags, _ = await asyncio.gather(loop_lag(stop), asyncio.gather(*(talk(mic) for mic, _ in rooms)))
     for index, (mic, _) in enumerate(rooms):
         await engine.async_end_session(f"lag{index}")
         mic.close()
@@ -196,9 +242,7 @@ async def loop_lag_with_sessions(
 
 async def cpu_per_listening_session(engine: VoiceEngine, sessions: int, seconds: float) -> float:
     """Return the CPU one listening session costs, in % of one core, net of the baseline."""
-    wall, cpu = time.monotonic(), time.process_time()
-    await asyncio.sleep(seconds)
-    baseline = (time.process_time() - cpu) / (time.monotonic() - wall)
+    baseline = await idle_cores(seconds)
     mics = []
     for index in range(sessions):
         mic = LocalAudioInput()
@@ -207,9 +251,7 @@ async def cpu_per_listening_session(engine: VoiceEngine, sessions: int, seconds:
         )
         mics.append(mic)
     await asyncio.sleep(1.0)  # past start-up
-    wall, cpu = time.monotonic(), time.process_time()
-    await asyncio.sleep(seconds)
-    loaded = (time.process_time() - cpu) / (time.monotonic() - wall)
+    loaded = await idle_cores(seconds)
     for index, mic in enumerate(mics):
         await engine.async_end_session(f"cpu{index}")
         mic.close()
@@ -280,10 +322,7 @@ async def main() -> None:
         "barge_in_trials": len(barge),
         "engine_turn_reports": len(home.turns),
     }
-    print("| figure | value |\n| --- | --- |")
-    for key, value in figures.items():
-        print(f"| {key} | {value} |")
-    print(json.dumps(figures))
+    print_figures(figures)
 
 
 if __name__ == "__main__":

@@ -66,7 +66,9 @@ class Participant:
         await asyncio.wait_for(
             self.room.connect(url, token, rtc.RoomOptions(auto_subscribe=True)), within
         )
-        self._source = rtc.AudioSource(self.rate, 1)
+        # A short queue, as a browser's microphone has none: a busy moment on this
+        # machine would otherwise leave up to a second of audio waiting ahead of speech.
+        self._source = rtc.AudioSource(self.rate, 1, queue_size_ms=100)
         track = rtc.LocalAudioTrack.create_audio_track("microphone", self._source)
         options = rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
         await self.room.local_participant.publish_track(track, options)
@@ -117,6 +119,11 @@ class Participant:
                 self._said.set()
             next_at += FRAME_SECONDS
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+
+    @property
+    def queued_seconds(self) -> float:
+        """Return the audio still waiting in the microphone's queue, by the SDK's reckoning."""
+        return self._source.queued_duration if self._source is not None else 0.0
 
     # The ears: every frame of the agent's audio, timed.
     def _on_track(

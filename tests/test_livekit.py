@@ -165,6 +165,10 @@ async def test_barge_in_over_webrtc(
     barged_at = time.monotonic()
     await person.say(AUDIO / "stop.wav")
     stopped = await person.wait_silent(barged_at, within=5)
+    # It was the long answer that played (a dropped preemptive reply must not have
+    # taken it), and it still played when "stop" began.
+    assert fake_openai.tts_inputs[0].startswith("It is twelve o'clock")
+    assert person.silent_after(started, hold=0.3) == stopped
     # Heard for about 1.5 s of a 9 s answer, then quiet within the VAD's onset and the
     # network: the interruption reached the participant, not only the agent's state.
     assert stopped - barged_at < 1.0, stopped - barged_at
