@@ -1,10 +1,11 @@
 """Run a real Home Assistant in its own process, with a Shackleton entry served by a worker.
 
-`python -m tests.ha_process --config-dir DIR --port N --openai-url URL` prints
-`READY <url>` once it serves and writes DIR/facts.json (users' tokens, the entry id) on
-its first start. Started again on the same DIR, it is the same home: the test kills it
-with SIGKILL and starts it again, as a crash and a restart would. The home has a template
-"Kitchen light" exposed to Assist.
+`python -m tests.ha_process --config-dir DIR --port N --openai-url URL [--livekit-url URL]`
+prints `READY <url>` once it serves and writes DIR/facts.json (users' tokens, the entry
+id) on its first start; with a LiveKit URL (the tests' server and its key), the entry has
+that server and its workers take rooms by LiveKit's dispatch. Started again on the same
+DIR, it is the same home: the test kills it with SIGKILL and starts it again, as a crash
+and a restart would. The home has a template "Kitchen light" exposed to Assist.
 """
 
 from __future__ import annotations
@@ -21,8 +22,15 @@ from homeassistant import bootstrap, runner
 from homeassistant.config_entries import ConfigEntry, ConfigEntryState
 from homeassistant.core import HomeAssistant
 
-from custom_components.shackleton.const import DEFAULT_OPTIONS, DOMAIN
+from custom_components.shackleton.const import (
+    CONF_LIVEKIT_API_KEY,
+    CONF_LIVEKIT_API_SECRET,
+    CONF_LIVEKIT_URL,
+    DEFAULT_OPTIONS,
+    DOMAIN,
+)
 from tests.browser.ha_instance import REPO, _add_user, _store
+from tests.livekit_server import API_KEY, API_SECRET
 
 CONFIG = """\
 homeassistant:
@@ -55,7 +63,16 @@ logger:
 """
 
 
-def _entry(openai_url: str, placement: str) -> ConfigEntry:
+def _entry(openai_url: str, placement: str, livekit_url: str | None) -> ConfigEntry:
+    livekit = (
+        {}
+        if livekit_url is None
+        else {
+            CONF_LIVEKIT_URL: livekit_url,
+            CONF_LIVEKIT_API_KEY: API_KEY,
+            CONF_LIVEKIT_API_SECRET: API_SECRET,
+        }
+    )
     return ConfigEntry(
         version=1,
         minor_version=1,
@@ -71,6 +88,7 @@ def _entry(openai_url: str, placement: str) -> ConfigEntry:
             "stt_model": "gpt-4o-mini-transcribe",
             "llm_model": "gpt-4.1-mini",
             "tts_model": "gpt-4o-mini-tts",
+            **livekit,
         },
         options={
             **DEFAULT_OPTIONS,
@@ -86,7 +104,11 @@ def _entry(openai_url: str, placement: str) -> ConfigEntry:
 
 
 async def start_home(
-    config_dir: Path, port: int, openai_url: str, placement: str = "external"
+    config_dir: Path,
+    port: int,
+    openai_url: str,
+    placement: str = "external",
+    livekit_url: str | None = None,
 ) -> tuple[HomeAssistant, dict[str, Any]]:
     """Start (or start again) the home; return it and its facts (tokens, entry id)."""
     config_dir.mkdir(parents=True, exist_ok=True)
@@ -110,7 +132,7 @@ async def start_home(
         for username in ("admin", "tablet"):
             user, token = await _add_user(hass, username)
             users[username] = {"id": user.id, "token": token}
-        entry = _entry(openai_url, placement)
+        entry = _entry(openai_url, placement, livekit_url)
         await hass.config_entries.async_add(entry)
         await hass.async_block_till_done()
         facts = {"users": users, "entry_id": entry.entry_id}
@@ -124,9 +146,9 @@ async def start_home(
     return hass, facts
 
 
-async def _run(config_dir: Path, port: int, openai_url: str) -> int:
+async def _run(config_dir: Path, port: int, openai_url: str, livekit_url: str | None) -> int:
     try:
-        hass, _ = await start_home(config_dir, port, openai_url)
+        hass, _ = await start_home(config_dir, port, openai_url, livekit_url=livekit_url)
     except RuntimeError as err:
         sys.stderr.write(f"{err}\n")
         return 1
@@ -149,9 +171,10 @@ def main() -> int:
     parser.add_argument("--config-dir", type=Path, required=True)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--openai-url", required=True)
+    parser.add_argument("--livekit-url")
     args = parser.parse_args()
     args.config_dir.mkdir(parents=True, exist_ok=True)
-    return asyncio.run(_run(args.config_dir, args.port, args.openai_url))
+    return asyncio.run(_run(args.config_dir, args.port, args.openai_url, args.livekit_url))
 
 
 if __name__ == "__main__":

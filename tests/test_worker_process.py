@@ -120,12 +120,13 @@ class Process:
 class Home:
     """Home Assistant in its own process, on a fixed port and config directory."""
 
-    def __init__(self, config_dir: Path, openai_url: str) -> None:
-        """Prepare."""
+    def __init__(self, config_dir: Path, openai_url: str, livekit_url: str | None = None) -> None:
+        """Prepare; with `livekit_url`, the entry has that LiveKit server (the tests' key)."""
         self.config_dir = config_dir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.openai_url = openai_url
+        self.livekit_url = livekit_url
         self.process: Process | None = None
 
     async def start(self) -> dict[str, Any]:
@@ -139,6 +140,7 @@ class Home:
             str(self.port),
             "--openai-url",
             self.openai_url,
+            *(("--livekit-url", self.livekit_url) if self.livekit_url else ()),
         )
         while not (await self.process.line(120)).startswith("READY"):
             pass

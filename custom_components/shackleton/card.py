@@ -178,7 +178,9 @@ class TokenView(HomeAssistantView):
             raise CardTokenError(
                 HTTPStatus.SERVICE_UNAVAILABLE, "voice_disabled", title=entry.title
             )
-        if await data.voice.async_wait_ready() is None:
+        # An external entry has no engine here: its workers take the room from LiveKit's
+        # dispatch, which the token asks for.
+        if not data.voice.external and await data.voice.async_wait_ready() is None:
             raise CardTokenError(
                 HTTPStatus.SERVICE_UNAVAILABLE, "voice_unavailable", title=entry.title
             )

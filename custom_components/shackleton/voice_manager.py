@@ -58,14 +58,27 @@ from .home_bridge import HassHome
 from .models import ShackletonConfigEntry, ShackletonRuntime
 from .repairs import async_clear_issue, async_raise_issue
 from .storage import Kind, async_load_checked, check, checked
-from .voice.settings import ProviderKind, ProviderSettings, TurnTaking, VoiceSettings
+from .voice.settings import Backoff, ProviderKind, ProviderSettings, TurnTaking, VoiceSettings
 from .voice_support import async_get_loader
 from .worker_api import WorkerHub, agent_name, worker_settings
 
 if TYPE_CHECKING:
+    from livekit import api
+
     from .voice.engine import RoomSession, VoiceEngine
     from .voice.rooms import RoomWorker
     from .voice.settings import LiveKitServer
+
+
+# LiveKit offers a dispatch once, to the workers available at that moment: when all are
+# full (a worker reports a freed room up to 2.5 s late) or none is registered, it stays
+# in the room with nobody coming. A worker that takes it shows as the dispatch's job in
+# a fraction of a second (0.2 s on a loaded 2-core machine); its session takes seconds.
+DISPATCH_TAKEN_SECONDS: Final = 3.0
+DISPATCH_SERVED_SECONDS: Final = 40.0
+DISPATCH_POLL_SECONDS: Final = 0.5
+DISPATCH_ATTEMPTS: Final = 5
+DISPATCH_BACKOFF: Final = Backoff(initial=1.0, maximum=10.0)
 
 
 def queue_store(hass: HomeAssistant, entry_id: str) -> Store[list[dict[str, Any]]]:
@@ -180,7 +193,7 @@ class VoiceManager:
         # With an external worker: the home it reaches over WebSocket, and its links.
         self.home: HassHome | None = None
         self.hub: WorkerHub | None = None
-        self._dispatches: set[asyncio.Task[None]] = set()
+        self._dispatches: dict[str, asyncio.Task[None]] = {}
 
     @property
     def external(self) -> bool:
@@ -522,15 +535,23 @@ class VoiceManager:
     @callback
     def _async_dispatch(self, room: str) -> None:
         """Ask LiveKit to send one of the entry's workers to `room` (its own dispatch)."""
-        if self.server is None or self.hub is None or room in self.hub.rooms:
+        # One dispatch at a time per room, until its worker reports in: a second card
+        # (or a reconnect) meanwhile would bring a second agent.
+        if (
+            self.server is None
+            or self.hub is None
+            or room in self.hub.rooms
+            or room in self._dispatches
+        ):
             return
         task = self._entry.async_create_background_task(
             self._hass, self._async_create_dispatch(room), f"{DOMAIN} dispatch {room}"
         )
-        self._dispatches.add(task)
-        task.add_done_callback(self._dispatches.discard)
+        self._dispatches[room] = task
+        task.add_done_callback(lambda _: self._dispatches.pop(room, None))
 
     async def _async_create_dispatch(self, room: str) -> None:
+        """Dispatch the entry's agent to `room`, again while no worker takes it."""
         from livekit import api
 
         if self.server is None:  # pragma: no cover - checked before the task
@@ -541,15 +562,25 @@ class VoiceManager:
             self.server.api_secret,
             session=async_get_clientsession(self._hass),
         )
+        request = api.CreateAgentDispatchRequest(
+            agent_name=agent_name(self._entry.entry_id), room=room
+        )
         try:
-            await asyncio.wait_for(
-                client.agent_dispatch.create_dispatch(
-                    api.CreateAgentDispatchRequest(
-                        agent_name=agent_name(self._entry.entry_id), room=room
+            for attempt in range(1, DISPATCH_ATTEMPTS + 1):
+                dispatch = await asyncio.wait_for(
+                    client.agent_dispatch.create_dispatch(request), 10
+                )
+                self._runtime.async_set_livekit(connected=True, error=None)
+                if await self._async_wait_served(client, dispatch.id, room):
+                    return
+                # Withdrawn before the next offer: LiveKit waits for this one's answers
+                # and ends any job it started, so a late taker brings no second agent.
+                with contextlib.suppress(api.TwirpError):
+                    await asyncio.wait_for(
+                        client.agent_dispatch.delete_dispatch(dispatch.id, room), 10
                     )
-                ),
-                10,
-            )
+                if attempt < DISPATCH_ATTEMPTS:
+                    await asyncio.sleep(DISPATCH_BACKOFF.delay(attempt))
         except (TimeoutError, aiohttp.ClientError, api.TwirpError) as err:
             LOGGER.warning(
                 "%s: LiveKit could not send a worker to room %s: %s",
@@ -558,8 +589,34 @@ class VoiceManager:
                 getattr(err, "message", None) or type(err).__name__,
             )
             self._runtime.async_set_livekit(connected=False, error="cannot_connect")
-        else:
-            self._runtime.async_set_livekit(connected=True, error=None)
+            return
+        LOGGER.warning(
+            "%s: no voice worker took room %s after %s offers: are the workers running, "
+            "and is one of them free?",
+            self._entry.title,
+            room,
+            DISPATCH_ATTEMPTS,
+        )
+
+    async def _async_wait_served(self, client: api.LiveKitAPI, dispatch_id: str, room: str) -> bool:
+        """Wait until a worker serves `room`; False when no worker took the dispatch."""
+        now = time.monotonic()
+        taken_by, served_by = now + DISPATCH_TAKEN_SECONDS, now + DISPATCH_SERVED_SECONDS
+        taken = False
+        while self.hub is not None and room not in self.hub.rooms:
+            if not taken:
+                found = await asyncio.wait_for(
+                    client.agent_dispatch.get_dispatch(dispatch_id, room), 10
+                )
+                taken = found is not None and len(found.state.jobs) > 0
+                if not taken and time.monotonic() > taken_by:
+                    return False
+            elif time.monotonic() > served_by:
+                # Taken, but its session never reported (the job failed): the room's
+                # next request may try again.
+                return True
+            await asyncio.sleep(DISPATCH_POLL_SECONDS)
+        return True
 
     @callback
     def _on_room_status(self, room: str, status: str, error: str | None) -> None:

@@ -1,7 +1,8 @@
 """Run the voice engine as an external worker: `python -m shackleton_voice`.
 
-    python -m shackleton_voice [--config worker.yaml] livekit
-        A LiveKit agent worker for the entry's rooms (LiveKit dispatches them).
+    python -m shackleton_voice [--config worker.yaml] livekit [--max-rooms N]
+        A LiveKit agent worker for the entry's rooms (LiveKit dispatches them); see
+        `livekit --help` for its pool and capacity.
     python -m shackleton_voice [--config worker.yaml] local --room kitchen
         One room on local audio, driven by JSON lines on stdin:
         {"play": "request.wav"}, {"silence": 1.5}, {"quit": true}; it writes JSON lines
@@ -108,6 +109,18 @@ def main(argv: list[str] | None = None) -> int:
     local.add_argument("--room", default="local")
     livekit = commands.add_parser("livekit", help="a LiveKit agent worker (the default)")
     livekit.add_argument("--health-port", type=int, default=8081)
+    livekit.add_argument(
+        "--idle-processes",
+        type=int,
+        help="job processes kept warm for the next room (default: one per CPU)",
+    )
+    livekit.add_argument(
+        "--max-rooms",
+        type=int,
+        default=0,
+        help="rooms this worker serves at once; LiveKit sends more to other workers "
+        "(default: as many as the CPU allows, by LiveKit's load)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=args.log_level.upper(),
@@ -125,7 +138,12 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.config is not None:
         os.environ[ENV_CONFIG] = str(args.config)  # the job processes read it too
-    return run_livekit(config, getattr(args, "health_port", 8081))
+    return run_livekit(
+        config,
+        getattr(args, "health_port", 8081),
+        idle_processes=getattr(args, "idle_processes", None),
+        max_rooms=getattr(args, "max_rooms", 0),
+    )
 
 
 if __name__ == "__main__":

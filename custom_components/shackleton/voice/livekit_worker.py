@@ -5,13 +5,17 @@ registers with LiveKit under that name (explicit dispatch: Home Assistant's card
 and its join-room action ask LiveKit for the agent). LiveKit hands each room to one of the
 registered workers, and each job runs in its own process from LiveKit's pool, with its
 own link to Home Assistant. Run the same command on more machines to share the rooms:
-LiveKit's dispatch balances them by load; Shackleton adds no balancing of its own.
+LiveKit's dispatch balances them by load; Shackleton adds no balancing of its own. A job
+ends when its person leaves, so the agent leaves too and the room's next visitor gets a
+new dispatch.
 """
 
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 import logging
+from typing import Any
 
 from livekit.agents import AgentServer, JobContext, JobProcess
 
@@ -44,6 +48,7 @@ async def _job(ctx: JobContext) -> None:
         vad=ctx.proc.userdata.get("vad"),
     )
     ctx.add_shutdown_callback(worker.aclose)
+    _LOGGER.info("Serving room %s (job %s)", room, ctx.job.id)
     await worker.async_start(30)
     await ctx.connect()
     participant = await ctx.wait_for_participant()
@@ -51,14 +56,49 @@ async def _job(ctx: JobContext) -> None:
         room, rtc_room=ctx.room, participant_identity=participant.identity
     )
     await session.closed.wait()
+    # The person left and the session closed with them. A job outlives its entrypoint
+    # until it is shut down: it would keep the room marked served in Home Assistant
+    # (which then asks for no dispatch when someone comes back) and hold a slot here.
+    ctx.shutdown("the session ended")
 
 
-def run_livekit(config: WorkerConfig, health_port: int) -> int:
-    """Register with LiveKit and serve dispatched rooms until stopped."""
-    return asyncio.run(_main(config, health_port))
+def _room_load(server: AgentServer, max_rooms: int) -> float:
+    """Return the share of this worker's rooms in use (1.0: full)."""
+    return len(server.active_jobs) / max_rooms
 
 
-async def _main(config: WorkerConfig, health_port: int) -> int:
+def run_livekit(
+    config: WorkerConfig,
+    health_port: int,
+    *,
+    idle_processes: int | None = None,
+    max_rooms: int = 0,
+) -> int:
+    """Register with LiveKit and serve dispatched rooms until stopped.
+
+    `idle_processes` job processes wait warm (LiveKit's default: one per CPU); with
+    `max_rooms`, the worker is full at that many rooms instead of at LiveKit's CPU load.
+    """
+    return asyncio.run(_main(config, health_port, idle_processes, max_rooms))
+
+
+def _server_options(idle_processes: int | None, max_rooms: int) -> dict[str, Any]:
+    """Return the AgentServer options for the pool size and the capacity asked for."""
+    options: dict[str, Any] = {}
+    if idle_processes is not None:
+        options["num_idle_processes"] = idle_processes
+    if max_rooms:
+        # LiveKit's default load is the whole machine's CPU, which Home Assistant or a
+        # build may be using: past 70 % the worker refuses rooms, and LiveKit does not
+        # offer a refused room again. Counting rooms is what a home's workers need.
+        options["load_fnc"] = partial(_room_load, max_rooms=max_rooms)
+        options["load_threshold"] = 1.0
+    return options
+
+
+async def _main(
+    config: WorkerConfig, health_port: int, idle_processes: int | None, max_rooms: int
+) -> int:
     # This link stays open while the worker runs: Home Assistant sees a worker (voice
     # available) even while no room is dispatched. Each job opens its own.
     link = HomeLink(config.link_config(), on_event=lambda _: None, on_connection=lambda _: None)
@@ -81,6 +121,7 @@ async def _main(config: WorkerConfig, health_port: int) -> int:
         api_secret=server_settings["api_secret"],
         setup_fnc=_prewarm,
         port=health_port,
+        **_server_options(idle_processes, max_rooms),
     )
     server.rtc_session(_job, agent_name=server_settings["agent_name"])
     _LOGGER.info("Registering with LiveKit at %s as %s", url, server_settings["agent_name"])
