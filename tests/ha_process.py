@@ -29,7 +29,7 @@ from custom_components.shackleton.const import (
     DEFAULT_OPTIONS,
     DOMAIN,
 )
-from tests.browser.ha_instance import REPO, _add_user, _store
+from tests.browser.ha_instance import KITCHEN_LIGHT, REPO, _add_user, _store
 from tests.livekit_server import API_KEY, API_SECRET
 
 CONFIG = """\
@@ -42,20 +42,6 @@ homeassistant:
 http:
   server_host: 127.0.0.1
   server_port: {port}
-input_boolean:
-  kitchen_power:
-template:
-  - light:
-      - name: Kitchen light
-        state: "{{{{ is_state('input_boolean.kitchen_power', 'on') }}}}"
-        turn_on:
-          action: input_boolean.turn_on
-          target:
-            entity_id: input_boolean.kitchen_power
-        turn_off:
-          action: input_boolean.turn_off
-          target:
-            entity_id: input_boolean.kitchen_power
 logger:
   default: warning
   logs:
@@ -112,7 +98,7 @@ async def start_home(
 ) -> tuple[HomeAssistant, dict[str, Any]]:
     """Start (or start again) the home; return it and its facts (tokens, entry id)."""
     config_dir.mkdir(parents=True, exist_ok=True)
-    (config_dir / "configuration.yaml").write_text(CONFIG.format(port=port))
+    (config_dir / "configuration.yaml").write_text(CONFIG.format(port=port) + KITCHEN_LIGHT)
     components = config_dir / "custom_components"
     components.mkdir(exist_ok=True)
     if not (components / DOMAIN).exists():

@@ -167,6 +167,19 @@ async def test_bad_requests_get_a_translated_error(
     assert "{" not in answer["message"]
 
 
+async def test_a_body_that_is_not_json_is_a_bad_request(
+    hass: HomeAssistant, loaded_entry: MockConfigEntry, hass_client: ClientSessionGenerator
+) -> None:
+    """A body that does not parse is refused like a missing room, in words."""
+    client = await hass_client()
+    response = await client.post(TOKEN_URL, data="room=kitchen")
+    answer = await response.json()
+    assert response.status == HTTPStatus.BAD_REQUEST
+    assert answer["code"] == "invalid_room"
+    assert answer["message"]
+    assert not loaded_entry.runtime_data.voice.workers
+
+
 async def test_no_voice_and_several_entries_are_explained(
     hass: HomeAssistant,
     loaded_entry: MockConfigEntry,

@@ -36,6 +36,24 @@ CARDS = [
 ]
 USERS = {"admin": ("Ada Admin", GROUP_ID_ADMIN), "tablet": ("Kitchen tablet", GROUP_ID_USER)}
 
+# The home's device, exposed to Assist: a template light switching an input_boolean.
+KITCHEN_LIGHT = """\
+input_boolean:
+  kitchen_power:
+template:
+  - light:
+      - name: Kitchen light
+        state: "{{ is_state('input_boolean.kitchen_power', 'on') }}"
+        turn_on:
+          action: input_boolean.turn_on
+          target:
+            entity_id: input_boolean.kitchen_power
+        turn_off:
+          action: input_boolean.turn_off
+          target:
+            entity_id: input_boolean.kitchen_power
+"""
+
 
 def free_port() -> int:
     """Return a port nothing listens on."""
@@ -65,21 +83,7 @@ http:
   server_host: 127.0.0.1
   server_port: {port}
 frontend:
-input_boolean:
-  kitchen_power:
-template:
-  - light:
-      - name: Kitchen light
-        state: "{{{{ is_state('input_boolean.kitchen_power', 'on') }}}}"
-        turn_on:
-          action: input_boolean.turn_on
-          target:
-            entity_id: input_boolean.kitchen_power
-        turn_off:
-          action: input_boolean.turn_off
-          target:
-            entity_id: input_boolean.kitchen_power
-logger:
+{KITCHEN_LIGHT}logger:
   default: warning
 """
     )
