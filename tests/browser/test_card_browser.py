@@ -31,7 +31,7 @@ from tests.livekit_server import API_KEY, API_SECRET, LiveKitProcess
 
 from .ha_instance import free_port
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.livekit]
 HERE = Path(__file__).parent
 REPO = HERE.parents[1]
 
