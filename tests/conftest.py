@@ -122,7 +122,7 @@ def livekit_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveKit
 
 @pytest.fixture
 def livekit(livekit_server: LiveKitProcess, socket_enabled: None) -> LiveKitProcess:
-    """The session's LiveKit server, running (a test that stopped it has it started again)."""
+    """Return the session's LiveKit server, running (started again if a test stopped it)."""
     if livekit_server.process is None or livekit_server.process.poll() is not None:
         livekit_server.start()
     return livekit_server
