@@ -51,6 +51,9 @@ class Participant:
     states: list[tuple[float, str]] = field(default_factory=list)
     captions: list[Caption] = field(default_factory=list)
     heard: list[Heard] = field(default_factory=list)
+    # When someone (the agent) subscribed to the microphone: after a server restart, the
+    # agent hears the person again only once it has subscribed anew.
+    mic_subscribed: list[float] = field(default_factory=list)
     agent_identity: str | None = None
     _pending: list[np.ndarray] = field(default_factory=list)
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
@@ -62,6 +65,9 @@ class Participant:
         """Connect, publish a microphone, and start listening to the agent."""
         self.room.on("participant_attributes_changed", self._on_attributes)
         self.room.on("track_subscribed", self._on_track)
+        self.room.on(
+            "local_track_subscribed", lambda _: self.mic_subscribed.append(time.monotonic())
+        )
         self.room.register_text_stream_handler("lk.transcription", self._on_text)
         await asyncio.wait_for(
             self.room.connect(url, token, rtc.RoomOptions(auto_subscribe=True)), within

@@ -268,11 +268,14 @@ async def test_server_restart_mid_session(
     await asyncio.sleep(3)  # an outage of a few seconds, retried with backoff meanwhile
     assert hass.states.get(server).state == "off"
 
+    restarted = time.monotonic()
     await asyncio.to_thread(livekit.start)
     await wait_for(lambda: hass.states.get(server).state == "on", 20)
     await wait_for(lambda: hass.states.get(room).state == "listening", 5)
-    # The same session goes on: the person is heard and answered.
+    # The same session goes on: the person is heard and answered, once both have
+    # rejoined the new server and the agent has subscribed to the microphone again.
     assert entry.runtime_data.voice.engine.sessions["home-restart"] is session
+    await wait_for(lambda: any(at > restarted for at in person.mic_subscribed), 20)
     spoken_end = await person.say(AUDIO / "turn_on_kitchen_light.wav")
     await person.wait_audible(spoken_end)
     assert hass.states.get(LIGHT).state == STATE_ON
