@@ -29,7 +29,7 @@ from custom_components.shackleton.const import (
     DEFAULT_OPTIONS,
     DOMAIN,
 )
-from tests.browser.ha_instance import KITCHEN_LIGHT, REPO, _add_user, _store
+from tests.browser.ha_instance import KITCHEN_LIGHT, REPO, _add_user, _store, pipeline_data
 from tests.livekit_server import API_KEY, API_SECRET
 
 CONFIG = """\
@@ -64,18 +64,7 @@ def _entry(openai_url: str, placement: str, livekit_url: str | None) -> ConfigEn
         minor_version=1,
         domain=DOMAIN,
         title="Shackleton",
-        data={
-            "voice_mode": "pipeline",
-            "stt_provider": "openai",
-            "llm_provider": "openai",
-            "tts_provider": "openai",
-            "openai_api_key": "sk-test",
-            "openai_base_url": openai_url,
-            "stt_model": "gpt-4o-mini-transcribe",
-            "llm_model": "gpt-4.1-mini",
-            "tts_model": "gpt-4o-mini-tts",
-            **livekit,
-        },
+        data={**pipeline_data(openai_url), **livekit},
         options={
             **DEFAULT_OPTIONS,
             "language": "en",

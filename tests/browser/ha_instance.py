@@ -117,6 +117,21 @@ async def _add_user(hass: HomeAssistant, username: str) -> tuple[User, str]:
     return user, hass.auth.async_create_access_token(refresh)
 
 
+def pipeline_data(openai_url: str) -> dict[str, str]:
+    """Return entry data for a voice pipeline on the fake OpenAI-compatible server."""
+    return {
+        "voice_mode": "pipeline",
+        "stt_provider": "openai",
+        "llm_provider": "openai",
+        "tts_provider": "openai",
+        "openai_api_key": "sk-test",
+        "openai_base_url": openai_url,
+        "stt_model": "gpt-4o-mini-transcribe",
+        "llm_model": "gpt-4.1-mini",
+        "tts_model": "gpt-4o-mini-tts",
+    }
+
+
 def _entry(args: argparse.Namespace) -> ConfigEntry:
     """Return the Shackleton entry: rooms on the given LiveKit server, voice on the fake OpenAI."""
     return ConfigEntry(
@@ -125,15 +140,7 @@ def _entry(args: argparse.Namespace) -> ConfigEntry:
         domain=DOMAIN,
         title="Shackleton",
         data={
-            "voice_mode": "pipeline",
-            "stt_provider": "openai",
-            "llm_provider": "openai",
-            "tts_provider": "openai",
-            "openai_api_key": "sk-test",
-            "openai_base_url": args.openai_url,
-            "stt_model": "gpt-4o-mini-transcribe",
-            "llm_model": "gpt-4.1-mini",
-            "tts_model": "gpt-4o-mini-tts",
+            **pipeline_data(args.openai_url),
             "livekit_url": args.livekit_url,
             "livekit_api_key": args.livekit_key,
             "livekit_api_secret": args.livekit_secret,
