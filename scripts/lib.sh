@@ -54,6 +54,7 @@ ensure_py_root() {
   }
   echo "scripts: building a Debian sid root with Python 3.14 in $PY_ROOT (about a minute)" >&2
   local tmp="$PY_ROOT.tmp"
+  mkdir -p "$SHACKLETON_CACHE"
   # A half-built root holds no mounts (debootstrap's own are gone when it exits).
   rm -rf --one-file-system "$tmp"
   debootstrap --variant=minbase --include="$PY_ROOT_PACKAGES" sid "$tmp" "$PY_ROOT_MIRROR" \
