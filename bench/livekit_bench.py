@@ -4,7 +4,7 @@ A real Home Assistant runs in this process with a Shackleton entry on a real Liv
 server (`scripts/livekit`, on loopback) and the test suite's zero-latency fake OpenAI
 server, as `bench/voice_bench.py` and `bench/worker_bench.py` use it. People join rooms
 as the card does: Home Assistant's token endpoint gives them a token and calls the agent.
-They are LiveKit participants (`tests/livekit_participant.py`) in a child process of
+They are LiveKit participants (`harness/livekit_participant.py`) in a child process of
 their own, as a person's WebRTC stack runs on their own device: here it would add to the
 CPU and the loop lag measured. They speak the test WAVs, and time the agent's audio as it
 leaves their AudioStream (after the jitter buffer and Opus), when a person would hear it.
@@ -57,11 +57,11 @@ from custom_components.shackleton.const import (
 from custom_components.shackleton.models import ShackletonConfigEntry
 from custom_components.shackleton.voice.engine import VoiceEngine
 from custom_components.shackleton.voice.loading import import_heavy
-from tests.browser.ha_instance import REPO, free_port
-from tests.fakes import FakeOpenAI, start_app
-from tests.ha_process import start_home
-from tests.livekit_participant import AUDIBLE, Participant
-from tests.livekit_server import API_KEY, API_SECRET, LiveKitProcess
+from harness.fakes import FakeOpenAI, start_app
+from harness.ha_instance import REPO, free_port
+from harness.ha_process import start_home
+from harness.livekit_participant import AUDIBLE, Participant
+from harness.livekit_server import API_KEY, API_SECRET, LiveKitProcess
 
 TURNS = 20
 BARGE_INS = 12  # about 5 s each: 20 would take the run well past 4 minutes

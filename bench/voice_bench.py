@@ -29,7 +29,7 @@ from custom_components.shackleton.voice.local_audio import (
     read_wav,
 )
 from custom_components.shackleton.voice.settings import ProviderSettings, VoiceSettings
-from tests.fakes import ChatReply, FakeOpenAI, start_app
+from harness.fakes import ChatReply, FakeOpenAI, start_app
 
 AUDIO = Path(__file__).parent.parent / "tests" / "fixtures" / "audio"
 UTTERANCES = ["turn_on_kitchen_light", "turn_off_kitchen_light", "whats_the_time", "stop"]

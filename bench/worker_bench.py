@@ -7,7 +7,7 @@ call alone (HassTurnOn on the light, as the engine makes it, 100 times):
 
 - in-process: Home Assistant and the engine share this process and its loop (the entry's
   own VoiceManager engine, `HassHome`);
-- external: Home Assistant runs in another process (tests/ha_process.py) and the engine
+- external: Home Assistant runs in another process (harness/ha_process.py) and the engine
   here is a `VoiceWorker`, reaching it over the WebSocket API (`RemoteHome`).
 
 Run: `scripts/bench worker` (about 2 minutes).
@@ -31,9 +31,9 @@ from custom_components.shackleton.voice.engine import VoiceEngine
 from custom_components.shackleton.voice.home import Home
 from custom_components.shackleton.voice.loading import import_heavy
 from custom_components.shackleton.voice.worker import VoiceWorker, WorkerConfig
-from tests.browser.ha_instance import free_port
-from tests.fakes import ChatReply, FakeOpenAI, start_app
-from tests.ha_process import start_home
+from harness.fakes import ChatReply, FakeOpenAI, start_app
+from harness.ha_instance import free_port
+from harness.ha_process import start_home
 
 TURNS = 20
 CALLS = 100
@@ -83,7 +83,7 @@ async def external(fake: FakeOpenAI, workdir: Path) -> tuple[list[float], list[f
     home = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "tests.ha_process",
+        "harness.ha_process",
         "--config-dir",
         str(workdir / "external"),
         "--port",

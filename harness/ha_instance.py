@@ -1,6 +1,6 @@
 """Run a real Home Assistant, frontend included, with Shackleton and a dashboard holding its card.
 
-`python -m tests.browser.ha_instance --config-dir DIR --port N --livekit-url URL
+`python -m harness.ha_instance --config-dir DIR --port N --livekit-url URL
 --livekit-key KEY --livekit-secret SECRET --openai-url URL` prints `READY <url>` once it
 serves, writes the test users' credentials and tokens to DIR/users.json, and runs until
 SIGTERM or SIGINT. The entry's rooms are on that LiveKit server, its voice pipeline on that
@@ -28,7 +28,7 @@ from homeassistant.core import HomeAssistant
 
 from custom_components.shackleton.const import DEFAULT_OPTIONS, DOMAIN
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 # One card per mode, each in a room of its own: each conversation has its own agent session.
 CARDS = [
     {"type": "custom:shackleton-card", "room": "kitchen", "mode": "hands_free", "captions": True},

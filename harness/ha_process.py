@@ -1,6 +1,6 @@
 """Run a real Home Assistant in its own process, with a Shackleton entry served by a worker.
 
-`python -m tests.ha_process --config-dir DIR --port N --openai-url URL [--livekit-url URL]`
+`python -m harness.ha_process --config-dir DIR --port N --openai-url URL [--livekit-url URL]`
 prints `READY <url>` once it serves and writes DIR/facts.json (users' tokens, the entry
 id) on its first start; with a LiveKit URL (the tests' server and its key), the entry has
 that server and its workers take rooms by LiveKit's dispatch. Started again on the same
@@ -29,8 +29,8 @@ from custom_components.shackleton.const import (
     DEFAULT_OPTIONS,
     DOMAIN,
 )
-from tests.browser.ha_instance import KITCHEN_LIGHT, REPO, _add_user, _store, pipeline_data
-from tests.livekit_server import API_KEY, API_SECRET
+from harness.ha_instance import KITCHEN_LIGHT, REPO, _add_user, _store, pipeline_data
+from harness.livekit_server import API_KEY, API_SECRET
 
 CONFIG = """\
 homeassistant:

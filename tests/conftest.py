@@ -37,9 +37,8 @@ from custom_components.shackleton.voice.local_audio import (
     Segment,
     read_wav,
 )
-
-from .fakes import FakeLiveKit, FakeOllama, FakeOpenAI, start_app
-from .livekit_server import API_KEY, API_SECRET, LiveKitProcess
+from harness.fakes import FakeLiveKit, FakeOllama, FakeOpenAI, start_app
+from harness.livekit_server import API_KEY, API_SECRET, LiveKitProcess
 
 LIGHT = "light.kitchen_light"
 # The release the snapshots (tests/snapshots, notebooks/data/tools.json) were recorded on:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .fakes import FAULTS
+from harness.fakes import FAULTS
 
 
 @dataclass(frozen=True, slots=True)

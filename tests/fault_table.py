@@ -13,7 +13,8 @@ import re
 import sys
 from typing import Any
 
-from .fakes import FAULTS
+from harness.fakes import FAULTS
+
 from .fault_rows import ROWS
 
 README = Path(__file__).parents[1] / "README.md"

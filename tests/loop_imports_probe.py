@@ -92,7 +92,7 @@ async def main() -> None:
     await asyncio.to_thread(import_heavy)
     import_plugins()
     # Not tests.test_engine: pytest would import what a first request needs, hiding it.
-    helpers = ("aiohttp", "httpx2", "tests.fakes")
+    helpers = ("aiohttp", "httpx2", "harness.fakes")
     await asyncio.to_thread(import_heavy, (*ENGINE_MODULES, *helpers))
 
     import httpx2
@@ -108,7 +108,7 @@ async def main() -> None:
         read_wav,
     )
     from custom_components.shackleton.voice.settings import ProviderSettings, VoiceSettings
-    from tests.fakes import FakeOpenAI, start_app
+    from harness.fakes import FakeOpenAI, start_app
 
     fake = FakeOpenAI(default_transcript="Turn on the kitchen light.")
     runner, fake.url = await start_app(fake.app())

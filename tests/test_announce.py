@@ -21,9 +21,9 @@ from custom_components.shackleton.compat import device_by_identifier
 from custom_components.shackleton.const import DOMAIN
 from custom_components.shackleton.room_devices import room_identifier
 from custom_components.shackleton.voice.local_audio import LocalAudioInput, LocalAudioOutput
+from harness.fakes import ChatReply, FakeOpenAI
 
 from .conftest import LIGHT, Room, wait_for
-from .fakes import ChatReply, FakeOpenAI
 
 NOTIFY = "notify.shackleton_127_0_0_1_kitchen_announce"
 ROOM_STATE = "sensor.shackleton_127_0_0_1_kitchen_state"

@@ -12,8 +12,7 @@ import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.shackleton.const import DOMAIN
-
-from .fakes import FakeOpenAI
+from harness.fakes import FakeOpenAI
 
 HUGE = "Turn on the light. " * 5300  # about 100 kB
 LONG_ROOM = "r" * 1000

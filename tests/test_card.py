@@ -18,9 +18,9 @@ from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 from custom_components.shackleton.card import CARD_FILE, CARD_URL, TOKEN_URL, RateLimiter
 from custom_components.shackleton.const import DOMAIN
 from custom_components.shackleton.voice.client import tool_summary
+from harness.fakes import FakeLiveKit, FakeOpenAI
 
 from .conftest import entry_data, wait_for
-from .fakes import FakeLiveKit, FakeOpenAI
 
 
 async def _set_options(hass: HomeAssistant, entry: MockConfigEntry, **changes: Any) -> None:

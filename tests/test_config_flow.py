@@ -13,9 +13,9 @@ import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.shackleton.const import DEFAULT_INSTRUCTIONS, DEFAULT_OPTIONS, DOMAIN
+from harness.fakes import FakeLiveKit, FakeOpenAI, closed_port_url
 
 from .conftest import entry_data
-from .fakes import FakeLiveKit, FakeOpenAI, closed_port_url
 
 SECRET = "devsecret-devsecret-devsecret-00"
 

@@ -14,9 +14,9 @@ import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_capture_events
 
 from custom_components.shackleton.const import DOMAIN, EVENT_TOOL_CALL
+from harness.fakes import ChatReply, FakeOpenAI
 
 from .conftest import LIGHT, entry_data
-from .fakes import ChatReply, FakeOpenAI
 
 AGENT = "conversation.shackleton_127_0_0_1"
 

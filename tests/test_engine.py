@@ -18,8 +18,7 @@ from custom_components.shackleton.voice.home import HomeContext, ToolSpec, TurnR
 from custom_components.shackleton.voice.local_audio import LocalAudioInput, LocalAudioOutput
 from custom_components.shackleton.voice.providers import build_models
 from custom_components.shackleton.voice.settings import ProviderSettings, VoiceSettings
-
-from .fakes import FakeOpenAI
+from harness.fakes import FakeOpenAI
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Every place Shackleton asks a provider, against every fault a network shows.
 
-One row per path, one column per fault (tests/fakes.py FAULTS), injected by the fake
+One row per path, one column per fault (harness/fakes.py FAULTS), injected by the fake
 servers at the network boundary. A row runs all its cells at once, so a row costs its
 slowest cell (the bound), not their sum. Each cell asserts what the README promises for
 its path: the outcome, within the path's bound; then the same path serves a normal
@@ -38,10 +38,10 @@ from custom_components.shackleton.provider_faults import ProviderFault
 from custom_components.shackleton.voice.local_audio import LocalAudioInput, LocalAudioOutput
 from custom_components.shackleton.voice.settings import VoiceSettings
 from custom_components.shackleton.voice_sets import voice_requirements
+from harness.fakes import FAULT_MARK, FAULTS, FakeOpenAI, FakeRealtime, closed_port_url, start_app
 from tuning import prompts
 
 from .conftest import LIGHT, Room, entry_data, wait_for
-from .fakes import FAULT_MARK, FAULTS, FakeOpenAI, FakeRealtime, closed_port_url, start_app
 from .fault_rows import ROWS
 
 APOLOGY = VoiceSettings(mode="pipeline", llm=None).apology  # type: ignore[arg-type]

@@ -17,9 +17,9 @@ from custom_components.shackleton.const import (
     LIVEKIT_HEALTH_INTERVAL,
     LIVEKIT_RETRY_MAX,
 )
+from harness.fakes import FakeLiveKit, FakeOpenAI, closed_port_url
 
 from .conftest import entry_data
-from .fakes import FakeLiveKit, FakeOpenAI, closed_port_url
 
 CONNECTED = "binary_sensor.shackleton_127_0_0_1_livekit_server"
 STATE = "sensor.shackleton_127_0_0_1_assistant_state"

@@ -28,11 +28,11 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 
 from custom_components.shackleton.const import DEFAULT_OPTIONS, DOMAIN
+from harness.fakes import ChatReply, FakeOpenAI, closed_port_url
+from harness.livekit_participant import Participant
+from harness.livekit_server import API_KEY, API_SECRET, LiveKitProcess
 
 from .conftest import AUDIO, LIGHT, livekit_data, wait_for
-from .fakes import ChatReply, FakeOpenAI, closed_port_url
-from .livekit_participant import Participant
-from .livekit_server import API_KEY, API_SECRET, LiveKitProcess
 from .test_fault_matrix import Leftovers
 
 pytestmark = pytest.mark.livekit

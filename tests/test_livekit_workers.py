@@ -1,7 +1,7 @@
 """External workers in LiveKit mode: LiveKit's dispatch shares an entry's rooms among them.
 
 Against the real LiveKit server. In the first test, Home Assistant runs in its own process
-(tests/ha_process.py) with its entry on that server, and two workers
+(harness/ha_process.py) with its entry on that server, and two workers
 (`python -m custom_components.shackleton.voice livekit`) register under the entry's agent
 name. People ask for the card's token, which asks LiveKit for a dispatch, and listen over
 WebRTC. Which worker serves a room is read three ways: the agent the person hears is
@@ -35,12 +35,12 @@ from custom_components.shackleton.const import (
 from custom_components.shackleton.voice.livekit_worker import _server_options
 from custom_components.shackleton.voice.settings import Backoff
 from custom_components.shackleton.worker_api import agent_name
+from harness.fakes import FakeOpenAI, closed_port_url
+from harness.ha_instance import free_port
+from harness.livekit_participant import Participant
+from harness.livekit_server import API_KEY, API_SECRET, LiveKitProcess
 
-from .browser.ha_instance import free_port
 from .conftest import livekit_data, wait_for
-from .fakes import FakeOpenAI, closed_port_url
-from .livekit_participant import Participant
-from .livekit_server import API_KEY, API_SECRET, LiveKitProcess
 from .test_worker_process import WORKER_MODULE, Home, Process, worker_env
 
 pytestmark = pytest.mark.livekit

@@ -24,9 +24,9 @@ from custom_components.shackleton.const import DEFAULT_OPTIONS, EVENT_TOOL_CALL,
 from custom_components.shackleton.home_bridge import HassHome, make_llm_context
 from custom_components.shackleton.llm_api import TOKEN_ARG, ConfirmationError, Confirmations
 from custom_components.shackleton.voice.home import ToolCallError
+from harness.fakes import ChatReply, FakeOllama, with_confirmation_token
 
 from .conftest import add_template, setup_front_door, switched
-from .fakes import ChatReply, FakeOllama, with_confirmation_token
 
 KITCHEN = "light.kitchen_light"
 CELLAR = "light.cellar_light"

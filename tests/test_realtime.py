@@ -26,9 +26,9 @@ from custom_components.shackleton.voice.local_audio import (
     read_wav,
 )
 from custom_components.shackleton.voice.settings import Limits, ProviderSettings, VoiceSettings
+from harness.fakes import FakeRealtime, RealtimeTurn, closed_port_url, pcm_tone, start_app
 
 from .conftest import wait_for
-from .fakes import FakeRealtime, RealtimeTurn, closed_port_url, pcm_tone, start_app
 from .test_engine import RecordingHome
 
 AUDIO = Path(__file__).parent / "fixtures" / "audio"

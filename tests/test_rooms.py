@@ -20,9 +20,9 @@ from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 from custom_components.shackleton.const import DOMAIN
 from custom_components.shackleton.voice.rooms import AGENT_IDENTITY, agent_token
 from custom_components.shackleton.voice.settings import Backoff, LiveKitServer
+from harness.fakes import FakeLiveKit, FakeOpenAI, closed_port_url
 
 from .conftest import entry_data, wait_for
-from .fakes import FakeLiveKit, FakeOpenAI, closed_port_url
 
 SECRET = "devsecret-devsecret-devsecret-00"
 

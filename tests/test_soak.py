@@ -30,8 +30,9 @@ from pytest_homeassistant_custom_component.common import (
     async_fire_time_changed,
 )
 
+from harness.fakes import ChatReply, FakeOpenAI
+
 from .conftest import Room, deprecation_reports
-from .fakes import ChatReply, FakeOpenAI
 from .test_fault_matrix import ANSWER, _ask, _process
 
 pytestmark = pytest.mark.slow

@@ -36,9 +36,9 @@ from custom_components.shackleton.voice.local_audio import (
     LocalAudioOutput,
     read_wav,
 )
+from harness.fakes import ChatReply, FakeOpenAI
 
 from .conftest import AUDIO, call_tool, wait_for
-from .fakes import ChatReply, FakeOpenAI
 
 # Taken at import, before a test's hass puts its in-memory storage in their place.
 REAL_IO = {

@@ -26,9 +26,9 @@ from custom_components.shackleton.voice.local_audio import (
     LocalAudioInput,
     LocalAudioOutput,
 )
+from harness.fakes import ChatReply, FakeOpenAI, with_confirmation_token
 
 from .conftest import LIGHT, Room, entry_data, setup_front_door, wait_for
-from .fakes import ChatReply, FakeOpenAI, with_confirmation_token
 
 
 async def test_spoken_request_turns_on_light(

@@ -28,9 +28,9 @@ from custom_components.shackleton.voice_support import (
     VoiceSupportLoader,
     async_get_loader,
 )
+from harness.fakes import FakeLiveKit, FakeOpenAI
 
 from .conftest import entry_data
-from .fakes import FakeLiveKit, FakeOpenAI
 
 REPO = Path(__file__).parent.parent
 

@@ -23,9 +23,9 @@ from custom_components.shackleton.const import (
 )
 from custom_components.shackleton.voice import ha_link
 from custom_components.shackleton.worker_api import PROTOCOL, agent_name
+from harness.fakes import FakeLiveKit, FakeOpenAI
 
 from .conftest import entry_data
-from .fakes import FakeLiveKit, FakeOpenAI
 
 LIGHT = "light.kitchen_light"
 PREFIX = "shackleton/worker"

@@ -1,6 +1,6 @@
 """The external worker as its own OS process, against Home Assistant in another one.
 
-Home Assistant (tests/ha_process.py) serves HTTP and WebSocket on 127.0.0.1; the worker
+Home Assistant (harness/ha_process.py) serves HTTP and WebSocket on 127.0.0.1; the worker
 (`python -m shackleton_voice local`) hears WAV files through the local audio transport;
 the fake OpenAI-compatible server runs here. Nothing is patched.
 """
@@ -26,9 +26,8 @@ from custom_components.shackleton.voice.worker import (
     ConfigError,
     WorkerConfig,
 )
-
-from .browser.ha_instance import free_port
-from .fakes import ChatReply, FakeOpenAI
+from harness.fakes import ChatReply, FakeOpenAI
+from harness.ha_instance import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 # The voice package as Home Assistant ships it: under this name, the worker runs in
@@ -133,7 +132,7 @@ class Home:
         """Start the process."""
         self.process = await Process.start(
             "-m",
-            "tests.ha_process",
+            "harness.ha_process",
             "--config-dir",
             str(self.config_dir),
             "--port",

@@ -25,11 +25,10 @@ from livekit import api
 import pytest
 
 from custom_components.shackleton.voice.local_audio import read_wav
+from harness.fakes import ChatReply, FakeOpenAI
+from harness.ha_instance import free_port
+from harness.livekit_server import API_KEY, API_SECRET, LiveKitProcess
 from tests.conftest import AUDIO, LIGHT
-from tests.fakes import ChatReply, FakeOpenAI
-from tests.livekit_server import API_KEY, API_SECRET, LiveKitProcess
-
-from .ha_instance import free_port
 
 pytestmark = [pytest.mark.browser, pytest.mark.livekit]
 HERE = Path(__file__).parent
@@ -60,7 +59,7 @@ class HomeAssistantProcess:
         self.log = config_dir.parent / "ha.log"
         self._log_file = self.log.open("w")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.browser.ha_instance",
+            [sys.executable, "-m", "harness.ha_instance",
              "--config-dir", str(config_dir), "--port", str(self.port),
              "--livekit-url", livekit.url, "--livekit-key", API_KEY,
              "--livekit-secret", API_SECRET, "--openai-url", openai_url],
