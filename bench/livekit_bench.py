@@ -58,8 +58,7 @@ from custom_components.shackleton.models import ShackletonConfigEntry
 from custom_components.shackleton.voice.engine import VoiceEngine
 from custom_components.shackleton.voice.loading import import_heavy
 from harness.fakes import FakeOpenAI, start_app
-from harness.ha_instance import REPO, free_port
-from harness.ha_process import start_home
+from harness.ha_process import REPO, free_port, start_home
 from harness.livekit_participant import AUDIBLE, Participant
 from harness.livekit_server import API_KEY, API_SECRET, LiveKitProcess
 
@@ -341,7 +340,7 @@ class Home:
     async def attach(self, server: LiveKitProcess) -> None:
         """Give the entry the LiveKit server, as reconfiguring it would; wait for its engine."""
         entry = self._entry()
-        await entry.runtime_data.voice.async_wait_ready()  # no engine cut off half-loaded
+        await entry.runtime_data.voice.async_ready()  # no engine cut off half-loaded
         assert await self.hass.config_entries.async_unload(self.entry_id)
         self.hass.config_entries.async_update_entry(
             entry,
@@ -353,7 +352,7 @@ class Home:
             },
         )
         assert await self.hass.config_entries.async_setup(self.entry_id)
-        if await entry.runtime_data.voice.async_wait_ready() is None:
+        if not await entry.runtime_data.voice.async_ready():
             raise RuntimeError("the voice engine did not start")
 
     async def join(self, people: People, room: str) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 from livekit.plugins import silero
 
 from custom_components.shackleton.voice.engine import VoiceEngine, vad_options
-from custom_components.shackleton.voice.home import HomeContext, ToolSpec, TurnReport
+from custom_components.shackleton.voice.home import HomeContext, RoomTools, ToolSpec, TurnReport
 from custom_components.shackleton.voice.loading import import_heavy
 from custom_components.shackleton.voice.local_audio import (
     LocalAudioInput,
@@ -46,13 +46,9 @@ class BenchHome:
         """Return a fixed context."""
         return HomeContext("Bench", "en", "UTC", datetime.now(UTC))
 
-    async def tools(self, room: str) -> list[ToolSpec]:
-        """Return one trivial tool."""
-        return [ToolSpec("noop", "Does nothing", {"type": "object", "properties": {}})]
-
-    async def tool_guide(self, room: str) -> str:
-        """Nothing to guide."""
-        return ""
+    async def room_tools(self, room: str) -> RoomTools:
+        """Return one trivial tool, with nothing to guide."""
+        return RoomTools([ToolSpec("noop", "Does nothing", {"type": "object", "properties": {}})])
 
     async def call_tool(
         self, room: str, name: str, arguments: dict[str, Any], *, turn: int = 0

@@ -32,8 +32,7 @@ from custom_components.shackleton.voice.home import Home
 from custom_components.shackleton.voice.loading import import_heavy
 from custom_components.shackleton.voice.worker import VoiceWorker, WorkerConfig
 from harness.fakes import ChatReply, FakeOpenAI, start_app
-from harness.ha_instance import free_port
-from harness.ha_process import start_home
+from harness.ha_process import arguments, free_port, read_facts, start_home
 
 TURNS = 20
 CALLS = 100
@@ -68,7 +67,8 @@ async def in_process(fake: FakeOpenAI, workdir: Path) -> tuple[list[float], list
     try:
         entry = hass.config_entries.async_get_entry(facts["entry_id"])
         assert entry is not None
-        engine = await entry.runtime_data.voice.async_wait_ready()
+        assert await entry.runtime_data.voice.async_ready()
+        engine = entry.runtime_data.voice.engine
         assert isinstance(engine, VoiceEngine), "the in-process engine did not start"
         latency, _ = await speech_end_to_first_audio(engine, fake, TURNS, lambda: _script(fake))
         assert hass.states.get("light.kitchen_light").state == "on"  # type: ignore[union-attr]
@@ -82,21 +82,14 @@ async def external(fake: FakeOpenAI, workdir: Path) -> tuple[list[float], list[f
     port = free_port()
     home = await asyncio.create_subprocess_exec(
         sys.executable,
-        "-m",
-        "harness.ha_process",
-        "--config-dir",
-        str(workdir / "external"),
-        "--port",
-        str(port),
-        "--openai-url",
-        fake.base_url,
+        *arguments(workdir / "external", port, fake.base_url),
         stdout=asyncio.subprocess.PIPE,
     )
     try:
         assert home.stdout is not None
         while not (await home.stdout.readline()).startswith(b"READY"):
             pass
-        facts = json.loads(await asyncio.to_thread((workdir / "external" / "facts.json").read_text))
+        facts = await asyncio.to_thread(read_facts, workdir / "external")
         worker = VoiceWorker(
             WorkerConfig(
                 ha_url=f"http://127.0.0.1:{port}",

@@ -175,7 +175,7 @@ async def _run(config_dir: Path) -> int:
         print(f"Shackleton entry: {entry.state.value}")
         if entry.state is not ConfigEntryState.LOADED:
             return 1
-        engine = await entry.runtime_data.voice.async_wait_ready()
+        engine = await entry.runtime_data.voice.async_ready()
         runtime = entry.runtime_data.runtime
         print(f"Voice engine: {'ready' if engine else 'unavailable'}", end="")
         if engine:

@@ -21,7 +21,7 @@ import jwt
 from livekit import api
 import numpy as np
 
-from custom_components.shackleton.llm_api import TOKEN_ARG
+from custom_components.shackleton.tools.api import TOKEN_ARG
 
 
 async def start_app(app: web.Application) -> tuple[web.AppRunner, str]:

@@ -59,13 +59,11 @@ class QuietHome:
 
         return HomeContext("Probe", "en", "UTC", datetime.now(UTC))
 
-    async def tools(self, room: str) -> list[Any]:
-        """Offer no tools."""
-        return []
+    async def room_tools(self, room: str) -> Any:
+        """Offer no tools, and so nothing to guide."""
+        from custom_components.shackleton.voice.home import RoomTools
 
-    async def tool_guide(self, room: str) -> str:
-        """Nothing to guide."""
-        return ""
+        return RoomTools([], "")
 
     async def call_tool(
         self, room: str, name: str, arguments: dict[str, Any], *, turn: int = 0

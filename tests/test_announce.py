@@ -195,7 +195,7 @@ async def test_queued_announcements_expire_and_target_their_room(
     [hall_item, kitchen_item] = manager.queued
     assert (hall_item.room, kitchen_item.room) == ("hall", "kitchen")
     # Expired (it would be minutes later): dropped unheard when the kitchen opens.
-    manager._queue[1] = type(kitchen_item)(**{**_fields(kitchen_item), "expires_at": 0.0})
+    manager.announcer._queue[1] = type(kitchen_item)(**{**_fields(kitchen_item), "expires_at": 0.0})
     mic = LocalAudioInput()
     await manager.async_start_local_session(
         "kitchen", audio_input=mic, audio_output=LocalAudioOutput()
@@ -286,7 +286,7 @@ async def test_rooms_are_devices_with_entities_and_go_stale(
     assert fake_openai.tts_inputs == ["Tea's ready"]
     assert not await async_remove_config_entry_device(hass, loaded_entry, device)
 
-    await loaded_entry.runtime_data.voice.async_end_session("kitchen")
+    await loaded_entry.runtime_data.voice.async_leave_room("kitchen")
     assert hass.states.get(ROOM_STATE).state == "offline"
     # Last served 31 days ago (the store's record): the daily clean-up removes it.
     rooms = loaded_entry.runtime_data.rooms

@@ -97,7 +97,7 @@ async def test_token_is_scoped_short_lived_and_calls_the_agent(
 
     # The agent sets off for that room (the fake server refuses it, as no LiveKit runs).
     await wait_for(lambda: ("shackleton-agent", "kitchen") in fake_livekit.rtc_joins)
-    assert "kitchen" in loaded_entry.runtime_data.voice.workers
+    assert "kitchen" in loaded_entry.runtime_data.voice.backend.links
 
     # A browser URL from the options replaces the one Home Assistant uses.
     await _set_options(hass, loaded_entry, livekit_browser_url="wss://livekit.example.com")
@@ -177,7 +177,7 @@ async def test_a_body_that_is_not_json_is_a_bad_request(
     assert response.status == HTTPStatus.BAD_REQUEST
     assert answer["code"] == "invalid_room"
     assert answer["message"]
-    assert not loaded_entry.runtime_data.voice.workers
+    assert not loaded_entry.runtime_data.voice.backend.links
 
 
 async def test_no_voice_and_several_entries_are_explained(

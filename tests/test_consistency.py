@@ -33,7 +33,7 @@ from custom_components.shackleton.const import (
     model_key,
     needs_confirmation,
 )
-from custom_components.shackleton.providers import PROVIDERS
+from custom_components.shackleton.provider_catalog import PROVIDERS
 
 PACKAGE = Path(__file__).parent.parent / "custom_components" / DOMAIN
 STRINGS: dict[str, Any] = json.loads((PACKAGE / "translations" / "en.json").read_text())

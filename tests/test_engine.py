@@ -14,7 +14,7 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.shackleton.models import ShackletonRuntime
 from custom_components.shackleton.voice.engine import VoiceEngine, build_instructions
-from custom_components.shackleton.voice.home import HomeContext, ToolSpec, TurnReport
+from custom_components.shackleton.voice.home import HomeContext, RoomTools, TurnReport
 from custom_components.shackleton.voice.local_audio import LocalAudioInput, LocalAudioOutput
 from custom_components.shackleton.voice.providers import build_models
 from custom_components.shackleton.voice.settings import ProviderSettings, VoiceSettings
@@ -34,15 +34,11 @@ class RecordingHome:
             "Cottage", "en", "Europe/London", datetime(2026, 1, 2, 9, 30, tzinfo=UTC), "Ada"
         )
 
-    async def tools(self, room: str) -> list[ToolSpec]:
-        """Return no tools, or fail like an unreachable home."""
+    async def room_tools(self, room: str) -> RoomTools:
+        """Return no tools (so no guide), or fail like an unreachable home."""
         if self.tools_fail:
             raise ConnectionError("home unreachable")
-        return []
-
-    async def tool_guide(self, room: str) -> str:
-        """Return a guide the instructions must carry."""
-        return "Use the tools kindly."
+        return RoomTools([], "")
 
     async def call_tool(
         self, room: str, name: str, arguments: dict[str, Any], *, turn: int = 0
@@ -134,3 +130,4 @@ async def test_engine_stops_with_home_assistant(
     await hass.async_block_till_done()
     assert manager.engine is None
     assert await hass.config_entries.async_unload(loaded_entry.entry_id)
+

@@ -303,13 +303,13 @@ async def test_long_outage_rejoins_with_backoff(
     grant = await card_token(hass_client, "home-outage")
     await first.join(grant["url"], grant["token"])
     await wait_for(lambda: first.state_path()[-1:] == ["listening"], 30)
-    worker = entry.runtime_data.voice.workers["home-outage"]
+    link = entry.runtime_data.voice.backend.links["home-outage"]
 
     await asyncio.to_thread(livekit.stop, kill=True)
-    # LiveKit's SDK gives up after its own retries; the room's worker then tries again
+    # LiveKit's SDK gives up after its own retries; the room's link then tries again
     # and again, further apart each time, and says why.
-    await wait_for(lambda: worker.attempts >= 3, 60)
-    assert worker.last_error == "cannot_connect"
+    await wait_for(lambda: link.attempts >= 3, 60)
+    assert link.last_error == "cannot_connect"
     assert hass.states.get(server).state == "off"
     assert "home-outage" not in entry.runtime_data.voice.engine.sessions
     await first.leave()
@@ -358,7 +358,7 @@ async def test_webhook_from_the_real_server(
         manager = entry.runtime_data.voice
         livekit_server = manager.server
         assert livekit_server is not None
-        assert not manager.workers
+        assert not manager.backend.links
 
         async def enter(room: str) -> Participant:
             # A person who got their token elsewhere (not from Shackleton's card).
@@ -374,7 +374,7 @@ async def test_webhook_from_the_real_server(
         guest = await enter("home-webhook")
         # The agent came in because the server said someone did: it talks to the guest.
         await wait_for(lambda: guest.state_path()[-1:] == ["listening"], 30)
-        assert set(manager.workers) == {"home-webhook"}
+        assert set(manager.backend.links) == {"home-webhook"}
         assert elsewhere.agent_identity is None
         # ... and the server did say so, signed with the entry's key (else a 401).
         sent = [line for line in server.log().splitlines() if "sent webhook" in line]

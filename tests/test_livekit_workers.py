@@ -24,7 +24,7 @@ from livekit import api
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from custom_components.shackleton import voice_manager
+from custom_components.shackleton import voice_external
 from custom_components.shackleton.const import (
     CONF_LIVEKIT_URL,
     CONF_WORKER,
@@ -36,7 +36,7 @@ from custom_components.shackleton.voice.livekit_worker import _server_options
 from custom_components.shackleton.voice.settings import Backoff
 from custom_components.shackleton.worker_api import agent_name
 from harness.fakes import FakeOpenAI, closed_port_url
-from harness.ha_instance import free_port
+from harness.ha_process import free_port
 from harness.livekit_participant import Participant
 from harness.livekit_server import API_KEY, API_SECRET, LiveKitProcess
 
@@ -196,9 +196,9 @@ async def test_workers_share_rooms_and_take_over(home: Home, fake_openai: FakeOp
 @pytest.fixture
 def quick_offers(monkeypatch: pytest.MonkeyPatch) -> None:
     """Give up on an offer after half a second, and offer a room twice in all."""
-    monkeypatch.setattr(voice_manager, "DISPATCH_TAKEN_SECONDS", 0.5)
-    monkeypatch.setattr(voice_manager, "DISPATCH_ATTEMPTS", 2)
-    monkeypatch.setattr(voice_manager, "DISPATCH_BACKOFF", Backoff(initial=0.1, maximum=0.1))
+    monkeypatch.setattr(voice_external, "DISPATCH_TAKEN_SECONDS", 0.5)
+    monkeypatch.setattr(voice_external, "DISPATCH_ATTEMPTS", 2)
+    monkeypatch.setattr(voice_external, "DISPATCH_BACKOFF", Backoff(initial=0.1, maximum=0.1))
 
 
 async def external_entry(hass: HomeAssistant, data: dict[str, Any]) -> MockConfigEntry:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from homeassistant.components import conversation
 from homeassistant.components.homeassistant.exposed_entities import async_expose_entity
+from homeassistant.components.intent import async_device_supports_timers
 from homeassistant.components.lock import LockState
 from homeassistant.const import STATE_OFF, STATE_ON
 from homeassistant.core import Context, HomeAssistant
@@ -22,7 +24,12 @@ from pytest_homeassistant_custom_component.common import (
 from custom_components.shackleton.compat import LLM_CONTEXT_HAS_AGENT_ID
 from custom_components.shackleton.const import DEFAULT_OPTIONS, EVENT_TOOL_CALL, REDACTED
 from custom_components.shackleton.home_bridge import HassHome, make_llm_context
-from custom_components.shackleton.llm_api import TOKEN_ARG, ConfirmationError, Confirmations
+from custom_components.shackleton.tools.api import (
+    TOKEN_ARG,
+    ConfirmationError,
+    Confirmations,
+    ShackletonAPI,
+)
 from custom_components.shackleton.voice.home import ToolCallError
 from harness.fakes import ChatReply, FakeOllama, with_confirmation_token
 
@@ -177,7 +184,7 @@ async def test_voice_path_confirms_across_turns_and_reports_bad_arguments(
     """Through the voice engine's Home: turn numbers make the yes; bad arguments are errors."""
     audit = async_capture_events(hass, EVENT_TOOL_CALL)
     voice_home = HassHome(hass, loaded_entry)
-    specs = {spec.name: spec for spec in await voice_home.tools("hall")}
+    specs = {spec.name: spec for spec in (await voice_home.room_tools("hall")).specs}
     assert TOKEN_ARG in specs["intent__HassTurnOff"].parameters["properties"]
     asked = await voice_home.call_tool(
         "hall", "intent__HassTurnOff", {"name": "Front door"}, turn=1
@@ -203,6 +210,42 @@ async def test_voice_path_confirms_across_turns_and_reports_bad_arguments(
         )
     with pytest.raises(ToolCallError, match="not found"):
         await voice_home.call_tool("hall", "NoSuchTool", {}, turn=3)
+
+
+@pytest.mark.usefixtures("home")
+async def test_voice_home_builds_the_tools_once_a_turn_and_serves_rooms_explicitly(
+    hass: HomeAssistant, loaded_entry: MockConfigEntry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A turn's tool calls, even at once, share one API instance; listing serves the room."""
+    built: list[str | None] = []
+    build = ShackletonAPI.async_get_room_instance
+
+    async def counting(api: ShackletonAPI, context: llm.LLMContext, room: str | None) -> Any:
+        built.append(room)
+        return await build(api, context, room)
+
+    monkeypatch.setattr(ShackletonAPI, "async_get_room_instance", counting)
+    voice_home = HassHome(hass, loaded_entry)
+    device_id = loaded_entry.runtime_data.rooms.device_id("den")
+    # A tool call alone does not serve the room: no timer handler on its device.
+    await voice_home.call_tool("den", "intent__HassTurnOn", {"name": "Kitchen light"}, turn=1)
+    assert not async_device_supports_timers(hass, device_id)
+
+    listed = await voice_home.room_tools("den")
+    assert async_device_supports_timers(hass, device_id)
+    assert "intent__HassStartTimer" in {spec.name for spec in listed.specs}
+    assert listed.guide
+    built.clear()
+    await asyncio.gather(
+        *(
+            voice_home.call_tool("den", "intent__HassTurnOff", {"name": "Kitchen light"}, turn=2)
+            for _ in range(3)
+        )
+    )
+    await voice_home.call_tool("den", "intent__HassTurnOn", {"name": "Kitchen light"}, turn=2)
+    assert built == ["den"]
+    await voice_home.call_tool("den", "intent__HassTurnOff", {"name": "Kitchen light"}, turn=3)
+    assert built == ["den", "den"]
 
 
 @pytest.mark.usefixtures("home")

@@ -85,12 +85,15 @@ async def test_tool_snapshot_matches_home_assistant(
     await setup_front_door(hass)
     async_expose_entity(hass, "conversation", "lock.front_door", True)
     home = HassHome(hass, loaded_entry)
-    specs = await home.tools("kitchen")
+    room_tools = await home.room_tools("kitchen")
     tools = sorted(
-        ({"name": s.name, "description": s.description, "parameters": s.parameters} for s in specs),
+        (
+            {"name": s.name, "description": s.description, "parameters": s.parameters}
+            for s in room_tools.specs
+        ),
         key=lambda spec: spec["name"],
     )
-    current = _canonical({"guide": await home.tool_guide("kitchen"), "tools": tools})
+    current = _canonical({"guide": room_tools.guide, "tools": tools})
     if os.environ.get("SHACKLETON_UPDATE_TOOLS"):
         TOOLS.write_text(json.dumps(current, indent=1) + "\n")
     assert json.loads(TOOLS.read_text()) == current

@@ -19,10 +19,11 @@ from pydantic import TypeAdapter
 import pytest
 
 from custom_components.shackleton.voice.engine import VoiceEngine
-from custom_components.shackleton.voice.home import ToolSpec
+from custom_components.shackleton.voice.home import RoomTools, ToolSpec
 from custom_components.shackleton.voice.local_audio import (
     LocalAudioInput,
     LocalAudioOutput,
+    Segment,
     read_wav,
 )
 from custom_components.shackleton.voice.settings import Limits, ProviderSettings, VoiceSettings
@@ -47,13 +48,9 @@ class ToolHome(RecordingHome):
     errors: list[tuple[str, str, bool]] = field(default_factory=list)
     gave_up: asyncio.Event = field(default_factory=asyncio.Event)
 
-    async def tools(self, room: str) -> list[ToolSpec]:
-        """Offer the one tool."""
-        return [TURN_ON]
-
-    async def tool_guide(self, room: str) -> str:
-        """Say nothing more about the one tool."""
-        return ""
+    async def room_tools(self, room: str) -> RoomTools:
+        """Offer the one tool, and say nothing more about it."""
+        return RoomTools([TURN_ON], "")
 
     async def call_tool(
         self, room: str, name: str, arguments: dict[str, Any], *, turn: int = 0
@@ -115,7 +112,26 @@ async def test_realtime_turn_calls_the_home_and_speaks(fake_realtime: FakeRealti
         mic.close()
         await asyncio.wait_for(engine.aclose(), 10)
 
-    # One connection, to the configured model, configured with the home and its tool.
+    _check_session(fake_realtime)
+    _check_tool_round_trip(fake_realtime, home)
+    # The reply's audio played in full, after the user stopped speaking.
+    assert len(speaker.segments) == 1
+    assert bytes(reply.pcm) == pcm_tone(fake_realtime.reply_seconds)
+    assert reply.duration == pytest.approx(fake_realtime.reply_seconds)
+    assert not reply.interrupted
+    assert reply.started_at > spoken_end
+    _check_report(home, reply, spoken_end)
+    # Both sides spoke the protocol as openai 2.x types it.
+    server_events = TypeAdapter(RealtimeServerEvent)
+    for event in fake_realtime.sent:
+        server_events.validate_python(event)
+    client_events = TypeAdapter(RealtimeClientEvent)
+    for event in fake_realtime.received:
+        client_events.validate_python(event)
+
+
+def _check_session(fake_realtime: FakeRealtime) -> None:
+    """Check one connection, to the configured model, configured with the home and its tool."""
     assert fake_realtime.models == ["gpt-realtime"]
     config = fake_realtime.session
     assert "Be kind." in config["instructions"]
@@ -148,7 +164,9 @@ async def test_realtime_turn_calls_the_home_and_speaks(fake_realtime: FakeRealti
         1.27, abs=0.15
     )
 
-    # The model's call reached the home; its result went back before the reply was asked.
+
+def _check_tool_round_trip(fake_realtime: FakeRealtime, home: ToolHome) -> None:
+    """Check the model's call reached the home, its result back before the reply was asked."""
     assert home.calls == [("kitchen", "intent__HassTurnOn", {"name": "Kitchen"})]
     kinds = [event["type"] for event in fake_realtime.received]
     creates = [e for e in fake_realtime.received if e["type"] == "conversation.item.create"]
@@ -161,14 +179,9 @@ async def test_realtime_turn_calls_the_home_and_speaks(fake_realtime: FakeRealti
     assert "light.kitchen_light" in output["output"]
     assert kinds.index("response.create") > kinds.index("conversation.item.create")
 
-    # The reply's audio played in full, after the user stopped speaking.
-    assert len(speaker.segments) == 1
-    assert bytes(reply.pcm) == pcm_tone(fake_realtime.reply_seconds)
-    assert reply.duration == pytest.approx(fake_realtime.reply_seconds)
-    assert not reply.interrupted
-    assert reply.started_at > spoken_end
 
-    # One turn report with both sides' words and the tool.
+def _check_report(home: ToolHome, reply: Segment, spoken_end: float) -> None:
+    """Check one turn report, with both sides' words and the tool."""
     [report] = home.turns
     assert report.room == "kitchen"
     assert report.user_text == "Turn on the kitchen light."
@@ -180,14 +193,6 @@ async def test_realtime_turn_calls_the_home_and_speaks(fake_realtime: FakeRealti
     assert report.end_to_end is not None
     assert 0 < report.end_to_end < reply.started_at - spoken_end + 0.5
     assert home.errors == []
-
-    # Both sides spoke the protocol as openai 2.x types it.
-    server_events = TypeAdapter(RealtimeServerEvent)
-    for event in fake_realtime.sent:
-        server_events.validate_python(event)
-    client_events = TypeAdapter(RealtimeClientEvent)
-    for event in fake_realtime.received:
-        client_events.validate_python(event)
 
 
 async def test_hung_realtime_model_gets_an_apology(fake_realtime: FakeRealtime) -> None:

@@ -90,15 +90,15 @@ async def test_closed_port_retries_and_logs_once(
     await hass.services.async_call(DOMAIN, "start_session", {"room": "kitchen"}, blocking=True)
     manager = entry.runtime_data.voice
     assert manager is not None
-    worker = manager.workers["kitchen"]
-    await wait_for(lambda: worker.attempts >= 3)
-    assert worker.last_error == "cannot_connect"
+    link = manager.backend.links["kitchen"]
+    await wait_for(lambda: link.attempts >= 3)
+    assert link.last_error == "cannot_connect"
     assert caplog.text.count("cannot join (cannot_connect)") == 1
     assert SECRET not in caplog.text
     assert "eyJ" not in caplog.text  # no JWT, the agent's token included, reaches the logs
     assert hass.states.get("binary_sensor.shackleton_test_livekit_server").state == STATE_OFF
     await hass.services.async_call(DOMAIN, "end_session", {"room": "kitchen"}, blocking=True)
-    assert "kitchen" not in manager.workers
+    assert "kitchen" not in manager.backend.links
     assert await hass.config_entries.async_unload(entry.entry_id)
 
 
@@ -113,18 +113,18 @@ async def test_refused_key_is_reported_as_auth(
     await hass.services.async_call(
         DOMAIN, "start_session", {"room": "hall", "config_entry_id": entry.entry_id}, blocking=True
     )
-    # Starting twice is harmless: one worker per room.
+    # Starting twice is harmless: one link per room.
     await hass.services.async_call(DOMAIN, "start_session", {"room": "hall"}, blocking=True)
     manager = entry.runtime_data.voice
     assert manager is not None
-    worker = manager.workers["hall"]
-    await wait_for(lambda: worker.last_error is not None)
+    link = manager.backend.links["hall"]
+    await wait_for(lambda: link.last_error is not None)
     assert fake_livekit.rtc_attempts >= 1
-    assert worker.last_error == "invalid_auth"
+    assert link.last_error == "invalid_auth"
     assert caplog.text.count("cannot join (invalid_auth)") == 1
     assert "eyJ" not in caplog.text
     assert await hass.config_entries.async_unload(entry.entry_id)
-    assert not manager.workers
+    assert not manager.backend.links
 
 
 @pytest.mark.parametrize(
@@ -231,7 +231,7 @@ async def test_webhook_joins_rooms_with_the_prefix(
     body, headers = _signed("devkey", "not-the-secret-not-the-secret-00", _joined("home-den"))
     response = await client.post(path, data=body, headers=headers)
     assert response.status == 401
-    assert not manager.workers
+    assert not manager.backend.links
 
     # Not ours: wrong prefix, an agent, another event.
     for event in (
@@ -241,15 +241,15 @@ async def test_webhook_joins_rooms_with_the_prefix(
     ):
         body, headers = _signed("devkey", SECRET, event)
         assert (await client.post(path, data=body, headers=headers)).status == 200
-    assert not manager.workers
+    assert not manager.backend.links
 
     body, headers = _signed("devkey", SECRET, _joined("home-den"))
     assert (await client.post(path, data=body, headers=headers)).status == 200
-    assert set(manager.workers) == {"home-den"}
+    assert set(manager.backend.links) == {"home-den"}
     assert await hass.config_entries.async_unload(entry.entry_id)
     # Unloaded: the webhook is gone.
     assert (await client.post(path, data=body, headers=headers)).status == 200
-    assert not manager.workers
+    assert not manager.backend.links
 
 
 async def test_webhook_without_prefix_joins_nothing(
@@ -264,5 +264,5 @@ async def test_webhook_without_prefix_joins_nothing(
         f"/api/webhook/shackleton_{loaded_entry.entry_id}", data=body, headers=headers
     )
     assert response.status == 200
-    assert not loaded_entry.runtime_data.voice.workers
+    assert not loaded_entry.runtime_data.voice.backend.links
     assert await hass.config_entries.async_unload(loaded_entry.entry_id)

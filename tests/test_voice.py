@@ -21,7 +21,7 @@ from pytest_homeassistant_custom_component.common import (
 
 from custom_components.shackleton.compat import device_by_identifier
 from custom_components.shackleton.const import DOMAIN, EVENT_ERROR, EVENT_REMINDER, EVENT_TURN
-from custom_components.shackleton.llm_api import API_PROMPT
+from custom_components.shackleton.tools.api import API_PROMPT
 from custom_components.shackleton.voice.local_audio import (
     LocalAudioInput,
     LocalAudioOutput,
@@ -309,9 +309,9 @@ async def test_turn_taking_applies_without_reload(
 
     sessions = "sensor.shackleton_127_0_0_1_active_voice_sessions"
     assert hass.states.get(sessions).state == "1"
-    assert await manager.async_end_session("kitchen")
+    assert await manager.async_leave_room("kitchen")
     assert hass.states.get(sessions).state == "0"
-    assert not await manager.async_end_session("kitchen")
+    assert not await manager.async_leave_room("kitchen")
 
 
 async def test_reminder_is_said_in_the_room_it_was_set_from(

@@ -20,7 +20,7 @@ import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.shackleton.const import DOMAIN
-from custom_components.shackleton.voice_manager import settings_from_entry
+from custom_components.shackleton.voice_config import settings_from_entry
 from custom_components.shackleton.voice_support import (
     LOCAL_REQUIREMENTS,
     TEXT_REQUIREMENTS,
@@ -96,7 +96,7 @@ async def test_missing_packages_leave_text_working(
     assert manager is not None
     with pytest.raises(RuntimeError):
         await manager.async_start_local_session("kitchen")
-    assert await manager.async_end_session("kitchen") is False
+    assert await manager.async_leave_room("kitchen") is False
 
     assert await hass.config_entries.async_remove(entry.entry_id)
     assert issue_registry.async_get_issue(DOMAIN, f"voice_unavailable_{entry.entry_id}") is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from homeassistant.components.websocket_api import const as websocket_api
 from homeassistant.const import STATE_ON
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import issue_registry as ir
@@ -21,8 +22,11 @@ from custom_components.shackleton.const import (
     NOBODY_QUEUE,
     WORKER_EXTERNAL,
 )
-from custom_components.shackleton.voice import ha_link
-from custom_components.shackleton.worker_api import PROTOCOL, agent_name
+from custom_components.shackleton.voice import protocol
+from custom_components.shackleton.voice.home import RoomTools, ToolSpec, TurnReport
+from custom_components.shackleton.voice.protocol import PROTOCOL, WorkerSettings
+from custom_components.shackleton.voice_config import livekit_server, settings_from_entry
+from custom_components.shackleton.worker_api import agent_name, async_get_hub
 from harness.fakes import FakeLiveKit, FakeOpenAI
 
 from .conftest import entry_data
@@ -102,29 +106,49 @@ class Worker:
             self.events.append(answer["event"])
 
 
-async def test_protocol_versions_agree() -> None:
-    """The worker and Home Assistant speak the same protocol version."""
-    assert ha_link.PROTOCOL == PROTOCOL
+def test_fatal_codes_are_home_assistants() -> None:
+    """The codes a worker gives up on are the ones HA's WebSocket API sends."""
+    assert {
+        websocket_api.ERR_UNAUTHORIZED,
+        websocket_api.ERR_NOT_FOUND,
+        websocket_api.ERR_NOT_ALLOWED,
+    } < protocol.FATAL_CODES
 
 
-async def test_worker_serves_the_entry(
+def test_messages_decode_to_what_was_encoded() -> None:
+    """Tools and turns come out of the protocol as they went in; unknown fields are dropped."""
+    tools = RoomTools([ToolSpec("noop", "Does nothing", {"type": "object"})], "Be kind.")
+    assert protocol.room_tools(protocol.tools_result(tools)) == tools
+    turn = TurnReport(room="den", end_to_end=0.5, tools=["noop"], user_text="hi")
+    fields = protocol.turn_fields(turn) | {"from_a_newer_worker": 1}
+    assert protocol.turn_report("den", fields) == turn
+    assert protocol.decode_audio(protocol.encode_audio(b"\x00\x01")) == b"\x00\x01"
+
+
+async def _connected(
+    hass_ws_client: WebSocketGenerator, hass: HomeAssistant, entry_id: str
+) -> Worker:
+    """Return a worker bound to an entry, its settings event read."""
+    worker = Worker(await hass_ws_client(hass), entry_id)
+    assert (await worker.connect())["success"]
+    assert (await worker.event())["type"] == "settings"
+    return worker
+
+
+async def test_worker_gets_settings_and_runs_tools(
     hass: HomeAssistant,
     hass_ws_client: WebSocketGenerator,
     external_entry: MockConfigEntry,
     fake_livekit: FakeLiveKit,
 ) -> None:
-    """Settings, tools, a tool call in HA, reports, and an announcement pushed and acked."""
+    """Settings as the entry holds them, then tools listed and run in HA, refusals for the model."""
     runtime = external_entry.runtime_data.runtime
     assert runtime.voice_available is False
     assert runtime.voice_error == "no_worker"
     # An external entry loads no engine, and raises no "voice unavailable" repair.
     assert external_entry.runtime_data.voice.engine is None
-    assert (
-        ir.async_get(hass).async_get_issue(
-            DOMAIN, f"{ISSUE_VOICE_UNAVAILABLE}_{external_entry.entry_id}"
-        )
-        is None
-    )
+    issue = f"{ISSUE_VOICE_UNAVAILABLE}_{external_entry.entry_id}"
+    assert ir.async_get(hass).async_get_issue(DOMAIN, issue) is None
 
     worker = Worker(await hass_ws_client(hass), external_entry.entry_id)
     assert (await worker.connect())["success"]
@@ -135,31 +159,33 @@ async def test_worker_serves_the_entry(
     assert values["voice"]["llm"]["api_key"] == "sk-test"  # an admin's worker needs it
     assert values["voice"]["turn_taking"]["min_endpointing_delay"] == 0.55
     assert values["livekit"]["agent_name"] == agent_name(external_entry.entry_id)
+    # What the worker reads is what the entry holds.
+    decoded = WorkerSettings.from_message(values)
+    assert decoded.voice == settings_from_entry(external_entry, hass.config.language)
+    server = livekit_server(external_entry)
+    assert server is not None
+    assert decoded.livekit is not None
+    assert (decoded.livekit["url"], decoded.livekit["api_key"]) == (server.url, server.api_key)
     assert runtime.voice_available is True
 
     tools = await worker.ask("tools", room="kitchen")
     names = {tool["name"] for tool in tools["result"]["tools"]}
     assert {"intent__HassTurnOn", "note_save"} <= names
     assert "Kitchen light" in tools["result"]["guide"]
-
-    called = await worker.ask(
-        "call_tool",
-        room="kitchen",
-        name="intent__HassTurnOn",
-        arguments={"name": "Kitchen light"},
-        turn=1,
-    )
+    turn_on = {"room": "kitchen", "name": "intent__HassTurnOn", "turn": 1}
+    called = await worker.ask("call_tool", **turn_on, arguments={"name": "Kitchen light"})
     assert called["success"], called
     assert hass.states.get(LIGHT).state == STATE_ON
-    refused = await worker.ask(
-        "call_tool",
-        room="kitchen",
-        name="intent__HassTurnOn",
-        arguments={"name": "Nowhere"},
-        turn=1,
-    )
+    refused = await worker.ask("call_tool", **turn_on, arguments={"name": "Nowhere"})
     assert refused["error"]["code"] == "tool_error"
 
+
+async def test_worker_reports_feed_the_entry(
+    hass: HomeAssistant, hass_ws_client: WebSocketGenerator, external_entry: MockConfigEntry
+) -> None:
+    """Sessions, states and turns reported by a worker show as the in-HA engine's would."""
+    runtime = external_entry.runtime_data.runtime
+    worker = await _connected(hass_ws_client, hass, external_entry.entry_id)
     assert (await worker.ask("report", room="kitchen", kind="session", active=True))["success"]
     assert runtime.room_states == {"kitchen": "listening"}
     assert (await worker.ask("report", room="kitchen", kind="state", state="speaking"))["success"]
@@ -179,10 +205,19 @@ async def test_worker_serves_the_entry(
     bad = await worker.ask("report", room="kitchen", kind="error")
     assert bad["error"]["code"] == "invalid_format"
 
+
+async def test_announcements_reach_the_worker_or_wait_for_the_next(
+    hass: HomeAssistant, hass_ws_client: WebSocketGenerator, external_entry: MockConfigEntry
+) -> None:
+    """An announcement is pushed and acked; one never acked waits, through a reload."""
+    runtime = external_entry.runtime_data.runtime
+    worker = await _connected(hass_ws_client, hass, external_entry.entry_id)
+    await worker.ask("report", room="kitchen", kind="session", active=True)
+    announce = {"rooms": ["kitchen"]}
     response = await hass.services.async_call(
         DOMAIN,
         "announce",
-        {"message": "Dinner is ready", "rooms": ["kitchen"]},
+        {"message": "Dinner is ready", **announce},
         blocking=True,
         return_response=True,
     )
@@ -196,7 +231,7 @@ async def test_worker_serves_the_entry(
     await hass.services.async_call(
         DOMAIN,
         "announce",
-        {"message": "The post came", "rooms": ["kitchen"]},
+        {"message": "The post came", **announce},
         blocking=True,
         return_response=True,
     )
@@ -212,15 +247,17 @@ async def test_worker_serves_the_entry(
     await hass.async_block_till_done()
     voice = external_entry.runtime_data.voice
     assert [item.text for item in voice.queued] == ["The post came"]
+    assert async_get_hub(hass, external_entry.entry_id) is not None  # the reloaded entry's
 
     # The next worker to serve the kitchen says it.
-    again = Worker(await hass_ws_client(hass), external_entry.entry_id)
-    await again.connect()
-    await again.event()
+    again = await _connected(hass_ws_client, hass, external_entry.entry_id)
     await again.ask("report", room="kitchen", kind="session", active=True)
     delivered = await again.event()
     assert (delivered["type"], delivered["text"]) == ("announce", "The post came")
     assert voice.queued == []
+    # An unloaded entry has no hub for workers to find.
+    assert await hass.config_entries.async_unload(external_entry.entry_id)
+    assert async_get_hub(hass, external_entry.entry_id) is None
 
 
 async def test_refusals(
@@ -277,7 +314,7 @@ async def test_switching_to_an_external_worker(
     await hass.async_block_till_done(wait_background_tasks=True)
     voice = loaded_entry.runtime_data.voice
     assert voice.engine is None
-    assert voice.hub is not None
+    assert async_get_hub(hass, loaded_entry.entry_id) is not None
     issue = f"{ISSUE_VOICE_UNAVAILABLE}_{loaded_entry.entry_id}"
     assert ir.async_get(hass).async_get_issue(DOMAIN, issue) is None
     worker = Worker(await hass_ws_client(hass), loaded_entry.entry_id)

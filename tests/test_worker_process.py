@@ -27,9 +27,8 @@ from custom_components.shackleton.voice.worker import (
     WorkerConfig,
 )
 from harness.fakes import ChatReply, FakeOpenAI
-from harness.ha_instance import free_port
+from harness.ha_process import REPO, arguments, free_port, read_facts
 
-REPO = Path(__file__).resolve().parents[1]
 # The voice package as Home Assistant ships it: under this name, the worker runs in
 # coverage's view (coverage follows subprocesses). `shackleton_voice` (the name users
 # run, a link to the same directory) is started by the refusal test.
@@ -131,20 +130,11 @@ class Home:
     async def start(self) -> dict[str, Any]:
         """Start the process."""
         self.process = await Process.start(
-            "-m",
-            "harness.ha_process",
-            "--config-dir",
-            str(self.config_dir),
-            "--port",
-            str(self.port),
-            "--openai-url",
-            self.openai_url,
-            *(("--livekit-url", self.livekit_url) if self.livekit_url else ()),
+            *arguments(self.config_dir, self.port, self.openai_url, livekit_url=self.livekit_url)
         )
         while not (await self.process.line(120)).startswith("READY"):
             pass
-        facts: dict[str, Any] = json.loads((self.config_dir / "facts.json").read_text())
-        return facts
+        return read_facts(self.config_dir)
 
     async def call(self, token: str, method: str, path: str, body: Any = None) -> Any:
         """Call the REST API as a user."""

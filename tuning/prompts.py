@@ -34,7 +34,13 @@ import uuid
 from aiohttp import web
 import yaml
 
-from custom_components.shackleton.voice.home import HomeContext, ToolCallError, ToolSpec, TurnReport
+from custom_components.shackleton.voice.home import (
+    HomeContext,
+    RoomTools,
+    ToolCallError,
+    ToolSpec,
+    TurnReport,
+)
 
 DATA = Path(__file__).parent.parent / "notebooks" / "data"
 OFFLINE_MODELS = ("assist-sentences", "keywords")
@@ -141,13 +147,9 @@ class RehearsalHome:
 
         return HomeContext("Rehearsal home", "en", "UTC", datetime(2026, 5, 4, 9, 30, tzinfo=UTC))
 
-    async def tools(self, room: str) -> list[ToolSpec]:
-        """Return the snapshot's tools."""
-        return self.specs
-
-    async def tool_guide(self, room: str) -> str:
-        """Return the snapshot's guide, as Home Assistant gives it."""
-        return self.guide
+    async def room_tools(self, room: str) -> RoomTools:
+        """Return the snapshot's tools and guide, as Home Assistant gives them."""
+        return RoomTools(self.specs, self.guide if self.specs else "")
 
     async def call_tool(
         self, room: str, name: str, arguments: dict[str, Any], *, turn: int = 0

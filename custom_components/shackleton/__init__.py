@@ -13,12 +13,10 @@ from homeassistant.helpers import (
 )
 from homeassistant.helpers.typing import ConfigType
 
+from .announcements import queue_store
 from .card import async_register_card
 from .const import (
     CONF_CONFIRM_DOMAINS,
-    CONF_LIVEKIT_API_KEY,
-    CONF_LIVEKIT_API_SECRET,
-    CONF_LIVEKIT_URL,
     DOMAIN,
     ISSUE_NO_LIVEKIT,
     TURN_TAKING_OPTIONS,
@@ -26,16 +24,16 @@ from .const import (
 )
 from .livekit_server import LiveKitInvalidAuth, LiveKitLink
 from .livekit_webhook import async_register_webhook
-from .llm_api import ShackletonAPI
-from .memory import NoteStore, async_get_embedder
 from .models import ShackletonConfigEntry, ShackletonData, ShackletonRuntime
-from .reminders import ReminderStore
 from .repairs import async_clear_all, async_clear_issue, async_raise_issue
 from .room_devices import RoomDevices
 from .services import async_setup_services
 from .storage import async_remove_store
-from .voice.settings import LiveKitServer
-from .voice_manager import VoiceManager, queue_store, turn_taking_from_options
+from .tools.api import ShackletonAPI
+from .tools.notes import NoteStore, async_get_embedder
+from .tools.reminders import ReminderStore
+from .voice_config import livekit_server
+from .voice_manager import VoiceManager
 from .worker_api import async_register_worker_api
 
 PLATFORMS: list[Platform] = [
@@ -59,19 +57,12 @@ async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
 
 async def async_setup_entry(hass: HomeAssistant, entry: ShackletonConfigEntry) -> bool:
     """Set up Shackleton from a config entry."""
-    has_server = CONF_LIVEKIT_URL in entry.data
-    runtime = ShackletonRuntime(livekit_configured=has_server)
+    server = livekit_server(entry)
+    runtime = ShackletonRuntime(livekit_configured=server is not None)
     link: LiveKitLink | None = None
-    if has_server:
+    if server is not None:
         async_clear_issue(hass, ISSUE_NO_LIVEKIT, entry.entry_id)
-        link = LiveKitLink(
-            hass,
-            entry,
-            runtime,
-            entry.data[CONF_LIVEKIT_URL],
-            entry.data[CONF_LIVEKIT_API_KEY],
-            entry.data[CONF_LIVEKIT_API_SECRET],
-        )
+        link = LiveKitLink(hass, entry, runtime, server)
         try:
             # A refused key stops set-up and starts reauth. An unreachable server does
             # not: text, tools and announcements work without it, and the link retries.
@@ -85,8 +76,8 @@ async def async_setup_entry(hass: HomeAssistant, entry: ShackletonConfigEntry) -
             hass, ISSUE_NO_LIVEKIT, entry.entry_id, ir.IssueSeverity.WARNING, {"title": entry.title}
         )
 
-    voice = VoiceManager(hass, entry, runtime)
-    await voice.async_load_queue()
+    voice = VoiceManager(hass, entry, runtime, server)
+    await voice.async_load()
     api = ShackletonAPI.for_entry(hass, entry)
     notes = NoteStore(hass, entry.entry_id, async_get_embedder(hass))
     await notes.async_load()
@@ -105,17 +96,11 @@ async def async_setup_entry(hass: HomeAssistant, entry: ShackletonConfigEntry) -
         link=link,
         options=dict(entry.options),
     )
-    if has_server:
-        voice.server = LiveKitServer(
-            entry.data[CONF_LIVEKIT_URL],
-            entry.data[CONF_LIVEKIT_API_KEY],
-            entry.data[CONF_LIVEKIT_API_SECRET],
-        )
     entry.async_on_unload(llm.async_register_api(hass, api))
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
-    if link is not None:
+    if link is not None and server is not None:
         link.async_start()
-        async_register_webhook(hass, entry)
+        async_register_webhook(hass, entry, server)
     voice.async_start()
     entry.async_on_unload(entry.add_update_listener(_async_options_updated))
     return True
@@ -129,13 +114,11 @@ async def _async_options_updated(hass: HomeAssistant, entry: ShackletonConfigEnt
         for key in {*entry.options, *data.options}
         if entry.options.get(key) != data.options.get(key)
     }
-    engine = data.voice.engine
-    if changed and changed <= TURN_TAKING_OPTIONS and data.voice.hub is not None:
-        data.voice.hub.async_push_settings()  # the workers apply it as the engine would
-        data.options = dict(entry.options)
-        return
-    if changed and changed <= TURN_TAKING_OPTIONS and engine is not None:
-        engine.update_turn_taking(turn_taking_from_options(dict(entry.options)))
+    if (
+        changed
+        and changed <= TURN_TAKING_OPTIONS
+        and data.voice.async_apply_options(dict(entry.options))
+    ):
         data.options = dict(entry.options)
         return
     await hass.config_entries.async_reload(entry.entry_id)

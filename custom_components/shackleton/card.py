@@ -27,7 +27,6 @@ from .const import (
     CONF_CARD_TOKEN_MINUTES,
     CONF_DASHBOARD_ROOMS,
     CONF_LIVEKIT_BROWSER_URL,
-    CONF_LIVEKIT_URL,
     DEFAULT_OPTIONS,
     DOMAIN,
     LOGGER,
@@ -144,7 +143,7 @@ class TokenView(HomeAssistantView):
         LOGGER.debug("Card token for room %s given to %s", room, identity)
         return self.json(
             {
-                "url": options[CONF_LIVEKIT_BROWSER_URL] or entry.data[CONF_LIVEKIT_URL],
+                "url": options[CONF_LIVEKIT_BROWSER_URL] or server.url,
                 "token": token,
                 "room": room,
                 "identity": identity,
@@ -180,7 +179,7 @@ class TokenView(HomeAssistantView):
             )
         # An external entry has no engine here: its workers take the room from LiveKit's
         # dispatch, which the token asks for.
-        if not data.voice.external and await data.voice.async_wait_ready() is None:
+        if not await data.voice.async_ready():
             raise CardTokenError(
                 HTTPStatus.SERVICE_UNAVAILABLE, "voice_unavailable", title=entry.title
             )

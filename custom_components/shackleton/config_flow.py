@@ -89,7 +89,7 @@ from .livekit_server import (
     normalize_livekit_url,
 )
 from .livekit_webhook import webhook_id
-from .providers import (
+from .provider_catalog import (
     PROVIDER_HOME_ASSISTANT,
     PROVIDER_LOCAL,
     PROVIDER_OPENAI,
@@ -564,33 +564,22 @@ class ShackletonOptionsFlow(OptionsFlow):
         errors: dict[str, str] = {}
         current = {**DEFAULT_OPTIONS, **self.config_entry.options}
         if user_input is not None:
-            flat = {k: v for k, v in user_input.items() if k not in OPTION_SECTIONS}
-            for name in OPTION_SECTIONS:
-                flat.update(user_input.get(name, {}))
-            # A cleared text field is left out of the answer: blank it.
-            flat.update({key: str(flat.get(key) or "").strip() for key in BLANKABLE})
-            flat[CONF_DASHBOARD_ROOMS] = [room.strip() for room in flat[CONF_DASHBOARD_ROOMS]]
-            browser_url = flat[CONF_LIVEKIT_BROWSER_URL]
-            if flat[CONF_MIN_ENDPOINTING_DELAY] > flat[CONF_MAX_ENDPOINTING_DELAY]:
-                errors["base"] = "endpointing_order"
-            elif not all(ROOM_NAME.fullmatch(room) for room in flat[CONF_DASHBOARD_ROOMS]):
-                errors["base"] = "invalid_dashboard_rooms"
-            else:
-                try:
-                    flat[CONF_LIVEKIT_BROWSER_URL] = (
-                        normalize_livekit_url(browser_url) if browser_url else ""
-                    )
-                except LiveKitInvalidUrl:
-                    errors["base"] = "invalid_browser_url"
+            flat, errors = _checked_options(user_input)
             if not errors:
-                for whole in (
-                    CONF_TRANSCRIPT_RETENTION_DAYS,
-                    CONF_ANNOUNCE_QUEUE_MINUTES,
-                    CONF_CARD_TOKEN_MINUTES,
-                ):
-                    flat[whole] = int(flat[whole])
                 return self.async_create_entry(data={**current, **flat})
             current = {**current, **flat}
+        fields, suggested = self._options_form(current)
+        return self.async_show_form(
+            step_id="init",
+            data_schema=self.add_suggested_values_to_schema(probatio.Schema(fields), suggested),
+            errors=errors,
+            description_placeholders={
+                "webhook_path": webhook.async_generate_path(webhook_id(self.config_entry.entry_id))
+            },
+        )
+
+    def _options_form(self, current: dict[str, Any]) -> tuple[dict[Any, Any], dict[str, Any]]:
+        """Return the options form's fields and the values it shows."""
         fields: dict[Any, Any] = {
             probatio.Required(CONF_INSTRUCTIONS): TextSelector(TextSelectorConfig(multiline=True)),
             probatio.Required(
@@ -621,11 +610,35 @@ class ShackletonOptionsFlow(OptionsFlow):
                 {"collapsed": name != SECTION_TOOLS},
             )
             suggested[name] = {key: current[key] for key in selectors}
-        return self.async_show_form(
-            step_id="init",
-            data_schema=self.add_suggested_values_to_schema(probatio.Schema(fields), suggested),
-            errors=errors,
-            description_placeholders={
-                "webhook_path": webhook.async_generate_path(webhook_id(self.config_entry.entry_id))
-            },
-        )
+        return fields, suggested
+
+
+def _checked_options(user_input: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Return the options form's answer, its sections flattened and checked, and errors."""
+    errors: dict[str, str] = {}
+    flat = {k: v for k, v in user_input.items() if k not in OPTION_SECTIONS}
+    for name in OPTION_SECTIONS:
+        flat.update(user_input.get(name, {}))
+    # A cleared text field is left out of the answer: blank it.
+    flat.update({key: str(flat.get(key) or "").strip() for key in BLANKABLE})
+    flat[CONF_DASHBOARD_ROOMS] = [room.strip() for room in flat[CONF_DASHBOARD_ROOMS]]
+    browser_url = flat[CONF_LIVEKIT_BROWSER_URL]
+    if flat[CONF_MIN_ENDPOINTING_DELAY] > flat[CONF_MAX_ENDPOINTING_DELAY]:
+        errors["base"] = "endpointing_order"
+    elif not all(ROOM_NAME.fullmatch(room) for room in flat[CONF_DASHBOARD_ROOMS]):
+        errors["base"] = "invalid_dashboard_rooms"
+    else:
+        try:
+            flat[CONF_LIVEKIT_BROWSER_URL] = (
+                normalize_livekit_url(browser_url) if browser_url else ""
+            )
+        except LiveKitInvalidUrl:
+            errors["base"] = "invalid_browser_url"
+    if not errors:
+        for whole in (
+            CONF_TRANSCRIPT_RETENTION_DAYS,
+            CONF_ANNOUNCE_QUEUE_MINUTES,
+            CONF_CARD_TOKEN_MINUTES,
+        ):
+            flat[whole] = int(flat[whole])
+    return flat, errors

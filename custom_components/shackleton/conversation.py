@@ -8,7 +8,7 @@ needs no LiveKit server and no voice packages: only the OpenAI SDK (pure Python)
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 import json
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from homeassistant.components import conversation
 from homeassistant.const import MATCH_ALL
-from homeassistant.core import HomeAssistant
+from homeassistant.core import Context, HomeAssistant
 from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import intent, llm
 from homeassistant.helpers.entity_platform import AddEntitiesCallback
@@ -33,12 +33,12 @@ from .const import (
 )
 from .entity import service_device_info
 from .home_bridge import async_ask_agent, make_llm_context
-from .llm_api import tool_schemas
 from .models import ShackletonConfigEntry
 from .provider_faults import ProviderFault, classify
+from .tools.api import tool_schemas
 from .voice.home import ToolCallError
 from .voice.settings import Limits, persona
-from .voice_manager import provider_settings, settings_from_entry
+from .voice_config import provider_settings, settings_from_entry
 from .voice_support import async_get_loader
 
 if TYPE_CHECKING:
@@ -106,39 +106,62 @@ class ShackletonConversationEntity(conversation.ConversationEntity):
         if entry.options.get(CONF_TOOL_GROUPS, DEFAULT_OPTIONS[CONF_TOOL_GROUPS]):
             self._attr_supported_features = conversation.ConversationEntityFeature.CONTROL
         self._provider = provider_settings(dict(entry.data), STAGE_LLM)
+        # The LLM stage may be one of the home's own agents: then this one only delegates.
+        self._delegate = (
+            AgentDelegate(entry, self._provider.model)
+            if self._provider.kind == "home_assistant"
+            else None
+        )
         self._limits = Limits()
         self._client: openai.AsyncClient | None = None
         self._client_lock = asyncio.Lock()
-        # The answers shackleton.ask waits for, by conversation: kept only for the
-        # contexts in `_awaiting` (an Assist dialog's turns leave nothing behind).
-        self.answers: dict[str, Answer] = {}
-        self._awaiting: set[str] = set()
+        # The direct calls (`async_ask`) under way, by context id: where their answers go,
+        # and how many calls share it (a script's parallel actions share one context).
+        self._asked: dict[str, tuple[list[Answer], int]] = {}
         # shackleton.ask turns waiting for their conversation: its lock, and how many use it.
         self._asking: dict[str, tuple[asyncio.Lock, int]] = {}
 
-    @asynccontextmanager
-    async def async_queued_turn(
-        self, conversation_id: str | None, context_id: str
-    ) -> AsyncIterator[None]:
-        """Wait for the conversation's earlier shackleton.ask turn to end.
+    async def async_ask(
+        self,
+        text: str,
+        *,
+        conversation_id: str | None,
+        context: Context,
+        language: str | None,
+        extra_system_prompt: str | None,
+    ) -> tuple[conversation.ConversationResult, Answer | None]:
+        """Answer `text` through HA's conversation API; return HA's result and our answer.
 
-        HA refuses a second open turn on one conversation (ConversationBusyError, 2026.11):
-        a script's overlapping asks queue instead. A turn from elsewhere (a voice room, the
-        Assist dialog) still gets HA's "busy" answer, which shackleton.ask reports. The
-        turn's answer is kept in `answers` for the caller (`context_id` says which turn).
+        The answer carries the tool calls, which HA's result does not. HA refuses a second
+        open turn on one conversation (ConversationBusyError, 2026.11): overlapping direct
+        calls queue instead. A turn from elsewhere (a voice room, the Assist dialog) still
+        gets HA's "busy" answer: then there is no answer of ours (None).
         """
-        self._awaiting.add(context_id)
+        answers, users = self._asked.get(context.id, ([], 0))
+        self._asked[context.id] = (answers, users + 1)
         try:
-            if conversation_id is None:  # a new conversation overlaps nothing
-                yield
-            else:
-                async with self._queue(conversation_id):
-                    yield
+            async with self._queue(conversation_id):
+                result = await conversation.async_converse(
+                    self.hass,
+                    text=text,
+                    conversation_id=conversation_id,
+                    context=context,
+                    language=language,
+                    agent_id=self.entity_id,
+                    extra_system_prompt=extra_system_prompt,
+                )
         finally:
-            self._awaiting.discard(context_id)
+            answers, users = self._asked.pop(context.id)
+            if users > 1:
+                self._asked[context.id] = (answers, users - 1)
+        mine = [answer for answer in answers if answer.conversation_id == result.conversation_id]
+        return result, (mine[-1] if mine else None)
 
     @asynccontextmanager
-    async def _queue(self, conversation_id: str) -> AsyncIterator[None]:
+    async def _queue(self, conversation_id: str | None) -> AsyncIterator[None]:
+        if conversation_id is None:  # a new conversation overlaps nothing
+            yield
+            return
         lock, users = self._asking.get(conversation_id, (asyncio.Lock(), 0))
         self._asking[conversation_id] = (lock, users + 1)
         try:
@@ -163,12 +186,14 @@ class ShackletonConversationEntity(conversation.ConversationEntity):
         if (refused := _refused(user_input.text)) is not None:
             # Said as the answer: a blank or oversized message never reaches a model.
             answer = Answer(str(refused), chat_log.conversation_id, error=refused)
-        elif self._provider.kind == "home_assistant":
-            answer = await self._async_delegate(user_input, chat_log.conversation_id)
+        elif self._delegate is not None:
+            answer = await self._delegate.async_answer(
+                self.hass, user_input, chat_log.conversation_id, self.entity_id, self._apology
+            )
         else:
             answer = await self._async_answer(user_input, chat_log)
-        if user_input.context.id in self._awaiting:
-            self.answers[answer.conversation_id] = answer
+        if (asked := self._asked.get(user_input.context.id)) is not None:
+            asked[0].append(answer)
         response = intent.IntentResponse(language=user_input.language)
         if answer.error is not None:
             response.async_set_error(intent.IntentResponseErrorCode.UNKNOWN, answer.speech)
@@ -248,29 +273,7 @@ class ShackletonConversationEntity(conversation.ConversationEntity):
         def fault(err: BaseException) -> ProviderFault:
             return classify(err, host=host, seconds=limits.turn_deadline)
 
-        for attempt in range(limits.max_retry + 1):
-            try:
-                async with asyncio.timeout_at(deadline):
-                    stream: Any = await client.chat.completions.create(
-                        model=self._provider.model,
-                        messages=messages,  # type: ignore[arg-type]
-                        stream=True,
-                        tools=tools or sys.modules["openai"].NOT_GIVEN,
-                    )
-                break
-            except Exception as err:  # every way a request fails is a fault
-                problem = fault(err)
-                # One more try if it may help and fits the turn: the provider's own
-                # Retry-After is honoured, never a storm; otherwise fail at once.
-                wait = limits.retry_interval if problem.retry_after is None else problem.retry_after
-                if (
-                    attempt == limits.max_retry
-                    or not problem.retryable
-                    or loop.time() + wait >= deadline
-                ):
-                    raise problem from err
-                LOGGER.debug("%s: retrying in %.2f s after %r", self.entry.title, wait, err)
-                await asyncio.sleep(wait)
+        stream = await self._async_open_stream(client, messages, tools, deadline, fault)
         yield {"role": "assistant"}
         calls: dict[int, dict[str, str]] = {}
         chunks = aiter(stream)
@@ -302,6 +305,42 @@ class ShackletonConversationEntity(conversation.ConversationEntity):
                 ]
             }
 
+    async def _async_open_stream(
+        self,
+        client: openai.AsyncClient,
+        messages: list[dict[str, Any]],
+        tools: list[Any],
+        deadline: float,
+        fault: Callable[[BaseException], ProviderFault],
+    ) -> Any:
+        """Send the request; retry once if that may help and fits before `deadline`."""
+        limits = self._limits
+        loop = asyncio.get_running_loop()
+        attempt = 0
+        while True:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    return await client.chat.completions.create(
+                        model=self._provider.model,
+                        messages=messages,  # type: ignore[arg-type]
+                        stream=True,
+                        tools=tools or sys.modules["openai"].NOT_GIVEN,
+                    )
+            except Exception as err:  # every way a request fails is a fault
+                problem = fault(err)
+                # The provider's own Retry-After is honoured, never a storm; otherwise
+                # fail at once.
+                wait = limits.retry_interval if problem.retry_after is None else problem.retry_after
+                if (
+                    attempt == limits.max_retry
+                    or not problem.retryable
+                    or loop.time() + wait >= deadline
+                ):
+                    raise problem from err
+                LOGGER.debug("%s: retrying in %.2f s after %r", self.entry.title, wait, err)
+                await asyncio.sleep(wait)
+                attempt += 1
+
     async def _async_client(self) -> openai.AsyncClient:
         """Return the model's client, importing (or installing) the SDK off the loop."""
         async with self._client_lock:
@@ -324,53 +363,9 @@ class ShackletonConversationEntity(conversation.ConversationEntity):
                 )
             return self._client
 
-    async def _async_delegate(
-        self, user_input: conversation.ConversationInput, conversation_id: str
-    ) -> Answer:
-        """Let the home's own conversation agent answer (the LLM stage is HA's agent)."""
-        agent_id = self._provider.model
-        answer = Answer(speech="", conversation_id=conversation_id)
-        if agent_id in (self.entity_id, self.entry.entry_id):
-            answer.error = HomeAssistantError(
-                translation_domain=DOMAIN, translation_key="agent_loop"
-            )
-            answer.speech = self._apology
-            return answer
-        llm_context = make_llm_context(
-            self.hass, user_input.language, user_input.device_id, user_input.context, self.entity_id
-        )
-        api = await self.entry.runtime_data.api.async_get_api_instance(llm_context)
-
-        async def run_tool(name: str, arguments: dict[str, Any]) -> Any:
-            record = ToolCallRecord(name, arguments)
-            answer.tool_calls.append(record)
-            result = await api.async_call_tool(llm.ToolInput(tool_name=name, tool_args=arguments))
-            record.success = True
-            return result
-
-        try:
-            said = await async_ask_agent(
-                self.hass,
-                text=user_input.text,
-                agent_id=agent_id,
-                conversation_id=conversation_id,
-                context=user_input.context,
-                language=user_input.language,
-                device_id=user_input.device_id,
-                run_tool=run_tool,
-            )
-        except ToolCallError as err:
-            answer.error = HomeAssistantError(str(err))
-            answer.speech = self._apology
-            return answer
-        answer.speech = said.speech
-        known = {record.tool for record in answer.tool_calls}
-        answer.tool_calls += [ToolCallRecord(name, {}) for name in said.tools if name not in known]
-        return answer
-
     async def async_rewrite(self, text: str, language: str) -> str | None:
         """Return an announcement in the persona's words; None when that cannot be had."""
-        if self._provider.kind == "home_assistant":
+        if self._delegate is not None:
             return None  # HA's agents act on words; they do not rephrase them
         messages = [
             {"role": "system", "content": f"{self._persona}\n{REWRITE_PROMPT}"},
@@ -385,6 +380,63 @@ class ShackletonConversationEntity(conversation.ConversationEntity):
             LOGGER.warning("%s: could not rephrase an announcement: %s", self.entry.title, err)
             return None
         return "".join(parts).strip() or None
+
+
+class AgentDelegate:
+    """Hands each message to another of the home's conversation agents, with our tools."""
+
+    def __init__(self, entry: ShackletonConfigEntry, agent_id: str) -> None:
+        """Delegate to `agent_id` (an agent's entity id, or a config entry id)."""
+        self._entry = entry
+        self._agent_id = agent_id
+
+    async def async_answer(
+        self,
+        hass: HomeAssistant,
+        user_input: conversation.ConversationInput,
+        conversation_id: str,
+        own_entity_id: str,
+        apology: str,
+    ) -> Answer:
+        """Return the other agent's answer, with the tools it ran."""
+        answer = Answer(speech="", conversation_id=conversation_id)
+        if self._agent_id in (own_entity_id, self._entry.entry_id):
+            answer.error = HomeAssistantError(
+                translation_domain=DOMAIN, translation_key="agent_loop"
+            )
+            answer.speech = apology
+            return answer
+        llm_context = make_llm_context(
+            hass, user_input.language, user_input.device_id, user_input.context, own_entity_id
+        )
+        api = await self._entry.runtime_data.api.async_get_api_instance(llm_context)
+
+        async def run_tool(name: str, arguments: dict[str, Any]) -> Any:
+            record = ToolCallRecord(name, arguments)
+            answer.tool_calls.append(record)
+            result = await api.async_call_tool(llm.ToolInput(tool_name=name, tool_args=arguments))
+            record.success = True
+            return result
+
+        try:
+            said = await async_ask_agent(
+                hass,
+                text=user_input.text,
+                agent_id=self._agent_id,
+                conversation_id=conversation_id,
+                context=user_input.context,
+                language=user_input.language,
+                device_id=user_input.device_id,
+                run_tool=run_tool,
+            )
+        except ToolCallError as err:
+            answer.error = HomeAssistantError(str(err))
+            answer.speech = apology
+            return answer
+        answer.speech = said.speech
+        known = {record.tool for record in answer.tool_calls}
+        answer.tool_calls += [ToolCallRecord(name, {}) for name in said.tools if name not in known]
+        return answer
 
 
 async def _async_provide_llm_data(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 import dataclasses
 from functools import partial
@@ -33,10 +34,10 @@ from .const import (
     REDACTED,
     STATE_IDLE,
 )
-from .llm_api import tool_schemas
 from .models import ShackletonConfigEntry
 from .repairs import async_clear_issue, async_raise_issue
-from .voice.home import HomeContext, ToolCallError, ToolSpec, TurnReport
+from .tools.api import tool_schemas
+from .voice.home import HomeContext, RoomTools, ToolCallError, ToolSpec, TurnReport
 
 
 def make_llm_context(
@@ -117,7 +118,11 @@ class HassHome:
         self._runtime = entry.runtime_data.runtime
         # One HA context per user turn and room: what tells a confirmation's yes apart.
         self._turn_contexts: dict[str, tuple[int, Context]] = {}
+        # The rooms served: their HA device, with HA's timer handler registered on it.
         self._room_devices: dict[str, str] = {}
+        # Each room's LLM API instance for its current turn: a turn's tool calls (often
+        # several at once) share one instead of each listing every tool again.
+        self._instances: dict[str, tuple[int, asyncio.Future[llm.APIInstance]]] = {}
         # A room's conversation with an agent goes on across turns (follow-ups work).
         self._conversations: dict[str, str] = {}
         self._secrets = [
@@ -141,17 +146,19 @@ class HassHome:
 
     def _context(self, room: str, turn: int | None) -> Context:
         if turn is None:
-            return Context()  # listing tools is no turn of anyone's
+            return Context()
         known = self._turn_contexts.get(room)
         if known is None or known[0] != turn:
             known = self._turn_contexts[room] = (turn, Context())
         return known[1]
 
-    def _room_device(self, room: str) -> str:
-        """Return the room's HA device, with HA's timer handler registered on it.
+    @callback
+    def serve_room(self, room: str) -> str:
+        """Start serving a room; return its HA device, with HA's timer handler on it.
 
         Assist's timer intents only appear for a device that can announce timers, so
-        each room gets one: "set a timer" then works with HA's own timers.
+        each room gets one: "set a timer" then works with HA's own timers. Listing a
+        room's tools and asking an agent serve it; calling again is cheap.
         """
         device_id = self._entry.runtime_data.rooms.device_id(room)
         if self._room_devices.get(room) != device_id:
@@ -172,31 +179,54 @@ class HassHome:
                 self._hass, text, title="Timer", notification_id=f"{DOMAIN}_timer_{timer.id}"
             )
 
-    async def _api(self, room: str, turn: int | None) -> llm.APIInstance:
+    async def _build_api(self, room: str, device_id: str, turn: int | None) -> llm.APIInstance:
         api = self._entry.runtime_data.api
         agent = self._entry.runtime_data.agent
         llm_context = make_llm_context(
             self._hass,
             self._language,
-            self._room_device(room),
+            device_id,
             self._context(room, turn),
             agent.entity_id if agent else None,
         )
         return await api.async_get_room_instance(llm_context, room)
 
-    async def tools(self, room: str) -> list[ToolSpec]:
-        """Return Shackleton's tools (Assist's over the exposed entities, and its own)."""
-        return [ToolSpec(**schema) for schema in tool_schemas(await self._api(room, None))]
+    async def _turn_api(self, room: str, turn: int) -> llm.APIInstance:
+        """Return the room's LLM API instance for `turn`, built once for the turn."""
+        known = self._instances.get(room)
+        if known is None or known[0] != turn:
+            device_id = self._room_devices.get(room)
+            if device_id is None:  # not served (no tools listed): its device, without timers
+                device_id = self._entry.runtime_data.rooms.device_id(room)
+            building = self._hass.async_create_task(
+                self._build_api(room, device_id, turn), f"{DOMAIN} tools of {room}"
+            )
+            building.add_done_callback(partial(self._forget_failed, room))
+            known = self._instances[room] = (turn, building)
+        # Shielded: a cancelled tool call leaves the turn's other calls their instance.
+        return await asyncio.shield(known[1])
 
-    async def tool_guide(self, room: str) -> str:
-        """Return the LLM API's prompt: Assist's guidance and the confirmation rules."""
-        return (await self._api(room, None)).api_prompt
+    def _forget_failed(self, room: str, building: asyncio.Future[llm.APIInstance]) -> None:
+        """Let the next call build again when this build failed (its callers saw why)."""
+        failed = building.cancelled() or building.exception() is not None
+        if failed and self._instances.get(room, (0, None))[1] is building:
+            del self._instances[room]
+
+    async def room_tools(self, room: str) -> RoomTools:
+        """Return Shackleton's tools (Assist's over the exposed entities, and its own).
+
+        The guide is the LLM API's prompt: Assist's guidance and the confirmation rules.
+        """
+        # Listing tools is no turn of anyone's: no confirmation can hang on it.
+        instance = await self._build_api(room, self.serve_room(room), None)
+        specs = [ToolSpec(**schema) for schema in tool_schemas(instance)]
+        return RoomTools(specs, instance.api_prompt if specs else "")
 
     async def call_tool(
         self, room: str, name: str, arguments: dict[str, Any], *, turn: int = 0
     ) -> Any:
         """Run a tool; refusals and bad arguments come back as errors the model can read."""
-        api = await self._api(room, turn)
+        api = await self._turn_api(room, turn)
         try:
             result = await api.async_call_tool(llm.ToolInput(tool_name=name, tool_args=arguments))
         except (HomeAssistantError, probatio.Invalid) as err:
@@ -214,7 +244,7 @@ class HassHome:
             conversation_id=self._conversations.get(room),
             context=self._context(room, turn),
             language=self._language,
-            device_id=self._room_device(room),
+            device_id=self.serve_room(room),
             run_tool=partial(self.call_tool, room, turn=turn),
         )
         if answer.conversation_id:

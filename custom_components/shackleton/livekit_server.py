@@ -13,7 +13,7 @@ from livekit import api
 from yarl import URL
 
 from .const import LIVEKIT_HEALTH_INTERVAL, LIVEKIT_RETRY_MAX, LOGGER, VALIDATION_TIMEOUT
-from .voice.settings import Backoff
+from .voice.settings import Backoff, LiveKitServer
 
 if TYPE_CHECKING:
     from .models import ShackletonConfigEntry, ShackletonRuntime
@@ -98,17 +98,14 @@ class LiveKitLink:
         hass: HomeAssistant,
         entry: ShackletonConfigEntry,
         runtime: ShackletonRuntime,
-        url: str,
-        api_key: str,
-        api_secret: str,
+        server: LiveKitServer,
     ) -> None:
         """Prepare the link; nothing runs until `async_start`."""
         self._hass = hass
         self._entry = entry
         self._runtime = runtime
-        self._url = url
-        self._api_key = api_key
-        self._api_secret = api_secret
+        self._server = server
+        self._url = server.url
         self._failures = 0
         self._cancel_timer: Callable[[], None] | None = None
         self._job = HassJob(
@@ -152,7 +149,9 @@ class LiveKitLink:
         """Check the server; return whether checking should go on."""
         session = async_get_clientsession(self._hass)
         try:
-            await async_check_livekit(session, self._url, self._api_key, self._api_secret)
+            await async_check_livekit(
+                session, self._url, self._server.api_key, self._server.api_secret
+            )
         except LiveKitInvalidAuth:
             self._runtime.async_set_livekit(connected=False, error="invalid_auth")
             if raise_auth:

@@ -7,15 +7,9 @@ from homeassistant.components import webhook
 from homeassistant.core import HomeAssistant, callback
 from livekit import api
 
-from .const import (
-    CONF_AUTO_JOIN_PREFIX,
-    CONF_LIVEKIT_API_KEY,
-    CONF_LIVEKIT_API_SECRET,
-    DOMAIN,
-    LOGGER,
-)
+from .const import CONF_AUTO_JOIN_PREFIX, DOMAIN, LOGGER
 from .models import ShackletonConfigEntry
-from .voice.settings import ROOM_NAME
+from .voice.settings import ROOM_NAME, LiveKitServer
 
 
 def webhook_id(entry_id: str) -> str:
@@ -24,11 +18,11 @@ def webhook_id(entry_id: str) -> str:
 
 
 @callback
-def async_register_webhook(hass: HomeAssistant, entry: ShackletonConfigEntry) -> None:
-    """Listen for LiveKit's webhook until the entry unloads."""
-    receiver = api.WebhookReceiver(
-        api.TokenVerifier(entry.data[CONF_LIVEKIT_API_KEY], entry.data[CONF_LIVEKIT_API_SECRET])
-    )
+def async_register_webhook(
+    hass: HomeAssistant, entry: ShackletonConfigEntry, server: LiveKitServer
+) -> None:
+    """Listen for LiveKit's webhook, signed with the server's key, until the entry unloads."""
+    receiver = api.WebhookReceiver(api.TokenVerifier(server.api_key, server.api_secret))
 
     async def handle(hass: HomeAssistant, _webhook_id: str, request: web.Request) -> web.Response:
         body = await request.text()

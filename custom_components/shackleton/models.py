@@ -22,10 +22,10 @@ from .const import (
 if TYPE_CHECKING:
     from .conversation import ShackletonConversationEntity
     from .livekit_server import LiveKitLink
-    from .llm_api import ShackletonAPI
-    from .memory import NoteStore
-    from .reminders import ReminderStore
     from .room_devices import RoomDevices
+    from .tools.api import ShackletonAPI
+    from .tools.notes import NoteStore
+    from .tools.reminders import ReminderStore
     from .voice_manager import VoiceManager
 
 # The busiest room decides what the assistant state sensor shows.

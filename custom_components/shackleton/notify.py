@@ -8,10 +8,10 @@ from homeassistant.components.notify import NotifyEntity, NotifyEntityDescriptio
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddEntitiesCallback
 
+from .announcements import Announcement
 from .const import CONF_ANNOUNCE_NOBODY, CONF_ANNOUNCE_QUEUE_MINUTES, DEFAULT_OPTIONS
 from .entity import RoomEntity, async_add_room_entities
 from .models import ShackletonConfigEntry
-from .voice_manager import Announcement
 
 PARALLEL_UPDATES = 0
 ANNOUNCE = NotifyEntityDescription(key="announce", translation_key="announce")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from homeassistant.components import conversation
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import (
     HomeAssistant,
@@ -18,6 +17,7 @@ from homeassistant.exceptions import HomeAssistantError, ServiceValidationError,
 from homeassistant.helpers import config_validation as cv
 import probatio
 
+from .announcements import Announcement
 from .const import (
     CONF_ANNOUNCE_NOBODY,
     CONF_ANNOUNCE_QUEUE_MINUTES,
@@ -31,7 +31,6 @@ from .const import (
 from .conversation import ShackletonConversationEntity
 from .models import ShackletonConfigEntry
 from .voice.settings import ROOM_NAME
-from .voice_manager import Announcement
 
 # What is said aloud: an announcement, or the first words of a conversation.
 MAX_SPOKEN_LENGTH = 1000
@@ -148,18 +147,13 @@ async def _async_ask(call: ServiceCall) -> ServiceResponse:
         _text(call, ATTR_CONTEXT)
     entry = _entry(call.hass, call)
     agent = _agent(entry)
-    conversation_id = call.data.get(ATTR_CONVERSATION_ID)
-    async with agent.async_queued_turn(conversation_id, call.context.id):
-        result = await conversation.async_converse(
-            call.hass,
-            text=text,
-            conversation_id=conversation_id,
-            context=call.context,
-            language=call.data.get(ATTR_LANGUAGE),
-            agent_id=agent.entity_id,
-            extra_system_prompt=call.data.get(ATTR_CONTEXT),
-        )
-        answer = agent.answers.pop(result.conversation_id or "", None)
+    result, answer = await agent.async_ask(
+        text,
+        conversation_id=call.data.get(ATTR_CONVERSATION_ID),
+        context=call.context,
+        language=call.data.get(ATTR_LANGUAGE),
+        extra_system_prompt=call.data.get(ATTR_CONTEXT),
+    )
     speech = str(result.response.speech.get("plain", {}).get("speech", ""))
     if answer is None or answer.error is not None:
         error = answer.error if answer else None
@@ -259,7 +253,7 @@ async def _async_start_session(call: ServiceCall) -> None:
     if not data.runtime.voice_enabled:
         raise _error("voice_disabled", title=entry.title)
     # An external entry's workers wait for LiveKit's dispatch, which joining asks for.
-    if not data.voice.external and await data.voice.async_wait_ready() is None:
+    if not await data.voice.async_ready():
         raise _error("voice_unavailable", title=entry.title)
     data.voice.async_join_room(room)
 

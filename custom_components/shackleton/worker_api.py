@@ -19,21 +19,19 @@ connection is bound to.
 from __future__ import annotations
 
 import asyncio
-import base64
 import binascii
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 import dataclasses
 from functools import wraps
 import time
 from typing import TYPE_CHECKING, Any, Final
+import weakref
 
 from homeassistant.components.websocket_api import async_register_command
 from homeassistant.components.websocket_api.connection import ActiveConnection
 from homeassistant.components.websocket_api.const import (
     ERR_INVALID_FORMAT,
-    ERR_NOT_ALLOWED,
-    ERR_NOT_FOUND,
-    ERR_UNAUTHORIZED,
+    WebSocketCommandHandler,
 )
 from homeassistant.components.websocket_api.decorators import (
     async_response,
@@ -43,47 +41,48 @@ from homeassistant.components.websocket_api.decorators import (
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.exceptions import HomeAssistantError
+from homeassistant.util.hass_dict import HassKey
 import probatio
 
-from .const import (
-    CONF_LIVEKIT_API_KEY,
-    CONF_LIVEKIT_API_SECRET,
-    CONF_LIVEKIT_URL,
-    CONF_WORKER,
-    DOMAIN,
-    LOGGER,
-    WORKER_EXTERNAL,
-)
-from .voice.home import ToolCallError, TurnReport
+from .const import CONF_WORKER, DOMAIN, LOGGER, WORKER_EXTERNAL
+from .home_bridge import HassHome
+from .voice import protocol
+from .voice.home import ToolCallError
+from .voice.protocol import PROTOCOL, Command, Event, ReportKind, agent_name
+from .voice_config import livekit_server, settings_from_entry
 
 if TYPE_CHECKING:
-    from .home_bridge import HassHome
+    from .announcements import Announcement
     from .models import ShackletonConfigEntry
-    from .voice_manager import Announcement
 
-# Bumped when a command or a message changes shape; a worker of another version is told.
-PROTOCOL: Final = 1
-PREFIX: Final = f"{DOMAIN}/worker"
+__all__ = [
+    "WorkerHub",
+    "agent_name",
+    "async_get_hub",
+    "async_register_worker_api",
+    "worker_settings",
+]
+
 # How long start_conversation waits for the worker to say whether someone heard it.
 REPLY_TIMEOUT: Final = 10.0
-_REPORT_KINDS: Final = ("session", "state", "turn", "error")
 
-
-def agent_name(entry_id: str) -> str:
-    """Return the LiveKit agent name an entry's workers register under (explicit dispatch)."""
-    return f"shackleton-{entry_id}"
+# Each entry's hub, by entry id. Weak: a hub lives as long as the voice manager that
+# made it keeps it, and a hub from another hass (tests run many) is told apart by its
+# entry object (see async_get_hub).
+_HUBS: Final[weakref.WeakValueDictionary[str, WorkerHub]] = weakref.WeakValueDictionary()
 
 
 @dataclasses.dataclass(eq=False, slots=True)
 class WorkerLink:
     """One worker connection bound to an entry, and the rooms it reported serving."""
 
+    hub: WorkerHub
     connection: ActiveConnection
     msg_id: int
     name: str
     rooms: set[str] = dataclasses.field(default_factory=set)
 
-    def send(self, event: dict[str, Any]) -> None:
+    def send(self, event: Mapping[str, object]) -> None:
         """Push an event on the worker's subscription."""
         self.connection.send_event(self.msg_id, event)
 
@@ -95,13 +94,16 @@ class WorkerHub:
         self,
         entry: ShackletonConfigEntry,
         *,
-        settings: Callable[[], dict[str, Any]],
+        settings: Callable[[], protocol.SettingsMessage],
         on_room: Callable[[str, bool], None],
         on_workers: Callable[[int], None],
         requeue: Callable[[Announcement], None],
     ) -> None:
-        """Route to the workers of `entry`; callbacks reach the entry's voice manager."""
-        self._entry = entry
+        """Route to the workers of `entry`; callbacks reach the entry's voice manager.
+
+        The hub is the entry's from now until `async_close`: workers find it by entry id.
+        """
+        self.entry = entry
         self._settings = settings
         self._on_room = on_room
         self._on_workers = on_workers
@@ -111,14 +113,22 @@ class WorkerHub:
         # Sent but not yet acknowledged: put back in the queue if their worker goes.
         self._unacked: dict[str, tuple[WorkerLink, Announcement]] = {}
         self._replies: dict[str, tuple[WorkerLink, asyncio.Future[bool]]] = {}
+        self._home: HassHome | None = None
+        _HUBS[entry.entry_id] = self
+
+    def home(self, hass: HomeAssistant) -> HassHome:
+        """Return the home every worker of the entry reaches (turns and confirmations carry)."""
+        if self._home is None:
+            self._home = HassHome(hass, self.entry)
+        return self._home
 
     @callback
     def async_add(self, connection: ActiveConnection, msg_id: int, name: str) -> WorkerLink:
         """Bind a worker's subscription; it gets its settings at once."""
-        link = WorkerLink(connection, msg_id, name)
+        link = WorkerLink(self, connection, msg_id, name)
         self.links.append(link)
-        LOGGER.info("%s: voice worker %s connected", self._entry.title, name)
-        link.send({"type": "settings", "settings": self._settings()})
+        LOGGER.info("%s: voice worker %s connected", self.entry.title, name)
+        link.send({"type": Event.SETTINGS, "settings": self._settings()})
         self._on_workers(len(self.links))
         return link
 
@@ -128,7 +138,7 @@ class WorkerHub:
         if link not in self.links:
             return
         self.links.remove(link)
-        LOGGER.info("%s: voice worker %s disconnected", self._entry.title, link.name)
+        LOGGER.info("%s: voice worker %s disconnected", self.entry.title, link.name)
         for room in sorted(link.rooms):
             self.async_set_room(link, room, active=False)
         for key, (owner, announcement) in list(self._unacked.items()):
@@ -158,20 +168,22 @@ class WorkerHub:
         """Send every worker the entry's current settings (turn-taking changed)."""
         settings = self._settings()
         for link in self.links:
-            link.send({"type": "settings", "settings": settings})
+            link.send({"type": Event.SETTINGS, "settings": settings})
 
     @callback
     def async_close(self) -> None:
         """Tell every worker the entry is going (unload, reload); they reconnect later."""
+        if _HUBS.get(self.entry.entry_id) is self:
+            del _HUBS[self.entry.entry_id]
         for link in list(self.links):
-            link.send({"type": "closing"})
+            link.send({"type": Event.CLOSING})
             self.async_remove(link)
 
     def leave(self, room: str) -> bool:
         """Ask the worker serving `room` to end its session; False when none does."""
         if (link := self.rooms.get(room)) is None:
             return False
-        link.send({"type": "leave", "room": room})
+        link.send({"type": Event.LEAVE, "room": room})
         return True
 
     def announce(self, announcement: Announcement, room: str, *, interrupt: bool) -> bool:
@@ -182,16 +194,15 @@ class WorkerHub:
         item = dataclasses.replace(announcement, room=room)
         key = f"{item.id}:{room}"
         self._unacked[key] = (link, item)
-        link.send(
-            {
-                "type": "announce",
-                "id": key,
-                "room": room,
-                "text": item.text,
-                "chime": item.chime,
-                "interrupt": interrupt,
-            }
-        )
+        event: protocol.AnnounceEvent = {
+            "type": Event.ANNOUNCE,
+            "id": key,
+            "room": room,
+            "text": item.text,
+            "chime": item.chime,
+            "interrupt": interrupt,
+        }
+        link.send(event)
         return True
 
     async def async_start_conversation(self, room: str, text: str, context: str | None) -> bool:
@@ -202,19 +213,18 @@ class WorkerHub:
         key = f"conversation:{time.monotonic_ns()}"
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._replies[key] = (link, future)
-        link.send(
-            {
-                "type": "start_conversation",
-                "id": key,
-                "room": room,
-                "text": text,
-                "context": context,
-            }
-        )
+        event: protocol.StartConversationEvent = {
+            "type": Event.START_CONVERSATION,
+            "id": key,
+            "room": room,
+            "text": text,
+            "context": context,
+        }
+        link.send(event)
         try:
             return await asyncio.wait_for(future, REPLY_TIMEOUT)
         except TimeoutError:
-            LOGGER.warning("%s: the voice worker did not answer in time", self._entry.title)
+            LOGGER.warning("%s: the voice worker did not answer in time", self.entry.title)
             return False
         finally:
             self._replies.pop(key, None)
@@ -229,42 +239,43 @@ class WorkerHub:
             reply[1].set_result(ok)
 
 
-def worker_settings(hass: HomeAssistant, entry: ShackletonConfigEntry) -> dict[str, Any]:
+@callback
+def async_get_hub(hass: HomeAssistant, entry_id: str) -> WorkerHub | None:
+    """Return the hub of one of this hass's entries; None while it has none (reloading)."""
+    hub = _HUBS.get(entry_id)
+    if hub is None or hass.config_entries.async_get_entry(entry_id) is not hub.entry:
+        return None
+    return hub
+
+
+def worker_settings(hass: HomeAssistant, entry: ShackletonConfigEntry) -> protocol.SettingsMessage:
     """Return what a worker needs: voice settings, the home, and the LiveKit server."""
-    from .voice_manager import settings_from_entry
-
-    settings = settings_from_entry(entry, hass.config.language)
-    livekit = None
-    if CONF_LIVEKIT_URL in entry.data:
-        livekit = {
-            "url": entry.data[CONF_LIVEKIT_URL],
-            "api_key": entry.data[CONF_LIVEKIT_API_KEY],
-            "api_secret": entry.data[CONF_LIVEKIT_API_SECRET],
-            "agent_name": agent_name(entry.entry_id),
-        }
-    return {
-        "protocol": PROTOCOL,
-        "entry_id": entry.entry_id,
-        "title": entry.title,
-        "home": {
-            "name": hass.config.location_name,
-            "time_zone": str(hass.config.time_zone),
-        },
-        "voice": dataclasses.asdict(settings),
-        "livekit": livekit,
-    }
+    return protocol.settings_message(
+        entry_id=entry.entry_id,
+        title=entry.title,
+        home_name=hass.config.location_name,
+        time_zone=str(hass.config.time_zone),
+        voice=settings_from_entry(entry, hass.config.language),
+        livekit=livekit_server(entry),
+    )
 
 
-_Handler = Callable[
-    [
-        HomeAssistant,
-        ActiveConnection,
-        dict[str, Any],
-        "ShackletonConfigEntry",
-        WorkerLink,
-    ],
-    Coroutine[Any, Any, None],
-]
+class _BadMessage(Exception):
+    """A command whose fields make no sense together (sent as ERR_INVALID_FORMAT)."""
+
+
+# A bound command: given the message, the entry's home and the worker's link, it
+# returns the command's result.
+type _Handler = Callable[[dict[str, Any], HassHome, WorkerLink], Coroutine[Any, Any, Any]]
+
+# Which entry, through which link, each worker connection serves.
+_BINDINGS: Final[HassKey[dict[ActiveConnection, tuple[str, WorkerLink]]]] = HassKey(
+    f"{DOMAIN}_worker_bindings"
+)
+
+
+def _bindings(hass: HomeAssistant) -> dict[ActiveConnection, tuple[str, WorkerLink]]:
+    return hass.data.setdefault(_BINDINGS, {})
 
 
 def _error(
@@ -295,7 +306,7 @@ def _external_entry(
         _error(
             connection,
             msg["id"],
-            ERR_NOT_FOUND,
+            protocol.ERR_NOT_FOUND,
             "worker_no_entry",
             f"There is no Shackleton entry {entry_id}",
             entry_id=entry_id,
@@ -305,7 +316,7 @@ def _external_entry(
         _error(
             connection,
             msg["id"],
-            "not_loaded",
+            protocol.ERR_NOT_LOADED,
             "worker_entry_not_loaded",
             f"{entry.title} is not loaded",
             title=entry.title,
@@ -315,7 +326,7 @@ def _external_entry(
         _error(
             connection,
             msg["id"],
-            ERR_NOT_ALLOWED,
+            protocol.ERR_NOT_ALLOWED,
             "worker_not_external",
             f"{entry.title} runs its voice engine inside Home Assistant; set its voice "
             "worker option to external to serve it from a worker",
@@ -325,59 +336,69 @@ def _external_entry(
     return entry
 
 
-def _bound(
-    handler: _Handler,
-) -> Callable[[HomeAssistant, ActiveConnection, dict[str, Any]], Coroutine[Any, Any, None]]:
-    """Run a command only for the entry this connection's worker is bound to."""
-
-    @wraps(handler)
-    async def run(hass: HomeAssistant, connection: ActiveConnection, msg: dict[str, Any]) -> None:
-        bound = _bindings(hass).get(connection)
-        if bound is None or bound[0] != msg["entry_id"]:
-            _error(
-                connection,
-                msg["id"],
-                ERR_UNAUTHORIZED,
-                "worker_wrong_entry",
-                "This connection does not serve that entry: connect to it first, and "
-                "serve one entry per connection",
-            )
-            return
-        entry = _external_entry(hass, connection, msg)
-        if entry is None:
-            return
-        await handler(hass, connection, msg, entry, bound[1])
-
-    return run
-
-
-_BINDINGS: Final = f"{DOMAIN}_worker_bindings"
-
-
-def _bindings(
-    hass: HomeAssistant,
-) -> dict[ActiveConnection, tuple[str, WorkerLink]]:
-    bindings: dict[ActiveConnection, tuple[str, WorkerLink]]
-    bindings = hass.data.setdefault(_BINDINGS, {})
-    return bindings
-
-
-def _home(entry: ShackletonConfigEntry) -> HassHome:
-    if (home := entry.runtime_data.voice.home) is None:  # options changed; reload pending
+def _bound_link(
+    hass: HomeAssistant, connection: ActiveConnection, msg: dict[str, Any]
+) -> WorkerLink | None:
+    """Return the link of a command for the connection's own entry; else send the error."""
+    bound = _bindings(hass).get(connection)
+    if bound is None or bound[0] != msg["entry_id"]:
+        _error(
+            connection,
+            msg["id"],
+            protocol.ERR_UNAUTHORIZED,
+            "worker_wrong_entry",
+            "This connection does not serve that entry: connect to it first, and "
+            "serve one entry per connection",
+        )
+        return None
+    if (entry := _external_entry(hass, connection, msg)) is None:
+        return None
+    link = bound[1]
+    if async_get_hub(hass, entry.entry_id) is not link.hub:  # the worker's told to reconnect
         raise HomeAssistantError(f"{entry.title} is reloading")
-    return home
+    return link
 
 
-def _hub(entry: ShackletonConfigEntry) -> WorkerHub:
-    if (hub := entry.runtime_data.voice.hub) is None:
-        raise HomeAssistantError(f"{entry.title} is reloading")
-    return hub
+def _worker_command(
+    command: Command, schema: dict[Any, Any]
+) -> Callable[[_Handler], WebSocketCommandHandler]:
+    """Make a handler a command: for admins, for the bound entry, errors sent one way.
+
+    The handler returns the command's result. A ToolCallError is a refusal the model
+    reads (`tool_error`); a _BadMessage is ERR_INVALID_FORMAT; anything else HA's
+    WebSocket API reports as it does for every command.
+    """
+
+    def decorate(handler: _Handler) -> WebSocketCommandHandler:
+        @wraps(handler)
+        async def run(
+            hass: HomeAssistant, connection: ActiveConnection, msg: dict[str, Any]
+        ) -> None:
+            if (link := _bound_link(hass, connection, msg)) is None:
+                return
+            try:
+                result = await handler(msg, link.hub.home(hass), link)
+            except ToolCallError as err:
+                connection.send_error(msg["id"], protocol.ERR_TOOL, str(err))
+            except _BadMessage as err:
+                connection.send_error(msg["id"], ERR_INVALID_FORMAT, str(err))
+            else:
+                connection.send_result(msg["id"], result)
+
+        full_schema = {
+            probatio.Required("type"): command.message_type,
+            probatio.Required("entry_id"): str,
+            **schema,
+        }
+        return require_admin(websocket_command(full_schema)(async_response(run)))
+
+    return decorate
 
 
 @require_admin
 @websocket_command(
     {
-        probatio.Required("type"): f"{PREFIX}/connect",
+        probatio.Required("type"): Command.CONNECT.message_type,
         probatio.Required("entry_id"): str,
         probatio.Required("protocol"): int,
         probatio.Optional("name", default="worker"): probatio.All(str, probatio.Length(max=100)),
@@ -391,7 +412,7 @@ def ws_connect(hass: HomeAssistant, connection: ActiveConnection, msg: dict[str,
         _error(
             connection,
             msg["id"],
-            ERR_UNAUTHORIZED,
+            protocol.ERR_UNAUTHORIZED,
             "worker_wrong_entry",
             "This connection already serves another entry",
         )
@@ -400,7 +421,7 @@ def ws_connect(hass: HomeAssistant, connection: ActiveConnection, msg: dict[str,
         _error(
             connection,
             msg["id"],
-            "protocol_mismatch",
+            protocol.ERR_PROTOCOL_MISMATCH,
             "worker_protocol",
             f"This worker speaks protocol {msg['protocol']}, Home Assistant's Shackleton "
             f"speaks {PROTOCOL}: run the same Shackleton version on both",
@@ -410,7 +431,8 @@ def ws_connect(hass: HomeAssistant, connection: ActiveConnection, msg: dict[str,
         return
     if (entry := _external_entry(hass, connection, msg)) is None:
         return
-    hub = _hub(entry)
+    if (hub := async_get_hub(hass, entry.entry_id)) is None:  # options changed; reload pending
+        raise HomeAssistantError(f"{entry.title} is reloading")
     connection.send_result(msg["id"])
     link = hub.async_add(connection, msg["id"], msg["name"])
     bindings[connection] = (entry.entry_id, link)
@@ -424,229 +446,119 @@ def ws_connect(hass: HomeAssistant, connection: ActiveConnection, msg: dict[str,
     connection.subscriptions[msg["id"]] = unsubscribe
 
 
-@require_admin
-@websocket_command(
-    {
-        probatio.Required("type"): f"{PREFIX}/tools",
-        probatio.Required("entry_id"): str,
-        probatio.Required("room"): str,
-    }
-)
-@async_response
-@_bound
-async def ws_tools(
-    hass: HomeAssistant,
-    connection: ActiveConnection,
-    msg: dict[str, Any],
-    entry: ShackletonConfigEntry,
-    link: WorkerLink,
-) -> None:
+@_worker_command(Command.TOOLS, {probatio.Required("room"): str})
+async def ws_tools(msg: dict[str, Any], home: HassHome, link: WorkerLink) -> protocol.ToolsResult:
     """Return the tools the model may use in a room, and their guide."""
-    home = _home(entry)
-    tools = await home.tools(msg["room"])
-    guide = await home.tool_guide(msg["room"])
-    connection.send_result(
-        msg["id"], {"tools": [dataclasses.asdict(tool) for tool in tools], "guide": guide}
-    )
+    return protocol.tools_result(await home.room_tools(msg["room"]))
 
 
-@require_admin
-@websocket_command(
+@_worker_command(
+    Command.CALL_TOOL,
     {
-        probatio.Required("type"): f"{PREFIX}/call_tool",
-        probatio.Required("entry_id"): str,
         probatio.Required("room"): str,
         probatio.Required("name"): str,
         probatio.Required("arguments"): dict,
         probatio.Optional("turn", default=0): int,
-    }
+    },
 )
-@async_response
-@_bound
 async def ws_call_tool(
-    hass: HomeAssistant,
-    connection: ActiveConnection,
-    msg: dict[str, Any],
-    entry: ShackletonConfigEntry,
-    link: WorkerLink,
-) -> None:
+    msg: dict[str, Any], home: HassHome, link: WorkerLink
+) -> protocol.CallToolResult:
     """Run a tool in the home; a refusal comes back as `tool_error` for the model."""
-    try:
-        result = await _home(entry).call_tool(
-            msg["room"], msg["name"], msg["arguments"], turn=msg["turn"]
-        )
-    except ToolCallError as err:
-        connection.send_error(msg["id"], "tool_error", str(err))
-        return
-    connection.send_result(msg["id"], {"result": result})
+    result = await home.call_tool(msg["room"], msg["name"], msg["arguments"], turn=msg["turn"])
+    return {"result": result}
 
 
-@require_admin
-@websocket_command(
+@_worker_command(
+    Command.CONVERSE,
     {
-        probatio.Required("type"): f"{PREFIX}/converse",
-        probatio.Required("entry_id"): str,
         probatio.Required("room"): str,
         probatio.Required("text"): str,
         probatio.Required("agent_id"): str,
         probatio.Optional("turn", default=0): int,
-    }
+    },
 )
-@async_response
-@_bound
 async def ws_converse(
-    hass: HomeAssistant,
-    connection: ActiveConnection,
-    msg: dict[str, Any],
-    entry: ShackletonConfigEntry,
-    link: WorkerLink,
-) -> None:
+    msg: dict[str, Any], home: HassHome, link: WorkerLink
+) -> protocol.ConverseResult:
     """Hand a user's words to one of the home's conversation agents."""
-    try:
-        speech, tools = await _home(entry).converse(
-            msg["room"], msg["text"], msg["agent_id"], turn=msg["turn"]
-        )
-    except ToolCallError as err:
-        connection.send_error(msg["id"], "tool_error", str(err))
-        return
-    connection.send_result(msg["id"], {"speech": speech, "tools": tools})
+    speech, tools = await home.converse(msg["room"], msg["text"], msg["agent_id"], turn=msg["turn"])
+    return {"speech": speech, "tools": tools}
 
 
-@require_admin
-@websocket_command(
+@_worker_command(
+    Command.TRANSCRIBE,
     {
-        probatio.Required("type"): f"{PREFIX}/transcribe",
-        probatio.Required("entry_id"): str,
         probatio.Required("engine"): str,
         probatio.Required("audio"): str,
-        probatio.Required("rate"): probatio.In(
-            [8000, 11000, 16000, 18900, 22000, 32000, 37800, 44100, 48000]
-        ),
+        probatio.Required("rate"): probatio.In(protocol.AUDIO_RATES),
         probatio.Required("language"): str,
-    }
+    },
 )
-@async_response
-@_bound
 async def ws_transcribe(
-    hass: HomeAssistant,
-    connection: ActiveConnection,
-    msg: dict[str, Any],
-    entry: ShackletonConfigEntry,
-    link: WorkerLink,
-) -> None:
+    msg: dict[str, Any], home: HassHome, link: WorkerLink
+) -> protocol.TranscribeResult:
     """Transcribe base64 16-bit mono PCM with one of the home's speech-to-text engines."""
     try:
-        pcm = base64.b64decode(msg["audio"], validate=True)
-    except binascii.Error:
-        connection.send_error(msg["id"], ERR_INVALID_FORMAT, "audio is not base64")
-        return
-    try:
-        text = await _home(entry).transcribe(msg["engine"], pcm, msg["rate"], msg["language"])
-    except ToolCallError as err:
-        connection.send_error(msg["id"], "tool_error", str(err))
-        return
-    connection.send_result(msg["id"], {"text": text})
+        pcm = protocol.decode_audio(msg["audio"])
+    except binascii.Error as err:
+        raise _BadMessage("audio is not base64") from err
+    text = await home.transcribe(msg["engine"], pcm, msg["rate"], msg["language"])
+    return {"text": text}
 
 
-@require_admin
-@websocket_command(
+@_worker_command(
+    Command.SYNTHESIZE,
     {
-        probatio.Required("type"): f"{PREFIX}/synthesize",
-        probatio.Required("entry_id"): str,
         probatio.Required("engine"): str,
         probatio.Required("text"): str,
         probatio.Required("language"): str,
-    }
+    },
 )
-@async_response
-@_bound
 async def ws_synthesize(
-    hass: HomeAssistant,
-    connection: ActiveConnection,
-    msg: dict[str, Any],
-    entry: ShackletonConfigEntry,
-    link: WorkerLink,
-) -> None:
+    msg: dict[str, Any], home: HassHome, link: WorkerLink
+) -> protocol.SynthesizeResult:
     """Speak with one of the home's text-to-speech engines; the audio comes as base64."""
-    try:
-        extension, data = await _home(entry).synthesize(msg["engine"], msg["text"], msg["language"])
-    except ToolCallError as err:
-        connection.send_error(msg["id"], "tool_error", str(err))
-        return
-    connection.send_result(
-        msg["id"], {"extension": extension, "audio": base64.b64encode(data).decode()}
-    )
+    extension, data = await home.synthesize(msg["engine"], msg["text"], msg["language"])
+    return {"extension": extension, "audio": protocol.encode_audio(data)}
 
 
-_TURN_FIELDS: Final = {field.name for field in dataclasses.fields(TurnReport)} - {"room"}
-
-
-@require_admin
-@websocket_command(
+@_worker_command(
+    Command.REPORT,
     {
-        probatio.Required("type"): f"{PREFIX}/report",
-        probatio.Required("entry_id"): str,
         probatio.Required("room"): str,
-        probatio.Required("kind"): probatio.In(_REPORT_KINDS),
+        probatio.Required("kind"): probatio.In(tuple(ReportKind)),
         probatio.Optional("active"): bool,
         probatio.Optional("state"): str,
         probatio.Optional("turn"): dict,
         probatio.Optional("source"): str,
         probatio.Optional("message"): str,
         probatio.Optional("recoverable"): bool,
-    }
+    },
 )
-@async_response
-@_bound
-async def ws_report(
-    hass: HomeAssistant,
-    connection: ActiveConnection,
-    msg: dict[str, Any],
-    entry: ShackletonConfigEntry,
-    link: WorkerLink,
-) -> None:
+async def ws_report(msg: dict[str, Any], home: HassHome, link: WorkerLink) -> None:
     """Record what a worker's session did, as the in-process engine would."""
     room, kind = msg["room"], msg["kind"]
-    home = _home(entry)
-    hub = _hub(entry)
     try:
-        if kind == "session":
-            hub.async_set_room(link, room, active=msg["active"])
-        elif kind == "state":
+        if kind == ReportKind.SESSION:
+            link.hub.async_set_room(link, room, active=msg["active"])
+        elif kind == ReportKind.STATE:
             home.report_state(room, msg["state"])
-        elif kind == "turn":
-            fields = {k: v for k, v in msg["turn"].items() if k in _TURN_FIELDS}
-            home.report_turn(TurnReport(room=room, **fields))
+        elif kind == ReportKind.TURN:
+            home.report_turn(protocol.turn_report(room, msg["turn"]))
         else:
             home.report_error(room, msg["source"], msg["message"], recoverable=msg["recoverable"])
     except (KeyError, TypeError) as err:
-        connection.send_error(msg["id"], ERR_INVALID_FORMAT, f"incomplete {kind} report: {err}")
-        return
-    connection.send_result(msg["id"])
+        raise _BadMessage(f"incomplete {kind} report: {err}") from err
 
 
-@require_admin
-@websocket_command(
-    {
-        probatio.Required("type"): f"{PREFIX}/ack",
-        probatio.Required("entry_id"): str,
-        probatio.Required("request"): str,
-        probatio.Required("ok"): bool,
-    }
+@_worker_command(
+    Command.ACK,
+    {probatio.Required("request"): str, probatio.Required("ok"): bool},
 )
-@async_response
-@_bound
-async def ws_ack(
-    hass: HomeAssistant,
-    connection: ActiveConnection,
-    msg: dict[str, Any],
-    entry: ShackletonConfigEntry,
-    link: WorkerLink,
-) -> None:
+async def ws_ack(msg: dict[str, Any], home: HassHome, link: WorkerLink) -> None:
     """Record whether an announcement or a conversation reached someone."""
-    hub = _hub(entry)
-    hub.async_ack(msg["request"], ok=msg["ok"])
-    connection.send_result(msg["id"])
+    link.hub.async_ack(msg["request"], ok=msg["ok"])
 
 
 @callback

@@ -24,15 +24,15 @@ import aiohttp
 from livekit import api
 import pytest
 
+from custom_components.shackleton.const import WORKER_IN_HA
 from custom_components.shackleton.voice.local_audio import read_wav
 from harness.fakes import ChatReply, FakeOpenAI
-from harness.ha_instance import free_port
+from harness.ha_process import REPO, arguments, free_port, read_facts
 from harness.livekit_server import API_KEY, API_SECRET, LiveKitProcess
 from tests.conftest import AUDIO, LIGHT
 
 pytestmark = [pytest.mark.browser, pytest.mark.livekit]
 HERE = Path(__file__).parent
-REPO = HERE.parents[1]
 
 # The fake microphone's timeline, in seconds. The agent joins while the lead-in plays (it
 # took 0.4 to 1.1 s), and the gap holds the first answer and the screenshot (about 4.5 s)
@@ -50,7 +50,7 @@ TTS_SECONDS_PER_CHAR = 0.1
 
 
 class HomeAssistantProcess:
-    """A Home Assistant started by `ha_instance` in its own process."""
+    """A Home Assistant started by `harness.ha_process` in its own process, with the cards."""
 
     def __init__(self, config_dir: Path, livekit: LiveKitProcess, openai_url: str) -> None:
         """Start it on a free port; `wait_ready` waits for it to serve."""
@@ -58,13 +58,18 @@ class HomeAssistantProcess:
         self.config_dir = config_dir
         self.log = config_dir.parent / "ha.log"
         self._log_file = self.log.open("w")
+        # The engine in Home Assistant's loop, as a default entry has it.
+        home = arguments(
+            config_dir,
+            self.port,
+            openai_url,
+            livekit_url=livekit.url,
+            placement=WORKER_IN_HA,
+            card=True,
+        )
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "harness.ha_instance",
-             "--config-dir", str(config_dir), "--port", str(self.port),
-             "--livekit-url", livekit.url, "--livekit-key", API_KEY,
-             "--livekit-secret", API_SECRET, "--openai-url", openai_url],
-            cwd=REPO, stdout=self._log_file, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            [sys.executable, *home], cwd=REPO, stdout=self._log_file, stderr=subprocess.STDOUT
+        )
         self.url = f"http://127.0.0.1:{self.port}"
 
     async def wait_ready(self) -> dict[str, Any]:
@@ -77,7 +82,7 @@ class HomeAssistantProcess:
                 if self.process.poll() is not None:
                     raise AssertionError(f"Home Assistant did not start:\n{self.tail()}")
                 await asyncio.sleep(0.5)
-        return dict(json.loads((self.config_dir / "users.json").read_text()))
+        return read_facts(self.config_dir)
 
     def tail(self, lines: int = 40) -> str:
         """Return the end of its output."""

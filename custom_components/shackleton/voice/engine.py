@@ -8,7 +8,6 @@ from dataclasses import replace
 import json
 import logging
 from pathlib import Path
-import time
 from typing import Any
 
 import aiohttp
@@ -31,7 +30,7 @@ import numpy as np
 
 from .agent_llm import ConversationAgentLLM
 from .client import INTERRUPT_RPC, TOOL_TOPIC, tool_summary
-from .home import Home, HomeContext, ToolCallError, ToolSpec, TurnReport
+from .home import Home, HomeContext, ToolCallError, ToolSpec
 from .local_audio import read_wav
 from .providers import (
     AnswerLost,
@@ -40,11 +39,12 @@ from .providers import (
     connect_options,
     realtime_turn_detection,
 )
-from .settings import Backoff, TurnTaking, VoiceSettings, persona
+from .recovery import Breaker, Recovery
+from .settings import TurnTaking, VoiceSettings, persona
 from .shared_vad import SharedVAD
+from .turns import TurnTracker
 
 _LOGGER = logging.getLogger(__name__)
-RESTART_BACKOFF = Backoff(initial=1.0, maximum=60.0)
 # The conversation items a room remembers (about ten exchanges with their tool calls).
 HISTORY_ITEMS = 40
 APOLOGY_WAV = Path(__file__).parent / "assets" / "apology_en.wav"
@@ -102,7 +102,7 @@ def vad_options(turn: TurnTaking) -> dict[str, Any]:
 
 def _make_tool(session: RoomSession, spec: ToolSpec) -> llm.RawFunctionTool[Any, Any]:
     async def call(raw_arguments: dict[str, object]) -> Any:
-        session.tools_called.append((session.turn, spec.name))
+        session.turns.tool_called(spec.name)
         session.touch()
         try:
             result = await session.engine.home.call_tool(
@@ -118,51 +118,6 @@ def _make_tool(session: RoomSession, spec: ToolSpec) -> llm.RawFunctionTool[Any,
 
     schema = {"name": spec.name, "description": spec.description, "parameters": spec.parameters}
     return function_tool(call, raw_schema=schema)
-
-
-class Breaker:
-    """Opens after consecutive failed turns; after a pause, lets one turn probe."""
-
-    def __init__(self, threshold: int, retry_after: Callable[[], float]) -> None:
-        """Open after `threshold` failures; probe after `retry_after()` seconds."""
-        self._threshold = threshold
-        self._retry_after = retry_after
-        self.failures = 0
-        self.opened_at: float | None = None
-        self._probing = False
-
-    def is_open(self) -> bool:
-        """Return whether turns are refused right now (no side effects)."""
-        return (
-            self.opened_at is not None
-            and not self._probing
-            and time.monotonic() - self.opened_at < self._retry_after()
-        )
-
-    def allow(self) -> bool:
-        """Return whether a model call may go ahead; starts the probe when due."""
-        if self.opened_at is None or self._probing:
-            return True
-        if time.monotonic() - self.opened_at >= self._retry_after():
-            self._probing = True
-            return True
-        return False
-
-    def record_failure(self) -> bool:
-        """Count a failed turn; return True when this one opened the breaker."""
-        self.failures += 1
-        self._probing = False
-        if self.failures < self._threshold:
-            return False
-        newly = self.opened_at is None
-        self.opened_at = time.monotonic()
-        return newly
-
-    def record_success(self) -> None:
-        """Close the breaker."""
-        self.failures = 0
-        self.opened_at = None
-        self._probing = False
 
 
 class ShackletonAgent(Agent):
@@ -200,37 +155,51 @@ class ShackletonAgent(Agent):
 
 
 class RoomSession:
-    """An AgentSession serving one room, with turn reports, a watchdog and a breaker."""
+    """An AgentSession serving one room: LiveKit's events drive its turns and recovery."""
 
     def __init__(self, engine: VoiceEngine, room: str) -> None:
         """Prepare the session; `async_start` runs it."""
         self.engine = engine
         self.room = room
-        # (user turn, tool) pairs: a fast agent can finish before its user item lands.
-        self.tools_called: list[tuple[int, str]] = []
-        self.turn = 0  # user turns so far
         self.session: AgentSession[Any] | None = None
-        self._pending: TurnReport | None = None
-        self.breaker = Breaker(
-            engine.settings.limits.breaker_threshold, lambda: engine.breaker_retry_after
+        self.turns = TurnTracker(room, engine.home.report_turn)
+        self.recovery = Recovery(
+            room,
+            engine.home,
+            breaker=Breaker(
+                engine.settings.limits.breaker_threshold, lambda: engine.breaker_retry_after
+            ),
+            turn_deadline=lambda: engine.settings.limits.turn_deadline,
+            on_timeout=self._on_timeout,
         )
-        self._watchdog: asyncio.TimerHandle | None = None
-        self._turn_failed_reported = False
-        # A preemptive generation can fail before its user turn is committed.
-        self._deferred_failure: str | None = None
-        self._apologising = False
+        self.closed = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._start_kwargs: dict[str, Any] = {}
-        self._closing = False
-        self.restarts = 0
-        self.closed = asyncio.Event()
         self._stt_adapter: stt_mod.StreamAdapter | None = None
         self._vad: SharedVAD | None = None
-        self._user_stopped_at: float | None = None
-        self._answered = False  # whether the agent spoke since the user last did
-        self._restarting = False
-        self._restart_failures = 0
         self._rtc_room: rtc.Room | None = None
+
+    @property
+    def turn(self) -> int:
+        """Return the number of user turns so far."""
+        return self.turns.turn
+
+    @property
+    def breaker(self) -> Breaker:
+        """Return the circuit breaker of the room's model calls."""
+        return self.recovery.breaker
+
+    @property
+    def restarts(self) -> int:
+        """Return how many times the room's session was restarted."""
+        return self.recovery.restarts
+
+    @property
+    def start_arguments(self) -> dict[str, Any]:
+        """Return what the session was started with: its audio, or its LiveKit room."""
+        return dict(self._start_kwargs)
+
+    # --- starting: build the session, build the agent, attach the room ----------------
 
     async def async_start(
         self,
@@ -247,24 +216,33 @@ class RoomSession:
             "room": room,
             "participant_identity": participant_identity,
         }
-        engine = self.engine
-        settings = engine.settings
-        limits = settings.limits
-        models = engine.models
-        # One silero pass serves turn-taking and speech-to-text (see shared_vad.py).
-        vad = self._vad = SharedVAD(engine.vad)
-        stt_model = models.stt
-        if stt_model is not None and not stt_model.capabilities.streaming:
-            stt_model = self._stt_adapter = stt_mod.StreamAdapter(stt=stt_model, vad=vad.follower)
-        llm_model = models.llm
+        llm_model = self._room_llm()
+        session = self._build_session(llm_model, audio_input, audio_output)
+        agent = await self._build_agent(conversation=isinstance(llm_model, ConversationAgentLLM))
+        await self._attach(session, agent, room, participant_identity)
+
+    def _room_llm(self) -> llm.LLM[Any] | llm.RealtimeModel:
+        llm_model = self.engine.models.llm
         if isinstance(llm_model, ConversationAgentLLM):
             # The home's agent answers (and acts) for this room, a turn at a time.
-            llm_model = llm_model.for_room(self.room, lambda: self.turn, self._record_tools)
+            return llm_model.for_room(self.room, lambda: self.turns.turn, self.turns.tools_ran)
+        return llm_model
+
+    def _build_session(
+        self,
+        llm_model: llm.LLM[Any] | llm.RealtimeModel,
+        audio_input: io.AudioInput | None,
+        audio_output: io.AudioOutput | None,
+    ) -> AgentSession[Any]:
+        settings = self.engine.settings
+        limits = settings.limits
+        # One silero pass serves turn-taking and speech-to-text (see shared_vad.py).
+        vad = self._vad = SharedVAD(self.engine.vad)
         session: AgentSession[Any] = AgentSession(
             vad=vad,
-            stt=stt_model or NOT_GIVEN,
+            stt=self._room_stt(vad) or NOT_GIVEN,
             llm=llm_model,
-            tts=models.tts or NOT_GIVEN,
+            tts=self.engine.models.tts or NOT_GIVEN,
             turn_handling=turn_handling(  # type: ignore[arg-type]
                 settings.turn_taking,
                 realtime=settings.mode == "realtime",
@@ -289,32 +267,49 @@ class RoomSession:
             session.input.audio = audio_input
         if audio_output is not None:
             session.output.audio = audio_output
-        if isinstance(llm_model, ConversationAgentLLM):
+        return session
+
+    def _room_stt(self, vad: SharedVAD) -> stt_mod.STT[Any] | None:
+        stt_model = self.engine.models.stt
+        if stt_model is not None and not stt_model.capabilities.streaming:
+            # A batch STT transcribes what the shared VAD cut out.
+            stt_model = self._stt_adapter = stt_mod.StreamAdapter(stt=stt_model, vad=vad.follower)
+        return stt_model
+
+    async def _build_agent(self, *, conversation: bool) -> ShackletonAgent:
+        home = self.engine.home
+        if conversation:
             tools, guide = [], ""  # a conversation agent brings its own
         else:
-            specs = await engine.home.tools(self.room)
-            tools = [_make_tool(self, spec) for spec in specs]
-            guide = await engine.home.tool_guide(self.room) if specs else ""
-        agent = ShackletonAgent(
-            self, build_instructions(settings, engine.home.context(self.room), guide), tools
-        )
-        if room is not None:
-            from livekit.agents.voice import room_io
+            room_tools = await home.room_tools(self.room)
+            tools = [_make_tool(self, spec) for spec in room_tools.specs]
+            guide = room_tools.guide
+        instructions = build_instructions(self.engine.settings, home.context(self.room), guide)
+        return ShackletonAgent(self, instructions, tools)
 
-            if self._rtc_room is None:  # a restarted session keeps the room's handler
-                room.local_participant.register_rpc_method(INTERRUPT_RPC, self._on_interrupt_rpc)
-            self._rtc_room = room
-
-            await session.start(
-                agent,
-                room=room,
-                room_options=room_io.RoomOptions(
-                    participant_identity=participant_identity or NOT_GIVEN
-                ),
-                record=False,
-            )
-        else:
+    async def _attach(
+        self,
+        session: AgentSession[Any],
+        agent: ShackletonAgent,
+        room: rtc.Room | None,
+        participant_identity: str | None,
+    ) -> None:
+        if room is None:
             await session.start(agent, record=False)
+            return
+        from livekit.agents.voice import room_io
+
+        if self._rtc_room is None:  # a restarted session keeps the room's handler
+            room.local_participant.register_rpc_method(INTERRUPT_RPC, self._on_interrupt_rpc)
+        self._rtc_room = room
+        await session.start(
+            agent,
+            room=room,
+            room_options=room_io.RoomOptions(
+                participant_identity=participant_identity or NOT_GIVEN
+            ),
+            record=False,
+        )
 
     def _handlers(self) -> list[tuple[Any, Callable[..., None]]]:
         return [
@@ -326,53 +321,25 @@ class RoomSession:
             ("close", self._on_close),
         ]
 
-    # --- the state machine ------------------------------------------------------
+    # --- LiveKit's events: the turns --------------------------------------------------
 
     def touch(self) -> None:
         """Note progress (a tool ran): the watchdog waits afresh."""
-        if self._watchdog is not None:
-            self._arm_watchdog()
-
-    def _arm_watchdog(self) -> None:
-        self._disarm_watchdog()
-        loop = asyncio.get_running_loop()
-        self._watchdog = loop.call_later(
-            self.engine.settings.limits.turn_deadline, self._watchdog_fired
-        )
-
-    def _disarm_watchdog(self) -> None:
-        if self._watchdog is not None:
-            self._watchdog.cancel()
-            self._watchdog = None
-
-    def _watchdog_fired(self) -> None:
-        self._watchdog = None
-        _LOGGER.warning(
-            "Room %s: no answer within %.1f s", self.room, self.engine.settings.limits.turn_deadline
-        )
-        self.engine.home.report_error(
-            self.room, "timeout", "the providers did not answer in time", recoverable=True
-        )
-        if self.session is not None:
-            self._spawn(self.session.interrupt(force=True))
-        self._turn_failed("timeout")
+        self.recovery.watchdog.touch()
 
     def _on_agent_state(self, ev: AgentStateChangedEvent) -> None:
         if ev.new_state == "speaking":
-            self._answered = True
+            self.turns.agent_spoke()
         self.engine.home.report_state(self.room, ev.new_state)
         if ev.new_state == "thinking":
-            self._turn_failed_reported = False
-            self._arm_watchdog()
+            self.turns.thinking()
+            self.recovery.watchdog.arm()
             return
-        self._disarm_watchdog()
+        self.recovery.watchdog.disarm()
         if (
             ev.old_state == "thinking"
             and ev.new_state == "listening"
-            and self._pending is not None
-            and not self._answered
-            and not self._apologising
-            and not any(turn == self.turn for turn, _name in self.tools_called)
+            and self.turns.is_unanswered()
             # Not a barge-in: talking over a thinking agent also ends its thinking.
             and self.session is not None
             and self.session.user_state != "speaking"
@@ -383,75 +350,70 @@ class RoomSession:
 
     def _on_user_state(self, ev: UserStateChangedEvent) -> None:
         if ev.new_state == "listening":
-            self._user_stopped_at = ev.created_at
+            self.turns.user_stopped(ev.created_at)
         if ev.new_state == "speaking":
-            # A new user turn (what a spoken yes needs). Counted when speech starts: a
-            # realtime model's transcript can arrive after it already acted on the words.
-            self.turn += 1
+            self.turns.user_started()
             # The last turn's wait ends: this one is watched from its own commit.
-            self._disarm_watchdog()
-            self._answered = False
-            # Its preemptive reply can fail before LiveKit says "thinking": the last
-            # turn's failure report must not swallow this one's.
-            self._turn_failed_reported = False
-            # Still talking: LiveKit drops the preemptive reply and will generate anew.
-            self._deferred_failure = None
-
-    def _record_tools(self, names: list[str]) -> None:
-        self.tools_called.extend((self.turn, name) for name in names)
-
-    def _tool_names(self) -> list[str]:
-        return list(dict.fromkeys(name for _turn, name in self.tools_called))
+            self.recovery.watchdog.disarm()
 
     def _on_tools(self, ev: FunctionToolsExecutedEvent) -> None:
-        if self._pending is not None:
-            self._pending.tools = self._tool_names()
+        self.turns.tools_executed()
         self.touch()
 
     def _on_item(self, ev: ConversationItemAddedEvent) -> None:
         item = ev.item
         if not isinstance(item, llm.ChatMessage):
             return
-        metrics = item.metrics
         if item.role == "user":
-            self.tools_called = [
-                (turn, name) for turn, name in self.tools_called if turn >= self.turn
-            ]
-            self._turn_failed_reported = False
-            self._pending = TurnReport(
-                room=self.room,
-                user_text=item.text_content,
-                end_of_utterance_delay=metrics.get("end_of_turn_delay"),
-                transcription_delay=metrics.get("transcription_delay"),
-            )
-            if (why := self._deferred_failure) is not None:
-                # Its preemptive generation already failed: this turn gets no answer.
-                self._deferred_failure = None
-                self._turn_failed(why)
-            elif not self._answered:
-                # Watch for the answer from the committed turn on, not only while
-                # "thinking": a realtime model never thinks, and a preemptive reply that
-                # stalled may never get there either. (A realtime transcript can also
-                # arrive after the answer began: then there is none to wait for.)
-                self._arm_watchdog()
+            self._on_user_item(item)
+        elif item.role == "assistant" and self.turns.answer(
+            item.text_content, item.metrics, interrupted=item.interrupted
+        ):
+            self.recovery.turn_succeeded()
+
+    def _on_user_item(self, item: llm.ChatMessage) -> None:
+        deferred = self.turns.user_committed(
+            item.text_content,
+            end_of_utterance_delay=item.metrics.get("end_of_turn_delay"),
+            transcription_delay=item.metrics.get("transcription_delay"),
+        )
+        if deferred is not None:
+            # Its preemptive generation already failed: this turn gets no answer.
+            self._turn_failed(deferred)
+        elif not self.turns.answered:
+            # Watch for the answer from the committed turn on, not only while
+            # "thinking": a realtime model never thinks, and a preemptive reply that
+            # stalled may never get there either. (A realtime transcript can also
+            # arrive after the answer began: then there is none to wait for.)
+            self.recovery.watchdog.arm()
+
+    def _turn_failed(self, why: str, *, speak: bool = True) -> None:
+        # A preemptive generation that failed while the user may still be talking
+        # belongs to a turn not committed yet: count it (and apologise) then.
+        defer = (
+            speak
+            and why == "llm_error"
+            and self.session is not None
+            and self.session.agent_state == "listening"
+        )
+        if not self.turns.fail(why, defer=defer):
             return
-        if item.role != "assistant" or self._pending is None or self._apologising:
-            return
-        report, self._pending = self._pending, None
-        report.agent_text = item.text_content
-        report.llm_ttft = metrics.get("llm_node_ttft")
-        report.tts_ttfb = metrics.get("tts_node_ttfb")
-        report.end_to_end = metrics.get("e2e_latency")
-        started = metrics.get("started_speaking_at")
-        if report.end_to_end is None and started is not None and self._user_stopped_at:
-            # Realtime models report no latency of their own: time it from the local
-            # VAD's end of speech, as LiveKit does in pipeline mode.
-            report.end_to_end = max(0.0, started - self._user_stopped_at)
-        report.interrupted = item.interrupted
-        report.tools = self._tool_names()
-        self.breaker.record_success()
-        self._restart_failures = 0
-        self.engine.home.report_turn(report)
+        self.recovery.turn_failed(why)
+        self.turns.report_failure(why)
+        if speak:
+            self.apologise(why)
+
+    def refuse_turn(self) -> None:
+        """Answer a turn with the apology while the breaker is open."""
+        self.turns.report_failure("breaker open")
+        self.apologise("breaker open")
+
+    # --- LiveKit's events: faults -----------------------------------------------------
+
+    def _on_timeout(self) -> None:
+        if self.session is not None:
+            self._spawn(self.session.interrupt(force=True))
+        self._turn_failed("timeout")
 
     def _on_error(self, ev: ErrorEvent) -> None:
         error = ev.error
@@ -465,14 +427,14 @@ class RoomSession:
                 # LiveKit reconnects, and what was not said is lost: apologise for it.
                 self._turn_failed(source)
             return
-        if self.engine.settings.mode == "realtime" and not self._closing:
+        if self.engine.settings.mode == "realtime" and not self.recovery.closing:
             # The realtime connection is gone for good, and LiveKit 1.5.16's own close
             # then fails half-way without a "close" event: restart the room ourselves.
-            talking = self._pending is not None
+            talking = self.turns.pending is not None
             self._turn_failed(source, speak=False)
             self._spawn(self._async_restart(apologise=talking))
             return
-        if source == "stt_error" and not self._closing:
+        if source == "stt_error" and not self.recovery.closing:
             # The STT failed past its retries. LiveKit 1.8 only counts that against
             # `max_unrecoverable_errors`, which we lift for the LLM and TTS (the breaker
             # handles them), and retries the stream on its own: restart the room instead,
@@ -483,8 +445,8 @@ class RoomSession:
         self._turn_failed(source)
 
     def _on_close(self, ev: CloseEvent) -> None:
-        self._disarm_watchdog()
-        if ev.reason == CloseReason.ERROR and not self._closing:
+        self.recovery.watchdog.disarm()
+        if ev.reason == CloseReason.ERROR and not self.recovery.closing:
             # LiveKit closed the session on an error (one `_on_error` did not restart the
             # room for: with our tolerance, none of the STT/LLM/TTS kinds); the room must
             # not go deaf.
@@ -495,42 +457,31 @@ class RoomSession:
         self.engine.home.report_state(self.room, "idle")
         self.closed.set()
 
+    # --- restarting -------------------------------------------------------------------
+
     async def _async_restart(self, *, apologise: bool) -> None:
-        if self._restarting:
-            return
-        self._restarting = True
+        if await self.recovery.restart(self._stop_for_restart, self._start_again) and apologise:
+            self.apologise("session restarted")
+
+    async def _stop_for_restart(self) -> None:
+        old, self.session = self.session, None
+        if old is not None:
+            # What the failed session says while it closes is not this room's news.
+            for event, handler in self._handlers():
+                old.off(event, handler)
+        await self._aclose_session(old)
+
+    async def _start_again(self) -> bool:
+        self.turns.apology_done()  # the old session's apology went with it
         try:
-            old, self.session = self.session, None
-            if old is not None:
-                # What the failed session says while it closes is not this room's news.
-                for event, handler in self._handlers():
-                    old.off(event, handler)
-            await self._aclose_session(old)
-            self.restarts += 1
-            # Back off while it keeps failing (a revoked key must not spin); a good turn
-            # resets the count.
-            self._restart_failures += 1
-            if self._restart_failures > 1:  # the first restart is at once
-                await asyncio.sleep(RESTART_BACKOFF.delay(self._restart_failures - 1))
-            if self._closing:
-                return
-            self._apologising = False
-            try:
-                await self.async_start(**self._start_kwargs)
-            except Exception as err:  # noqa: BLE001 - the room must not stay silent
-                self.engine.home.report_error(
-                    self.room, "session", f"restart failed: {err}", recoverable=True
-                )
-                self.session = None
-                retry = True
-            else:
-                retry = False
-                if apologise:
-                    self.apologise("session restarted")
-        finally:
-            self._restarting = False
-        if retry and not self._closing:
-            self._spawn(self._async_restart(apologise=apologise))
+            await self.async_start(**self._start_kwargs)
+        except Exception as err:  # noqa: BLE001 - the room must not stay silent
+            self.engine.home.report_error(
+                self.room, "session", f"restart failed: {err}", recoverable=True
+            )
+            self.session = None
+            return False
+        return True
 
     async def _aclose_session(self, session: AgentSession[Any] | None) -> None:
         if session is not None:
@@ -545,43 +496,13 @@ class RoomSession:
             self._vad = None
         await self._aclose_stt_adapter()
 
-    def _turn_failed(self, why: str, *, speak: bool = True) -> None:
-        if self._turn_failed_reported:
-            return
-        if (
-            speak
-            and why == "llm_error"
-            and self._pending is None
-            and self.session is not None
-            and self.session.agent_state == "listening"
-        ):
-            # A preemptive generation failed while the user may still be talking: the
-            # turn it belongs to is not committed yet. Count it (and apologise) then.
-            self._deferred_failure = why
-            return
-        self._turn_failed_reported = True
-        if self.breaker.record_failure():
-            self.engine.home.report_error(
-                self.room,
-                "breaker",
-                f"{self.breaker.failures} turns failed in a row ({why})",
-                recoverable=False,
-            )
-        self._report_failed_turn(why)
-        if speak:
-            self.apologise(why)
+    async def _aclose_stt_adapter(self) -> None:
+        # The adapter listens to the shared STT model's metrics until closed.
+        if self._stt_adapter is not None:
+            await self._stt_adapter.aclose()
+            self._stt_adapter = None
 
-    def _report_failed_turn(self, why: str) -> None:
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            pending.error = why
-            pending.tools = self._tool_names()
-            self.engine.home.report_turn(pending)
-
-    def refuse_turn(self) -> None:
-        """Answer a turn with the apology while the breaker is open."""
-        self._report_failed_turn("breaker open")
-        self.apologise("breaker open")
+    # --- speaking ---------------------------------------------------------------------
 
     def announce(self, text: str, *, chime: bool = False, interrupt: bool = False) -> bool:
         """Say `text` in the room now (a reminder, a timer); False when nobody listens.
@@ -591,7 +512,7 @@ class RoomSession:
         context, so "what did you just say?" works.
         """
         session = self.session
-        if session is None or self._restarting:
+        if session is None or self.recovery.restarting:
             return False
         try:
             if interrupt:
@@ -621,7 +542,7 @@ class RoomSession:
         model, not into the room.
         """
         session = self.session
-        if session is None or self._restarting:
+        if session is None or self.recovery.restarting:
             return False
         if context:
             agent = session.current_agent
@@ -632,9 +553,8 @@ class RoomSession:
 
     def apologise(self, why: str) -> None:
         """Say the apology from pre-rendered audio: the failing provider is not needed."""
-        if self.session is None or self._apologising:
+        if self.session is None or not self.turns.start_apology():
             return
-        self._apologising = True
         _LOGGER.debug("Room %s: apologising (%s)", self.room, why)
         text = self.engine.settings.apology
         handle = self.session.say(
@@ -643,17 +563,9 @@ class RoomSession:
             allow_interruptions=True,
             add_to_chat_ctx=False,
         )
+        handle.add_done_callback(lambda _: self.turns.apology_done())
 
-        def done(_: object) -> None:
-            self._apologising = False
-
-        handle.add_done_callback(done)
-
-    async def _aclose_stt_adapter(self) -> None:
-        # The adapter listens to the shared STT model's metrics until closed.
-        if self._stt_adapter is not None:
-            await self._stt_adapter.aclose()
-            self._stt_adapter = None
+    # --- the room's clients and tasks -------------------------------------------------
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
@@ -686,8 +598,7 @@ class RoomSession:
 
     async def aclose(self) -> None:
         """End the session and everything it started."""
-        self._closing = True
-        self._disarm_watchdog()
+        self.recovery.close()
         if self._rtc_room is not None:
             try:
                 self._rtc_room.local_participant.unregister_rpc_method(INTERRUPT_RPC)

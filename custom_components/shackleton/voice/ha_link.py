@@ -12,11 +12,10 @@ The access token goes into the auth message only: never into a log, a repr or an
 from __future__ import annotations
 
 import asyncio
-import base64
 from collections import deque
 from collections.abc import Callable
 import contextlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime
 import logging
 from typing import Any, Final
@@ -24,13 +23,24 @@ from zoneinfo import ZoneInfo
 
 import aiohttp
 
-from .home import HomeContext, ToolCallError, ToolSpec, TurnReport
-from .settings import Backoff, VoiceSettings, settings_from_dict
+from .home import HomeContext, RoomTools, ToolCallError, TurnReport
+from .protocol import (
+    FATAL_CODES,
+    PREFIX,
+    PROTOCOL,
+    Command,
+    Event,
+    ReportKind,
+    WorkerSettings,
+    decode_audio,
+    encode_audio,
+    room_tools,
+    turn_fields,
+)
+from .settings import Backoff
 
 _LOGGER = logging.getLogger(__name__)
 
-PROTOCOL: Final = 1  # equal to worker_api.PROTOCOL (a test keeps them so)
-PREFIX: Final = "shackleton/worker"
 # Reports that wait for Home Assistant while it is away (the oldest go first).
 MAX_WAITING_REPORTS: Final = 500
 
@@ -69,28 +79,6 @@ class LinkConfig:
         base = self.url.rstrip("/")
         scheme, rest = base.split("://", 1)
         return f"{'wss' if scheme == 'https' else 'ws'}://{rest}/api/websocket"
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerSettings:
-    """What Home Assistant tells a worker: voice settings, the home, the LiveKit server."""
-
-    voice: VoiceSettings
-    home_name: str
-    time_zone: str
-    title: str
-    livekit: dict[str, str] | None = field(default=None, repr=False)
-
-    @classmethod
-    def from_message(cls, data: dict[str, Any]) -> WorkerSettings:
-        """Read the settings event of `shackleton/worker/connect`."""
-        return cls(
-            voice=settings_from_dict(data["voice"]),
-            home_name=data["home"]["name"],
-            time_zone=data["home"]["time_zone"],
-            title=data.get("title", "Shackleton"),
-            livekit=data.get("livekit"),
-        )
 
 
 class HomeLink:
@@ -190,7 +178,7 @@ class HomeLink:
             await ws.send_json(
                 {
                     "id": subscription,
-                    "type": f"{PREFIX}/connect",
+                    "type": Command.CONNECT.message_type,
                     "entry_id": self.config.entry_id,
                     "protocol": PROTOCOL,
                     "name": self.config.name,
@@ -245,12 +233,12 @@ class HomeLink:
                 error = item.get("error") or {}
                 code, message = str(error.get("code")), str(error.get("message"))
                 # Wrong token rights, entry or version: no retry mends those.
-                if code in ("unauthorized", "protocol_mismatch", "not_found", "not_allowed"):
+                if code in FATAL_CODES:
                     raise FatalLinkError(f"Home Assistant refused this worker: {message}")
                 raise HomeRefused(code, message)
             return
         event = item.get("event") or {}
-        if event.get("type") == "settings":
+        if event.get("type") == Event.SETTINGS:
             self.settings = WorkerSettings.from_message(event["settings"])
             first = not self.connected
             self.connected = True
@@ -261,7 +249,7 @@ class HomeLink:
                 self._flush()
                 self._on_connection(True)
                 self.reloading = False
-        if event.get("type") == "closing":
+        if event.get("type") == Event.CLOSING:
             self.reloading = True
             raise HomeAway("the entry is reloading")
         self._on_event(event)
@@ -290,7 +278,7 @@ class HomeLink:
             await ws.send_json(
                 {
                     "id": message_id,
-                    "type": f"{PREFIX}/{command}",
+                    "type": f"{PREFIX}/{command}",  # a Command (a str)
                     "entry_id": self.config.entry_id,
                     **fields,
                 }
@@ -320,7 +308,7 @@ class HomeLink:
 
     async def _send_report(self, fields: dict[str, Any]) -> None:
         try:
-            await self.request("report", **fields)
+            await self.request(Command.REPORT, **fields)
         except HomeAway:
             self._waiting.appendleft(fields)  # HA went while it was on its way
         except HomeRefused as err:
@@ -370,7 +358,7 @@ class RemoteHome:
         self.link = link
         # The last tools and guide per room: a session that restarts while HA is away
         # keeps them (calls then say HA is away).
-        self._tools: dict[str, tuple[list[ToolSpec], str]] = {}
+        self._tools: dict[str, RoomTools] = {}
 
     @property
     def _settings(self) -> WorkerSettings:
@@ -388,25 +376,17 @@ class RemoteHome:
             now=datetime.now(ZoneInfo(settings.time_zone)),
         )
 
-    async def _tools_and_guide(self, room: str) -> tuple[list[ToolSpec], str]:
+    async def room_tools(self, room: str) -> RoomTools:
+        """Return the tools Home Assistant offers the room, and their guide."""
         try:
-            answer = await self.link.request("tools", room=room)
+            answer = await self.link.request(Command.TOOLS, room=room)
         except (HomeAway, HomeRefused) as err:
             _LOGGER.warning("Room %s: no fresh tools from Home Assistant: %s", room, err)
-            return self._tools.get(room, ([], ""))
-        known = ([ToolSpec(**tool) for tool in answer["tools"]], str(answer["guide"]))
-        self._tools[room] = known
+            return self._tools.get(room, RoomTools([], ""))
+        known = self._tools[room] = room_tools(answer)
         return known
 
-    async def tools(self, room: str) -> list[ToolSpec]:
-        """Return the tools Home Assistant offers the room."""
-        return (await self._tools_and_guide(room))[0]
-
-    async def tool_guide(self, room: str) -> str:
-        """Return the tools' guide (the last one fetched with the tools)."""
-        return self._tools.get(room, ([], ""))[1]
-
-    async def _ask(self, command: str, **fields: Any) -> Any:
+    async def _ask(self, command: Command, **fields: Any) -> Any:
         try:
             return await self.link.request(command, **fields)
         except HomeAway as err:
@@ -418,45 +398,54 @@ class RemoteHome:
         self, room: str, name: str, arguments: dict[str, Any], *, turn: int = 0
     ) -> Any:
         """Run a tool inside Home Assistant."""
-        answer = await self._ask("call_tool", room=room, name=name, arguments=arguments, turn=turn)
+        answer = await self._ask(
+            Command.CALL_TOOL, room=room, name=name, arguments=arguments, turn=turn
+        )
         return answer["result"]
 
     async def converse(
         self, room: str, text: str, agent_id: str, *, turn: int = 0
     ) -> tuple[str, list[str]]:
         """Ask one of the home's conversation agents."""
-        answer = await self._ask("converse", room=room, text=text, agent_id=agent_id, turn=turn)
+        answer = await self._ask(
+            Command.CONVERSE, room=room, text=text, agent_id=agent_id, turn=turn
+        )
         return str(answer["speech"]), list(answer["tools"])
 
     async def transcribe(self, engine: str, pcm: bytes, rate: int, language: str) -> str:
         """Transcribe with one of the home's speech-to-text engines."""
-        audio = base64.b64encode(pcm).decode()
         answer = await self._ask(
-            "transcribe", engine=engine, audio=audio, rate=rate, language=language
+            Command.TRANSCRIBE,
+            engine=engine,
+            audio=encode_audio(pcm),
+            rate=rate,
+            language=language,
         )
         return str(answer["text"])
 
     async def synthesize(self, engine: str, text: str, language: str) -> tuple[str, bytes]:
         """Speak with one of the home's text-to-speech engines."""
-        answer = await self._ask("synthesize", engine=engine, text=text, language=language)
-        return str(answer["extension"]), base64.b64decode(answer["audio"])
+        answer = await self._ask(Command.SYNTHESIZE, engine=engine, text=text, language=language)
+        return str(answer["extension"]), decode_audio(answer["audio"])
 
     def report_state(self, room: str, state: str) -> None:
         """Show the room's state on Home Assistant's sensors."""
-        self.link.report(kind="state", room=room, state=state)
+        self.link.report(kind=ReportKind.STATE, room=room, state=state)
 
     def report_turn(self, report: TurnReport) -> None:
         """Send a finished turn: HA fires `shackleton_turn` and feeds its sensors."""
-        fields = asdict(report)
-        room = fields.pop("room")
-        self.link.report(kind="turn", room=room, turn=fields)
+        self.link.report(kind=ReportKind.TURN, room=report.room, turn=turn_fields(report))
 
     def report_error(self, room: str, source: str, message: str, *, recoverable: bool) -> None:
         """Send a fault: HA fires `shackleton_error` (and raises the breaker's repair)."""
         self.link.report(
-            kind="error", room=room, source=source, message=message, recoverable=recoverable
+            kind=ReportKind.ERROR,
+            room=room,
+            source=source,
+            message=message,
+            recoverable=recoverable,
         )
 
     def report_session(self, room: str, *, active: bool) -> None:
         """Say that a room's session started or ended (announcements follow sessions)."""
-        self.link.report(kind="session", room=room, active=active)
+        self.link.report(kind=ReportKind.SESSION, room=room, active=active)

@@ -16,6 +16,17 @@ class ToolSpec:
     parameters: dict[str, Any]
 
 
+@dataclass(frozen=True, slots=True)
+class RoomTools:
+    """The tools of one room, and what the model must know to use them well."""
+
+    specs: list[ToolSpec]
+    # Appended to the model's instructions; "" when there are no tools. For Home
+    # Assistant: the LLM API's prompt (Assist's guidance, how spoken confirmations work),
+    # which comes from the same API instance as the tools, hence one call for both.
+    guide: str = ""
+
+
 class ToolCallError(Exception):
     """A tool refused or failed; the message is for the model to recover from."""
 
@@ -54,15 +65,8 @@ class Home(Protocol):
     def context(self, room: str) -> HomeContext:
         """Return the current context for a room."""
 
-    async def tools(self, room: str) -> list[ToolSpec]:
-        """Return the tools the model may use in a room."""
-
-    async def tool_guide(self, room: str) -> str:
-        """Return what the model must know to use the tools well (appended to its instructions).
-
-        For Home Assistant: the LLM API's prompt (Assist's guidance, and how spoken
-        confirmations work).
-        """
+    async def room_tools(self, room: str) -> RoomTools:
+        """Return the tools the model may use in a room and the guide to using them."""
 
     async def call_tool(
         self, room: str, name: str, arguments: dict[str, Any], *, turn: int = 0

@@ -32,7 +32,7 @@ def classify(error: Exception) -> str:
     return "cannot_connect"
 
 
-class RoomWorker:
+class RoomLink:
     """Keeps the agent in one room for as long as it is wanted."""
 
     def __init__(

@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any, Final
 
 from .engine import RoomSession, VoiceEngine, vad_options
-from .ha_link import HomeAway, HomeLink, HomeRefused, LinkConfig, RemoteHome, WorkerSettings
+from .ha_link import HomeAway, HomeLink, HomeRefused, LinkConfig, RemoteHome
+from .protocol import Command, Event, WorkerSettings
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -180,9 +181,9 @@ class VoiceWorker:
     def _on_event(self, event: dict[str, Any]) -> None:
         kind = event.get("type")
         engine = self.engine
-        if kind == "settings" and engine is not None and self.link.settings is not None:
+        if kind == Event.SETTINGS and engine is not None and self.link.settings is not None:
             self._apply(engine, self.link.settings)
-        elif kind == "announce":
+        elif kind == Event.ANNOUNCE:
             spoken = engine is not None and engine.announce(
                 event["room"],
                 event["text"],
@@ -191,9 +192,9 @@ class VoiceWorker:
             )
             self._notice("announce", {"room": event["room"], "spoken": spoken})
             self._spawn(self._ack(event["id"], spoken))
-        elif kind == "start_conversation":
+        elif kind == Event.START_CONVERSATION:
             self._spawn(self._start_conversation(event))
-        elif kind == "leave":
+        elif kind == Event.LEAVE:
             self._spawn(self.async_end(event["room"]))
 
     def _apply(self, engine: VoiceEngine, settings: WorkerSettings) -> None:
@@ -212,7 +213,7 @@ class VoiceWorker:
         rooms = list(old.sessions.items())
         self.engine = await self._build(settings)
         for room, session in rooms:
-            io = dict(session._start_kwargs)  # noqa: SLF001 - the session's own audio
+            io = session.start_arguments  # the session's own audio, or room
             await old.async_end_session(room)
             await self.engine.async_start_session(
                 room,
@@ -227,7 +228,7 @@ class VoiceWorker:
         # Unacknowledged, Home Assistant queues it again when this link drops: said
         # twice at worst, never lost.
         with contextlib.suppress(HomeAway, HomeRefused):
-            await self.link.request("ack", request=request, ok=ok)
+            await self.link.request(Command.ACK, request=request, ok=ok)
 
     async def _start_conversation(self, event: dict[str, Any]) -> None:
         engine = self.engine

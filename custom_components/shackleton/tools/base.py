@@ -8,7 +8,7 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers import llm
 from homeassistant.util.json import JsonObjectType
 
-from .const import DOMAIN
+from ..const import DOMAIN
 
 # How a tool behaves, for agents that show or gate tools by it (HA's defaults say the
 # opposite: writes, destroys, reaches outside). None of ours leaves Home Assistant.

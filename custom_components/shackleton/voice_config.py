@@ -1,0 +1,102 @@
+"""An entry's settings as the voice engine and the LiveKit clients take them.
+
+The one place that reads provider choices, turn-taking options and LiveKit credentials
+out of a config entry; everything else is handed the result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from .const import (
+    CONF_INSTRUCTIONS,
+    CONF_LANGUAGE,
+    CONF_LIVEKIT_API_KEY,
+    CONF_LIVEKIT_API_SECRET,
+    CONF_LIVEKIT_URL,
+    CONF_MAX_ENDPOINTING_DELAY,
+    CONF_MIN_ENDPOINTING_DELAY,
+    CONF_MIN_INTERRUPTION_DURATION,
+    CONF_MIN_SILENCE_DURATION,
+    CONF_MIN_SPEECH_DURATION,
+    CONF_PREFIX_PADDING,
+    CONF_VAD_ACTIVATION_THRESHOLD,
+    CONF_VOICE,
+    CONF_VOICE_MODE,
+    DEFAULT_OPTIONS,
+    STAGE_LLM,
+    STAGE_REALTIME,
+    STAGE_STT,
+    STAGE_TTS,
+    VOICE_MODE_REALTIME,
+    api_key_key,
+    base_url_key,
+    model_key,
+    provider_key,
+)
+from .voice.settings import LiveKitServer, ProviderKind, ProviderSettings, TurnTaking, VoiceSettings
+
+if TYPE_CHECKING:
+    from homeassistant.config_entries import ConfigEntry
+
+
+def provider_settings(data: Mapping[str, Any], stage: str) -> ProviderSettings:
+    """Return who serves a stage, from an entry's data."""
+    kind: ProviderKind = "openai" if stage == STAGE_REALTIME else data[provider_key(stage)]
+    return ProviderSettings(
+        kind=kind,
+        model=data[model_key(stage)],
+        base_url=data.get(base_url_key(kind)),
+        api_key=data.get(api_key_key(kind)),
+    )
+
+
+def turn_taking_from_options(options: Mapping[str, Any]) -> TurnTaking:
+    """Return the turn-taking settings of an entry's options."""
+    merged = {**DEFAULT_OPTIONS, **options}
+    return TurnTaking(
+        activation_threshold=float(merged[CONF_VAD_ACTIVATION_THRESHOLD]),
+        min_speech_duration=float(merged[CONF_MIN_SPEECH_DURATION]),
+        min_silence_duration=float(merged[CONF_MIN_SILENCE_DURATION]),
+        prefix_padding=float(merged[CONF_PREFIX_PADDING]),
+        min_interruption_duration=float(merged[CONF_MIN_INTERRUPTION_DURATION]),
+        min_endpointing_delay=float(merged[CONF_MIN_ENDPOINTING_DELAY]),
+        max_endpointing_delay=float(merged[CONF_MAX_ENDPOINTING_DELAY]),
+    )
+
+
+def settings_from_entry(entry: ConfigEntry[Any], default_language: str) -> VoiceSettings:
+    """Return the voice settings of an entry."""
+    data = dict(entry.data)
+    options = {**DEFAULT_OPTIONS, **entry.options}
+    realtime = data.get(CONF_VOICE_MODE) == VOICE_MODE_REALTIME
+    return VoiceSettings(
+        mode="realtime" if realtime else "pipeline",
+        llm=provider_settings(data, STAGE_LLM),
+        stt=None if realtime else provider_settings(data, STAGE_STT),
+        tts=None if realtime else provider_settings(data, STAGE_TTS),
+        realtime=provider_settings(data, STAGE_REALTIME) if realtime else None,
+        instructions=str(options[CONF_INSTRUCTIONS]),
+        language=str(options.get(CONF_LANGUAGE) or default_language),
+        voice=str(options[CONF_VOICE]),
+        turn_taking=turn_taking_from_options(options),
+    )
+
+
+def uses_local_models(settings: VoiceSettings) -> bool:
+    """Return whether a pipeline runs offline speech models in HA's process."""
+    return any(
+        stage is not None and stage.kind == "local" for stage in (settings.stt, settings.tts)
+    )
+
+
+def livekit_server(entry: ConfigEntry[Any]) -> LiveKitServer | None:
+    """Return the entry's LiveKit server and credentials; None when it has none."""
+    if CONF_LIVEKIT_URL not in entry.data:
+        return None
+    return LiveKitServer(
+        entry.data[CONF_LIVEKIT_URL],
+        entry.data[CONF_LIVEKIT_API_KEY],
+        entry.data[CONF_LIVEKIT_API_SECRET],
+    )
