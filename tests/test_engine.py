@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -131,3 +132,25 @@ async def test_engine_stops_with_home_assistant(
     assert manager.engine is None
     assert await hass.config_entries.async_unload(loaded_entry.entry_id)
 
+
+async def test_a_failed_turn_keeps_its_apology(fake_openai: FakeOpenAI) -> None:
+    """A turn that failed is answered by the apology: its watchdog no longer waits.
+
+    A stalled model fails after its read timeouts (2 x 2.5 s), close to the turn's 6 s
+    deadline; the watchdog, still armed, then fired, cut off the apology just begun,
+    and the room said nothing.
+    """
+    home = RecordingHome()
+    engine = await VoiceEngine.async_create(home, _settings(fake_openai), vad=silero.VAD.load())
+    mic, speaker = LocalAudioInput(), LocalAudioOutput()
+    try:
+        session = await engine.async_start_session("den", audio_input=mic, audio_output=speaker)
+        session.recovery.watchdog.arm()  # the agent is thinking
+        session._turn_failed("tts_error")
+        assert not session.recovery.watchdog.armed
+        apology = await asyncio.wait_for(speaker.wait_for_segment(), 15)
+    finally:
+        mic.close()
+        await asyncio.wait_for(engine.aclose(), 10)
+    # The bundled apology (3-4 s), heard to its end.
+    assert 3.0 < apology.duration < 4.0

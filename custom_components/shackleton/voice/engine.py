@@ -398,6 +398,9 @@ class RoomSession:
         )
         if not self.turns.fail(why, defer=defer):
             return
+        # The apology answers the turn: a watchdog still waiting for the model (it is
+        # disarmed only when the agent speaks) would cut the apology off when it fires.
+        self.recovery.watchdog.disarm()
         self.recovery.turn_failed(why)
         self.turns.report_failure(why)
         if speak:
