@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from homeassistant.core import HomeAssistant
@@ -15,6 +16,18 @@ if TYPE_CHECKING:
     from .voice.settings import LiveKitServer
 
 
+@dataclass(frozen=True, slots=True)
+class VoiceHost:
+    """What either place needs from the entry: HA, the entry, its state and server."""
+
+    hass: HomeAssistant
+    entry: ShackletonConfigEntry
+    runtime: ShackletonRuntime
+    server: LiveKitServer | None
+    # Someone is in a room: make it a device, and say what waited for them.
+    on_served: Callable[[str], None]
+
+
 class VoiceBackend(ABC):
     """An entry's voice, in Home Assistant's process or in external workers.
 
@@ -23,20 +36,13 @@ class VoiceBackend(ABC):
 
     external: bool
 
-    def __init__(
-        self,
-        hass: HomeAssistant,
-        entry: ShackletonConfigEntry,
-        runtime: ShackletonRuntime,
-        server: LiveKitServer | None,
-        on_served: Callable[[str], None],
-    ) -> None:
-        """Serve `entry`; `on_served(room)` when someone is in a room."""
-        self._hass = hass
-        self._entry = entry
-        self._runtime = runtime
-        self._server = server
-        self._on_served = on_served
+    def __init__(self, host: VoiceHost) -> None:
+        """Serve the host's entry."""
+        self._hass = host.hass
+        self._entry = host.entry
+        self._runtime = host.runtime
+        self._server = host.server
+        self._on_served = host.on_served
 
     @abstractmethod
     def async_start(self) -> None:

@@ -10,15 +10,14 @@ import time
 from typing import TYPE_CHECKING, Any, Final
 
 import aiohttp
-from homeassistant.core import HomeAssistant, callback
+from homeassistant.core import callback
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 
 from .announcements import Announcement
 from .const import DOMAIN, ISSUE_VOICE_START_FAILED, ISSUE_VOICE_UNAVAILABLE, LOGGER
-from .models import ShackletonConfigEntry, ShackletonRuntime
 from .repairs import async_clear_issue
 from .voice.settings import Backoff
-from .voice_backend import VoiceBackend
+from .voice_backend import VoiceBackend, VoiceHost
 from .worker_api import WorkerHub, agent_name, worker_settings
 
 if TYPE_CHECKING:
@@ -43,17 +42,9 @@ class ExternalVoice(VoiceBackend):
 
     external = True
 
-    def __init__(
-        self,
-        hass: HomeAssistant,
-        entry: ShackletonConfigEntry,
-        runtime: ShackletonRuntime,
-        server: LiveKitServer | None,
-        on_served: Callable[[str], None],
-        requeue: Callable[[Announcement], None],
-    ) -> None:
-        """Prepare; `async_start` opens the entry to workers."""
-        super().__init__(hass, entry, runtime, server, on_served)
+    def __init__(self, host: VoiceHost, requeue: Callable[[Announcement], None]) -> None:
+        """Prepare; `async_start` opens the entry to workers, `requeue` keeps the unsaid."""
+        super().__init__(host)
         self._requeue = requeue
         self.hub: WorkerHub | None = None
         # One dispatch per room until its worker reports in.

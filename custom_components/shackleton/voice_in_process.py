@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 import contextlib
 import dataclasses
 from functools import partial
@@ -11,7 +10,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from homeassistant.components import conversation
-from homeassistant.core import Context, HomeAssistant, callback
+from homeassistant.core import Context, callback
 from homeassistant.helpers import issue_registry as ir
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.httpx_client import get_async_client
@@ -19,16 +18,15 @@ from homeassistant.helpers.httpx_client import get_async_client
 from .announcements import Announcement
 from .const import DOMAIN, ISSUE_VOICE_START_FAILED, ISSUE_VOICE_UNAVAILABLE, LOGGER
 from .home_bridge import HassHome
-from .models import ShackletonConfigEntry, ShackletonRuntime
 from .repairs import async_clear_issue, async_raise_issue
-from .voice_backend import VoiceBackend
+from .voice_backend import VoiceBackend, VoiceHost
 from .voice_config import settings_from_entry, turn_taking_from_options, uses_local_models
 from .voice_support import VoiceSupport, async_get_loader
 
 if TYPE_CHECKING:
     from .voice.engine import RoomSession, VoiceEngine
     from .voice.rooms import RoomLink
-    from .voice.settings import LiveKitServer, VoiceSettings
+    from .voice.settings import VoiceSettings
 
 
 def local_model_figures() -> dict[str, Any]:
@@ -42,16 +40,9 @@ class InProcessVoice(VoiceBackend):
 
     external = False
 
-    def __init__(
-        self,
-        hass: HomeAssistant,
-        entry: ShackletonConfigEntry,
-        runtime: ShackletonRuntime,
-        server: LiveKitServer | None,
-        on_served: Callable[[str], None],
-    ) -> None:
+    def __init__(self, host: VoiceHost) -> None:
         """Prepare; `async_start` loads the engine."""
-        super().__init__(hass, entry, runtime, server, on_served)
+        super().__init__(host)
         self.engine: VoiceEngine | None = None
         # The agent's presence in each LiveKit room it was asked into.
         self.links: dict[str, RoomLink] = {}

@@ -10,6 +10,7 @@ from homeassistant.core import Event, HomeAssistant, callback
 from .announcements import Announcement, Announcer
 from .const import CONF_WORKER, WORKER_EXTERNAL
 from .models import ShackletonConfigEntry, ShackletonRuntime
+from .voice_backend import VoiceHost
 from .voice_external import ExternalVoice
 from .voice_in_process import InProcessVoice
 
@@ -36,20 +37,17 @@ class VoiceManager:
         self.announcer = Announcer(
             hass, entry.entry_id, entry.title, say=self._say, active_rooms=self._active_rooms
         )
+        host = VoiceHost(hass, entry, runtime, server, self._async_room_served)
         self.backend: InProcessVoice | ExternalVoice
         if entry.options.get(CONF_WORKER) == WORKER_EXTERNAL:
             self.backend = ExternalVoice(
-                hass,
-                entry,
-                runtime,
-                server,
-                self._async_room_served,
+                host,
                 lambda announcement: self.announcer.async_requeue(
                     announcement, dict(entry.options)
                 ),
             )
         else:
-            self.backend = InProcessVoice(hass, entry, runtime, server, self._async_room_served)
+            self.backend = InProcessVoice(host)
 
     async def async_load(self) -> None:
         """Take back the announcements queued before a restart."""
