@@ -105,7 +105,11 @@ class Rooms:
         grant = await self.home.call(self.token, "POST", "/api/shackleton/token", {"room": room})
         person = self.people[room] = Participant()
         await person.join(grant["url"], grant["token"])
-        await wait_for(lambda: person.agent_identity is not None, 60)
+        try:
+            await wait_for(lambda: person.agent_identity is not None, 60)
+        except TimeoutError as err:
+            # What Home Assistant and the workers said about the dispatch explains it.
+            raise AssertionError(f"no agent came to {room}:\n{self._dispatch_lines()}") from err
         assert person.agent_identity is not None
         job = person.agent_identity.removeprefix("agent-")
         [name] = [
@@ -115,6 +119,20 @@ class Rooms:
         ]
         await wait_for(lambda: f"voice worker {name}/{room} connected" in self.home.log())
         return name
+
+    def _dispatch_lines(self) -> str:
+        """Return the logs' lines about dispatches, rooms and workers (the last 40 each)."""
+        words = ("dispatch", "worker", "room", "job", "LiveKit")
+        logs = {"home": self.home.log()} | {
+            name: log_of(worker) for name, worker in self.workers.items()
+        }
+        return "\n".join(
+            f"--- {name}\n"
+            + "\n".join(
+                [line for line in log.splitlines() if any(word in line for word in words)][-40:]
+            )
+            for name, log in logs.items()
+        )
 
     async def leave(self, room: str) -> None:
         """Have the room's person leave."""
