@@ -9,8 +9,11 @@ from homeassistant.helpers import (
     config_validation as cv,
     device_registry as dr,
     issue_registry as ir,
-    llm,
 )
+
+# Not `helpers.llm` as `llm`: importing our own llm.py (HA's tools platform) binds that
+# name on this package, replacing the helper.
+from homeassistant.helpers.llm import async_register_api
 from homeassistant.helpers.typing import ConfigType
 
 from .announcements import queue_store
@@ -96,7 +99,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: ShackletonConfigEntry) -
         link=link,
         options=dict(entry.options),
     )
-    entry.async_on_unload(llm.async_register_api(hass, api))
+    entry.async_on_unload(async_register_api(hass, api))
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     if link is not None and server is not None:
         link.async_start()

@@ -1,7 +1,8 @@
 """Shackleton's LLM API: the home's tools, with spoken confirmations and an audit trail.
 
 Registered with Home Assistant (`llm.async_register_api`), so the voice agent and any
-HA conversation agent whose user picks "Shackleton" get the same tools. Devices are
+HA conversation agent whose user picks "Shackleton" get the same tools (Shackleton's own
+ones, prefixed, also join HA's Assist API: see ../llm.py). Devices are
 HA's own Assist tools (intents over the entities exposed to Assist); every tool is
 wrapped so that:
 - actions on sensitive entities (the options' confirmation domains) need a spoken yes:
@@ -43,6 +44,8 @@ from .reminders import reminder_tools
 CONFIRMATION_TTL = 30.0
 # Assist's tools are named `<integration>__<name>` (HA 2026.8+).
 ASSIST_CALENDAR_TOOL = "calendar__get_events"
+# Our own tools as Assist offers them (../llm.py): the prefix HA asks of a tools platform.
+ASSIST_PREFIX = f"{DOMAIN}__"
 TOKEN_ARG = "confirmation_token"  # noqa: S105 - an argument name
 # Timer intents name timers, not entities: nothing for the guard to match.
 TIMER_INTENTS = frozenset(
@@ -144,12 +147,15 @@ class Confirmations:
 class GuardedTool(llm.Tool):
     """One tool, with the confirmation guard and the audit event around it."""
 
-    def __init__(self, api: ShackletonAPI, inner: llm.Tool, room: str | None) -> None:
-        """Wrap `inner`; `room` is the voice room calling, if any."""
+    def __init__(
+        self, api: ShackletonAPI, inner: llm.Tool, room: str | None, *, prefix: str = ""
+    ) -> None:
+        """Wrap `inner`; `room` is the voice room calling, if any; `prefix` goes before its name."""
         self._api = api
         self._inner = inner
         self._room = room
-        self.name = inner.name
+        # Tokens and the audit name the tool as the model called it.
+        self.name = prefix + inner.name
         self.title = inner.title
         self.description = inner.description
         self.parameters = inner.parameters
@@ -260,20 +266,17 @@ class ShackletonAPI(llm.API):
         # Assist's serializer turns HA selectors in tool schemas into JSON schema.
         assist = await llm.async_get_api(self.hass, llm.LLM_API_ASSIST, llm_context)
         if "devices" in groups:
-            # Assist's read-only calendar tool gives way to the calendar group's own.
+            # Assist's read-only calendar tool gives way to the calendar group's own, and
+            # Assist's copies of our tools (`shackleton__note_save`...) to the ones below.
             tools.extend(
                 tool
                 for tool in assist.tools
                 if tool.name != ASSIST_CALENDAR_TOOL
+                and not tool.name.startswith(ASSIST_PREFIX)
                 and ("timers" in groups or not is_timer_tool(tool))
             )
             prompt = f"{assist.api_prompt}\n{API_PROMPT}"
-        if "calendars" in groups:
-            tools.extend(calendar_tools(self.hass))
-        if "notes" in groups:
-            tools.extend(note_tools(self.entry.runtime_data.notes))
-        if "timers" in groups:
-            tools.extend(reminder_tools(self.entry.runtime_data.reminders, room))
+        tools.extend(self.own_tools(room))
         return llm.APIInstance(
             api=self,
             api_prompt=prompt,
@@ -281,6 +284,25 @@ class ShackletonAPI(llm.API):
             tools=[GuardedTool(self, tool, room) for tool in tools],
             custom_serializer=assist.custom_serializer,
         )
+
+    def own_tools(self, room: str | None) -> list[llm.Tool]:
+        """Return Shackleton's own tools (unguarded) in the groups the options allow."""
+        groups = set(self._option(CONF_TOOL_GROUPS))
+        tools: list[llm.Tool] = []
+        if "calendars" in groups:
+            tools.extend(calendar_tools(self.hass))
+        if "notes" in groups:
+            tools.extend(note_tools(self.entry.runtime_data.notes))
+        if "timers" in groups:
+            tools.extend(reminder_tools(self.entry.runtime_data.reminders, room))
+        return tools
+
+    def assist_tools(self) -> list[llm.Tool]:
+        """Return Shackleton's own tools as Assist offers them: prefixed, and guarded."""
+        # No room: another agent's turn is text, so reminders become notifications.
+        return [
+            GuardedTool(self, tool, None, prefix=ASSIST_PREFIX) for tool in self.own_tools(None)
+        ]
 
     def sensitive(self, arguments: dict[str, Any]) -> list[str]:
         """Return the names of the sensitive entities a device call would reach."""
