@@ -34,8 +34,6 @@ class VoiceBackend(ABC):
     Chosen once, when the entry is set up (the placement option reloads the entry).
     """
 
-    external: bool
-
     def __init__(self, host: VoiceHost) -> None:
         """Serve the host's entry."""
         self._hass = host.hass

@@ -40,8 +40,6 @@ DISPATCH_BACKOFF: Final = Backoff(initial=1.0, maximum=10.0)
 class ExternalVoice(VoiceBackend):
     """The entry's side of its external workers: their rooms, and LiveKit dispatches."""
 
-    external = True
-
     def __init__(self, host: VoiceHost, requeue: Callable[[Announcement], None]) -> None:
         """Prepare; `async_start` opens the entry to workers, `requeue` keeps the unsaid."""
         super().__init__(host)

@@ -38,8 +38,6 @@ def local_model_figures() -> dict[str, Any]:
 class InProcessVoice(VoiceBackend):
     """Loads the engine in the background, and joins LiveKit rooms with it."""
 
-    external = False
-
     def __init__(self, host: VoiceHost) -> None:
         """Prepare; `async_start` loads the engine."""
         super().__init__(host)

@@ -35,7 +35,11 @@ class VoiceManager:
         self._runtime = runtime
         self.server = server
         self.announcer = Announcer(
-            hass, entry.entry_id, entry.title, say=self._say, active_rooms=self._active_rooms
+            hass,
+            entry.entry_id,
+            entry.title,
+            say=self._say,
+            active_rooms=lambda: self.backend.active_rooms,
         )
         host = VoiceHost(hass, entry, runtime, server, self._async_room_served)
         self.backend: InProcessVoice | ExternalVoice
@@ -63,11 +67,6 @@ class VoiceManager:
         self.backend.async_start()
 
     @property
-    def external(self) -> bool:
-        """Return whether the voice engine runs in an external worker."""
-        return self.backend.external
-
-    @property
     def engine(self) -> VoiceEngine | None:
         """Return the in-process engine, once loaded (None with external workers)."""
         return self.backend.engine if isinstance(self.backend, InProcessVoice) else None
@@ -75,9 +74,6 @@ class VoiceManager:
     async def async_ready(self) -> bool:
         """Wait until the voice can serve rooms; False when it cannot."""
         return await self.backend.async_ready()
-
-    def _active_rooms(self) -> list[str]:
-        return self.backend.active_rooms
 
     @property
     def active_rooms(self) -> list[str]:
