@@ -21,6 +21,7 @@ from custom_components.shackleton.tools.api import TOKEN_ARG, GuardedTool
 from harness.fakes import ChatReply, FakeLiveKit, FakeOllama, FakeOpenAI
 
 from .conftest import entry_data
+from .readme_examples import async_run_example
 
 PREFIX = f"{DOMAIN}__"
 OWN_TOOLS = {
@@ -93,7 +94,8 @@ async def test_ollama_agent_with_assist_saves_a_note_and_sets_a_reminder(
         ChatReply("I will remind you."),
     ]
 
-    assert await _process(hass, agent, "Remember the spare key is under the pot") == "Noted."
+    reply = await async_run_example(hass, "tools-in-other-agents")
+    assert reply["response"]["speech"]["plain"]["speech"].strip() == "Noted."
     offered = {tool["function"]["name"] for tool in fake_ollama.chat_requests[0]["tools"]}
     assert {f"{PREFIX}{name}" for name in OWN_TOOLS} <= offered
     assert not OWN_TOOLS & offered  # only Shackleton's own API names them so
