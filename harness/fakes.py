@@ -215,6 +215,8 @@ class FakeOpenAI:
     tts_seconds_per_char: float = 0.03
     tts_fault: str | None = None
     tts_inputs: list[str] = field(default_factory=list)
+    # The voice each speech request asked for.
+    tts_voices: list[str | None] = field(default_factory=list)
     # Extra latency per request, per endpoint ("chat", "stt", "tts").
     latency: dict[str, float] = field(default_factory=dict)
     # The Retry-After header of a 429, in seconds.
@@ -423,6 +425,7 @@ class FakeOpenAI:
             return refused
         fault = self._fault(request, "tts", self.tts_fault)
         self.tts_inputs.append(body["input"])
+        self.tts_voices.append(body.get("voice"))
         if (early := await self._fail_early(fault)) is not None:
             return early
         audio = (

@@ -30,7 +30,7 @@ from homeassistant import bootstrap, runner
 from homeassistant.auth.const import GROUP_ID_ADMIN, GROUP_ID_USER
 from homeassistant.auth.models import TOKEN_TYPE_LONG_LIVED_ACCESS_TOKEN, User
 from homeassistant.auth.providers.homeassistant import HassAuthProvider
-from homeassistant.config_entries import ConfigEntry, ConfigEntryState
+from homeassistant.config_entries import ConfigEntry, ConfigEntryState, ConfigSubentryData
 from homeassistant.core import HomeAssistant
 
 from custom_components.shackleton.const import (
@@ -42,9 +42,11 @@ from custom_components.shackleton.const import (
     CONF_LIVEKIT_API_SECRET,
     CONF_LIVEKIT_URL,
     CONF_WORKER,
+    DEFAULT_ASSISTANT,
     DEFAULT_OPTIONS,
     DOMAIN,
     NOBODY_QUEUE,
+    SUBENTRY_ASSISTANT,
     WORKER_EXTERNAL,
     WORKER_PLACEMENTS,
 )
@@ -215,14 +217,13 @@ def _entry(openai_url: str, livekit_url: str | None, placement: str, *, card: bo
         else {}
     )
     return ConfigEntry(
-        version=1,
+        version=2,
         minor_version=1,
         domain=DOMAIN,
         title="Shackleton",
         data={**pipeline_data(openai_url), **livekit},
         options={
             **DEFAULT_OPTIONS,
-            CONF_LANGUAGE: "en",
             CONF_WORKER: placement,
             CONF_ANNOUNCE_NOBODY: NOBODY_QUEUE,
             **dashboard,
@@ -230,7 +231,14 @@ def _entry(openai_url: str, livekit_url: str | None, placement: str, *, card: bo
         source="user",
         unique_id=None,
         discovery_keys={},  # type: ignore[arg-type]
-        subentries_data=None,
+        subentries_data=[
+            ConfigSubentryData(
+                data={**DEFAULT_ASSISTANT, CONF_LANGUAGE: "en"},
+                subentry_type=SUBENTRY_ASSISTANT,
+                title="Shackleton",
+                unique_id=None,
+            )
+        ],
     )
 
 

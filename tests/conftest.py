@@ -11,6 +11,7 @@ from pathlib import Path
 import time
 from typing import Any
 
+from homeassistant.config_entries import ConfigSubentryData
 from homeassistant.const import STATE_OFF, __version__ as ha_version
 from homeassistant.core import Context, HomeAssistant
 from homeassistant.helpers import frame, llm
@@ -21,12 +22,15 @@ from pytest_homeassistant_custom_component.syrupy import HomeAssistantSnapshotEx
 from syrupy.assertion import SnapshotAssertion
 
 from custom_components.shackleton.const import (
+    CONF_LANGUAGE,
     CONF_LIVEKIT_API_KEY,
     CONF_LIVEKIT_API_SECRET,
     CONF_LIVEKIT_URL,
     CONF_VOICE_MODE,
+    DEFAULT_ASSISTANT,
     DEFAULT_OPTIONS,
     DOMAIN,
+    SUBENTRY_ASSISTANT,
 )
 from custom_components.shackleton.home_bridge import make_llm_context
 from custom_components.shackleton.voice.engine import RoomSession
@@ -188,9 +192,33 @@ def mock_config_entry(
         title="Shackleton (127.0.0.1)",
         unique_id=f"{fake_livekit.url}|devkey",
         data=entry_data(fake_livekit, fake_openai),
-        options={**DEFAULT_OPTIONS, "language": "en"},
+        options=DEFAULT_OPTIONS,
         entry_id="01JSHACKLETON0000000000000",
+        version=2,
+        minor_version=1,
+        subentries_data=[first_assistant()],
     )
+
+
+# The entry's first assistant: named like the entry, as migrated entries' are.
+ASSISTANT_ID = "01JSHACKLETONASSISTANT0000"
+
+
+def first_assistant(**changes: Any) -> ConfigSubentryData:
+    """Return the test entry's first assistant (the defaults, in English)."""
+    return ConfigSubentryData(
+        data={**DEFAULT_ASSISTANT, CONF_LANGUAGE: "en", **changes},
+        subentry_id=ASSISTANT_ID,
+        subentry_type=SUBENTRY_ASSISTANT,
+        title="Shackleton (127.0.0.1)",
+        unique_id=None,
+    )
+
+
+def update_assistant(hass: HomeAssistant, entry: MockConfigEntry, **changes: Any) -> None:
+    """Change the entry's first assistant as its flow would (the entry then reloads)."""
+    subentry = entry.subentries[ASSISTANT_ID]
+    hass.config_entries.async_update_subentry(entry, subentry, data={**subentry.data, **changes})
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from homeassistant.setup import async_setup_component
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from custom_components.shackleton.const import DEFAULT_INSTRUCTIONS, DEFAULT_OPTIONS, DOMAIN
+from custom_components.shackleton.const import DEFAULT_ASSISTANT, DEFAULT_OPTIONS, DOMAIN
 from harness.fakes import FakeLiveKit, FakeOpenAI, closed_port_url
 
 from .conftest import entry_data
@@ -82,8 +82,13 @@ async def test_full_flow_with_server(
         **PIPELINE_OPENAI,
         **_openai_everywhere(fake_openai),
     }
-    assert result["options"] == {**DEFAULT_OPTIONS, "language": "en"}
+    assert result["options"] == DEFAULT_OPTIONS
+    # Its first assistant: the default persona, in the home's language, with its agent.
+    [assistant] = result["result"].subentries.values()
+    assert (assistant.subentry_type, assistant.title) == ("assistant", "Shackleton")
+    assert assistant.data == {**DEFAULT_ASSISTANT, "language": "en"}
     assert result["result"].state is ConfigEntryState.LOADED
+    assert hass.states.get("conversation.shackleton") is not None
 
 
 @pytest.mark.parametrize(
@@ -557,11 +562,7 @@ async def test_options_flow(hass: HomeAssistant, loaded_entry: MockConfigEntry) 
         "max_endpointing_delay": 1.0,
     }
     user_input = {
-        "instructions": "Be brief.",
-        "language": "de",
-        "voice": "nova",
         "turn_taking": turn_taking,
-        "tools": {"tool_groups": ["devices"], "confirm_domains": ["lock", "valve"]},
         "rooms": {
             "auto_join_prefix": "home-",
             "announce_when_nobody_listens": "queue",
@@ -590,14 +591,9 @@ async def test_options_flow(hass: HomeAssistant, loaded_entry: MockConfigEntry) 
     await hass.async_block_till_done()
     assert result["type"] is FlowResultType.CREATE_ENTRY
     assert loaded_entry.options == {
-        "instructions": "Be brief.",
-        "language": "de",
-        "voice": "nova",
         "voice_worker": "home_assistant",  # not in the answer: kept
         **turn_taking,
         "max_endpointing_delay": 4.0,
-        "tool_groups": ["devices"],
-        "confirm_domains": ["lock", "valve"],
         "auto_join_prefix": "home-",
         "announce_when_nobody_listens": "queue",
         "announce_queue_minutes": 30,
@@ -634,4 +630,5 @@ async def test_options_defaults_for_old_entry(
         for key in result["data_schema"].schema
         if key.description
     }
-    assert suggested["instructions"] == DEFAULT_INSTRUCTIONS
+    assert suggested["voice_worker"] == DEFAULT_OPTIONS["voice_worker"]
+    assert "instructions" not in suggested  # each assistant has its own

@@ -18,12 +18,13 @@ import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 import yaml
 
+from custom_components.shackleton.assistant_flow import ASSISTANT_FIELDS
 from custom_components.shackleton.config_flow import OPTION_SECTIONS
 from custom_components.shackleton.const import (
     CONF_CONFIRM_DOMAINS,
     CONFIRM_DEVICE_CLASSES,
     CONFIRMABLE_TARGETS,
-    DEFAULT_OPTIONS,
+    DEFAULT_ASSISTANT,
     DOMAIN,
     PIPELINE_STAGES,
     STAGE_REALTIME,
@@ -163,6 +164,8 @@ def test_every_field_has_label_and_description() -> None:
     for section_name, fields in OPTION_SECTIONS.items():
         section = options["sections"][section_name]
         assert set(section["data"]) == set(fields) == set(section["data_description"])
+    for name, step in STRINGS["config_subentries"]["assistant"]["step"].items():
+        assert set(step["data"]) == set(ASSISTANT_FIELDS) == set(step["data_description"]), name
 
 
 def test_entity_states_and_icons() -> None:
@@ -258,7 +261,7 @@ def test_translation_keys_are_valid() -> None:
 def _translated_selectors() -> list[tuple[str, SelectSelector]]:
     return [
         (key, selector)
-        for fields in OPTION_SECTIONS.values()
+        for fields in (*OPTION_SECTIONS.values(), ASSISTANT_FIELDS)
         for key, selector in fields.items()
         if isinstance(selector, SelectSelector) and selector.config.get("translation_key")
     ]
@@ -281,7 +284,7 @@ def test_select_options_are_translation_keys() -> None:
 def test_confirm_domains() -> None:
     """Confirm-domain values: domains or device-class keys; the old dotted ones migrate."""
     assert set(CONFIRM_DEVICE_CLASSES) <= set(CONFIRMABLE_TARGETS)
-    defaults = DEFAULT_OPTIONS[CONF_CONFIRM_DOMAINS]
+    defaults = DEFAULT_ASSISTANT[CONF_CONFIRM_DOMAINS]
     assert isinstance(defaults, list)
     assert set(defaults) <= set(CONFIRMABLE_TARGETS)
     for target in set(CONFIRMABLE_TARGETS) - set(CONFIRM_DEVICE_CLASSES):

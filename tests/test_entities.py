@@ -8,7 +8,7 @@ from homeassistant.helpers import device_registry as dr, entity_registry as er
 from pytest_homeassistant_custom_component.common import MockConfigEntry, mock_restore_cache
 from syrupy.assertion import SnapshotAssertion
 
-from .conftest import on_recorded_release
+from .conftest import ASSISTANT_ID, on_recorded_release
 
 SWITCH = "switch.shackleton_127_0_0_1_voice_assistant"
 STATE = "sensor.shackleton_127_0_0_1_assistant_state"
@@ -28,7 +28,9 @@ async def test_entities(
     disabled = [e.entity_id for e in entities if e.disabled_by is not None]
     assert disabled == ["sensor.shackleton_127_0_0_1_last_turn_latency"]
     domains = {entity.domain for entity in entities}
-    assert domains == {"binary_sensor", "conversation", "notify", "sensor", "switch", "todo"}
+    assert domains == {
+        "binary_sensor", "conversation", "notify", "select", "sensor", "switch", "todo",
+    }  # fmt: skip
     for entity in sorted(entities, key=lambda e: e.entity_id):
         assert entity == snapshot(name=f"{entity.entity_id}-entry")
         assert hass.states.get(entity.entity_id) == snapshot(name=f"{entity.entity_id}-state")
@@ -37,11 +39,17 @@ async def test_entities(
 async def test_service_device(
     hass: HomeAssistant, loaded_entry: MockConfigEntry, device_registry: dr.DeviceRegistry
 ) -> None:
-    """All entities hang off one service device per entry."""
+    """The entry's entities hang off its service device; each assistant has its own."""
     devices = dr.async_entries_for_config_entry(device_registry, loaded_entry.entry_id)
-    assert len(devices) == 1
-    assert devices[0].entry_type is dr.DeviceEntryType.SERVICE
-    assert devices[0].name == "Shackleton (127.0.0.1)"
+    by_subentry = {device.config_subentry_id: device for device in devices}
+    assert set(by_subentry) == {None, ASSISTANT_ID}
+    for device in devices:
+        assert device.entry_type is dr.DeviceEntryType.SERVICE
+        assert device.name == "Shackleton (127.0.0.1)"
+    agent = er.async_get(hass).async_get("conversation.shackleton_127_0_0_1")
+    assert agent is not None
+    assert agent.device_id == by_subentry[ASSISTANT_ID].id
+    assert agent.config_subentry_id == ASSISTANT_ID
 
 
 async def test_voice_switch_takes_assistant_offline(

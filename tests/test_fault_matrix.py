@@ -174,7 +174,7 @@ async def _text_entries(
 
 
 def _agent(hass: HomeAssistant, entry: MockConfigEntry) -> str:
-    agent = entry.runtime_data.agent
+    [agent] = entry.runtime_data.agents.values()
     assert agent is not None
     assert agent.entity_id is not None
     return agent.entity_id

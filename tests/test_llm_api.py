@@ -22,7 +22,7 @@ from pytest_homeassistant_custom_component.common import (
 )
 
 from custom_components.shackleton.compat import LLM_CONTEXT_HAS_AGENT_ID
-from custom_components.shackleton.const import DEFAULT_OPTIONS, EVENT_TOOL_CALL, REDACTED
+from custom_components.shackleton.const import DEFAULT_ASSISTANT, EVENT_TOOL_CALL, REDACTED
 from custom_components.shackleton.home_bridge import HassHome, make_llm_context
 from custom_components.shackleton.tools.api import (
     TOKEN_ARG,
@@ -33,7 +33,7 @@ from custom_components.shackleton.tools.api import (
 from custom_components.shackleton.voice.home import ToolCallError
 from harness.fakes import ChatReply, FakeOllama, with_confirmation_token
 
-from .conftest import add_template, setup_front_door, switched
+from .conftest import ASSISTANT_ID, add_template, setup_front_door, switched, update_assistant
 
 KITCHEN = "light.kitchen_light"
 CELLAR = "light.cellar_light"
@@ -199,7 +199,7 @@ async def test_voice_path_confirms_across_turns_and_reports_bad_arguments(
     )
     assert hass.states.get(FRONT_DOOR).state == LockState.UNLOCKED
     # The voice engine's turns are the entry's agent's.
-    agent = loaded_entry.runtime_data.agent
+    agent = loaded_entry.runtime_data.agents[ASSISTANT_ID]
     assert agent is not None
     expected = agent.entity_id if LLM_CONTEXT_HAS_AGENT_ID else None
     assert {event.data["agent_id"] for event in audit} == {expected}
@@ -249,13 +249,11 @@ async def test_voice_home_builds_the_tools_once_a_turn_and_serves_rooms_explicit
 
 
 @pytest.mark.usefixtures("home")
-async def test_tool_groups_and_confirmation_domains_follow_the_options(
+async def test_tool_groups_and_confirmation_domains_follow_the_assistant(
     hass: HomeAssistant, loaded_entry: MockConfigEntry
 ) -> None:
-    """Without the devices group only the notes are left; without lock, no confirmation."""
-    hass.config_entries.async_update_entry(
-        loaded_entry, options={**DEFAULT_OPTIONS, "tool_groups": ["notes"], "confirm_domains": []}
-    )
+    """The assistant's groups and domains: without devices, only the notes are left."""
+    update_assistant(hass, loaded_entry, tool_groups=["notes"], confirm_domains=[])
     await hass.async_block_till_done()
     instance = await _instance(hass, loaded_entry, Context())
     assert {tool.name for tool in instance.tools} == {
@@ -264,9 +262,7 @@ async def test_tool_groups_and_confirmation_domains_follow_the_options(
         "note_list",
         "note_delete",
     }
-    hass.config_entries.async_update_entry(
-        loaded_entry, options={**DEFAULT_OPTIONS, "confirm_domains": []}
-    )
+    update_assistant(hass, loaded_entry, tool_groups=DEFAULT_ASSISTANT["tool_groups"])
     await hass.async_block_till_done()
     await _call(hass, loaded_entry, Context(), "intent__HassTurnOff", name="Front door")
     assert hass.states.get(FRONT_DOOR).state == LockState.UNLOCKED

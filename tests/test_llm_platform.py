@@ -15,12 +15,12 @@ import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_capture_events
 
 from custom_components.shackleton.compat import LLM_CONTEXT_HAS_AGENT_ID
-from custom_components.shackleton.const import DEFAULT_OPTIONS, DOMAIN, EVENT_TOOL_CALL
+from custom_components.shackleton.const import DOMAIN, EVENT_TOOL_CALL
 from custom_components.shackleton.home_bridge import make_llm_context
 from custom_components.shackleton.tools.api import TOKEN_ARG, GuardedTool
 from harness.fakes import ChatReply, FakeLiveKit, FakeOllama, FakeOpenAI
 
-from .conftest import entry_data
+from .conftest import entry_data, update_assistant
 from .readme_examples import async_run_example
 
 PREFIX = f"{DOMAIN}__"
@@ -165,10 +165,8 @@ async def test_own_api_lists_each_tool_once(
 async def test_tool_groups_other_apis_and_unloading(
     hass: HomeAssistant, loaded_entry: MockConfigEntry
 ) -> None:
-    """The entry's tool groups apply; nothing for other APIs, nor once the entry unloads."""
-    hass.config_entries.async_update_entry(
-        loaded_entry, options={**DEFAULT_OPTIONS, "tool_groups": ["devices", "notes"]}
-    )
+    """The first assistant's tool groups apply; nothing for other APIs, nor once unloaded."""
+    update_assistant(hass, loaded_entry, tool_groups=["devices", "notes"])
     await hass.async_block_till_done()
     assert {name.removeprefix(PREFIX) for name in _ours(await _assist(hass))} == {
         "note_save",
@@ -181,9 +179,7 @@ async def test_tool_groups_other_apis_and_unloading(
     other = await async_get_platform_tools(hass, _llm_context(hass), "another_api")
     assert not [tool.name for tool in other.tools if tool.name.startswith(PREFIX)]
 
-    hass.config_entries.async_update_entry(
-        loaded_entry, options={**DEFAULT_OPTIONS, "tool_groups": ["devices"]}
-    )
+    update_assistant(hass, loaded_entry, tool_groups=["devices"])
     await hass.async_block_till_done()
     assert not _ours(await _assist(hass))
 

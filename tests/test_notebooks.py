@@ -135,7 +135,7 @@ async def test_vad_notebook_recommends_and_writes_to_home_assistant(
     )
     await hass.async_block_till_done()
     assert {key: loaded_entry.options[key] for key in written} == written
-    assert loaded_entry.options["instructions"] == DEFAULT_OPTIONS["instructions"]  # kept
+    assert loaded_entry.options["voice_worker"] == DEFAULT_OPTIONS["voice_worker"]  # kept
     assert loaded_entry.state is ConfigEntryState.LOADED
     for name in ("vad_clips.png", "vad_sweep.png"):
         assert (figures / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -242,7 +242,7 @@ async def test_writing_options_goes_through_the_options_flow(
     await hass.async_add_executor_job(write, {CONF_MIN_SILENCE_DURATION: 0.6})
     await hass.async_block_till_done()
     assert loaded_entry.options[CONF_MIN_SILENCE_DURATION] == 0.6
-    assert loaded_entry.options["instructions"] == DEFAULT_OPTIONS["instructions"]
+    assert loaded_entry.options["voice_worker"] == DEFAULT_OPTIONS["voice_worker"]
     with pytest.raises(OptionsRefused, match="endpointing_order"):
         await hass.async_add_executor_job(
             write, {"min_endpointing_delay": 2.0, "max_endpointing_delay": 1.0}

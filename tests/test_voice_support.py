@@ -30,7 +30,7 @@ from custom_components.shackleton.voice_support import (
 )
 from harness.fakes import FakeLiveKit, FakeOpenAI
 
-from .conftest import entry_data
+from .conftest import entry_data, first_assistant
 
 REPO = Path(__file__).parent.parent
 
@@ -239,7 +239,9 @@ async def test_settings_for_realtime(hass: HomeAssistant, fake_openai: FakeOpenA
         "voice_mode": "realtime",
         "realtime_model": "gpt-realtime",
     }
-    entry = MockConfigEntry(domain=DOMAIN, data=data, options={"language": "de"})
+    entry = MockConfigEntry(
+        domain=DOMAIN, data=data, version=2, subentries_data=[first_assistant(language="de")]
+    )
     settings = settings_from_entry(entry, "en")  # type: ignore[arg-type]
     assert settings.mode == "realtime"
     assert settings.stt is None

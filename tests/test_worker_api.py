@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from homeassistant.components.websocket_api import const as websocket_api
@@ -15,6 +16,7 @@ from pytest_homeassistant_custom_component.typing import WebSocketGenerator
 from custom_components.shackleton.const import (
     CONF_ANNOUNCE_NOBODY,
     CONF_WORKER,
+    DEFAULT_INSTRUCTIONS,
     DEFAULT_OPTIONS,
     DOMAIN,
     EVENT_TURN,
@@ -23,7 +25,7 @@ from custom_components.shackleton.const import (
     WORKER_EXTERNAL,
 )
 from custom_components.shackleton.voice import protocol
-from custom_components.shackleton.voice.home import RoomTools, ToolSpec, TurnReport
+from custom_components.shackleton.voice.home import Persona, RoomTools, ToolSpec, TurnReport
 from custom_components.shackleton.voice.protocol import PROTOCOL, WorkerSettings
 from custom_components.shackleton.voice_config import livekit_server, settings_from_entry
 from custom_components.shackleton.worker_api import agent_name, async_get_hub
@@ -119,6 +121,8 @@ def test_messages_decode_to_what_was_encoded() -> None:
     """Tools and turns come out of the protocol as they went in; unknown fields are dropped."""
     tools = RoomTools([ToolSpec("noop", "Does nothing", {"type": "object"})], "Be kind.")
     assert protocol.room_tools(protocol.tools_result(tools)) == tools
+    kids = replace(tools, persona=Persona("Be friendly.", "fr", model="small", voice="nova"))
+    assert protocol.room_tools(protocol.tools_result(kids)) == kids
     turn = TurnReport(room="den", end_to_end=0.5, tools=["noop"], user_text="hi")
     fields = protocol.turn_fields(turn) | {"from_a_newer_worker": 1}
     assert protocol.turn_report("den", fields) == turn
@@ -172,6 +176,13 @@ async def test_worker_gets_settings_and_runs_tools(
     names = {tool["name"] for tool in tools["result"]["tools"]}
     assert {"intent__HassTurnOn", "note_save"} <= names
     assert "Kitchen light" in tools["result"]["guide"]
+    # The room's assistant comes with its tools: the entry's first, in HA's language.
+    assert tools["result"]["persona"] == {
+        "instructions": DEFAULT_INSTRUCTIONS,
+        "language": "en",
+        "model": "",
+        "voice": "",
+    }
     turn_on = {"room": "kitchen", "name": "intent__HassTurnOn", "turn": 1}
     called = await worker.ask("call_tool", **turn_on, arguments={"name": "Kitchen light"})
     assert called["success"], called

@@ -8,6 +8,7 @@ from homeassistant.exceptions import ConfigEntryAuthFailed
 from homeassistant.helpers import (
     config_validation as cv,
     device_registry as dr,
+    entity_registry as er,
     issue_registry as ir,
 )
 
@@ -17,9 +18,12 @@ from homeassistant.helpers.llm import async_register_api
 from homeassistant.helpers.typing import ConfigType
 
 from .announcements import queue_store
+from .assistants import assistant_subentry
 from .card import async_register_card
 from .const import (
+    ASSISTANT_KEYS,
     CONF_CONFIRM_DOMAINS,
+    DEFAULT_ASSISTANT,
     DOMAIN,
     ISSUE_NO_LIVEKIT,
     TURN_TAKING_OPTIONS,
@@ -43,6 +47,7 @@ PLATFORMS: list[Platform] = [
     Platform.BINARY_SENSOR,
     Platform.CONVERSATION,
     Platform.NOTIFY,
+    Platform.SELECT,
     Platform.SENSOR,
     Platform.SWITCH,
     Platform.TODO,
@@ -129,9 +134,9 @@ async def _async_options_updated(hass: HomeAssistant, entry: ShackletonConfigEnt
 
 async def async_migrate_entry(hass: HomeAssistant, entry: ShackletonConfigEntry) -> bool:
     """Bring an older entry up to date; a newer one (a downgrade) cannot load."""
-    if entry.version > 1:
+    if entry.version > 2:
         return False
-    if entry.minor_version < 2:
+    if entry.version == 1 and entry.minor_version < 2:
         # 1.2: confirm-domain values became translation keys, which allow no dots.
         options = dict(entry.options)
         if CONF_CONFIRM_DOMAINS in options:
@@ -139,7 +144,27 @@ async def async_migrate_entry(hass: HomeAssistant, entry: ShackletonConfigEntry)
                 list(options[CONF_CONFIRM_DOMAINS])
             )
         hass.config_entries.async_update_entry(entry, options=options, minor_version=2)
+    if entry.version == 1:
+        _async_migrate_to_assistants(hass, entry)
     return True
+
+
+def _async_migrate_to_assistants(hass: HomeAssistant, entry: ShackletonConfigEntry) -> None:
+    """2.1: the persona options become the entry's first assistant (a subentry).
+
+    The agent keeps its entity id and history: its registry entry moves onto the
+    assistant (its unique id becomes the subentry's, as new agents' are).
+    """
+    options = dict(entry.options)
+    persona = {key: options.pop(key) for key in ASSISTANT_KEYS if key in options}
+    subentry = assistant_subentry(entry.title, {**DEFAULT_ASSISTANT, **persona})
+    hass.config_entries.async_add_subentry(entry, subentry)
+    registry = er.async_get(hass)
+    if agent := registry.async_get_entity_id("conversation", DOMAIN, entry.entry_id):
+        registry.async_update_entity(
+            agent, new_unique_id=subentry.subentry_id, config_subentry_id=subentry.subentry_id
+        )
+    hass.config_entries.async_update_entry(entry, options=options, version=2, minor_version=1)
 
 
 async def async_unload_entry(hass: HomeAssistant, entry: ShackletonConfigEntry) -> bool:

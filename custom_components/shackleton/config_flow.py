@@ -13,6 +13,8 @@ from homeassistant.config_entries import (
     ConfigEntry,
     ConfigFlow,
     ConfigFlowResult,
+    ConfigSubentryData,
+    ConfigSubentryFlow,
     OptionsFlow,
 )
 from homeassistant.core import callback
@@ -23,7 +25,6 @@ from homeassistant.helpers.selector import (
     ConversationAgentSelector,
     EntitySelector,
     EntitySelectorConfig,
-    LanguageSelector,
     NumberSelector,
     NumberSelectorConfig,
     NumberSelectorMode,
@@ -36,15 +37,14 @@ from homeassistant.helpers.selector import (
 )
 import probatio
 
+from .assistant_flow import FIRST_ASSISTANT, AssistantFlow
 from .const import (
     CARD_TOKEN_MAX_MINUTES,
     CONF_ANNOUNCE_NOBODY,
     CONF_ANNOUNCE_QUEUE_MINUTES,
     CONF_AUTO_JOIN_PREFIX,
     CONF_CARD_TOKEN_MINUTES,
-    CONF_CONFIRM_DOMAINS,
     CONF_DASHBOARD_ROOMS,
-    CONF_INSTRUCTIONS,
     CONF_LANGUAGE,
     CONF_LIVEKIT_API_KEY,
     CONF_LIVEKIT_API_SECRET,
@@ -56,14 +56,12 @@ from .const import (
     CONF_MIN_SILENCE_DURATION,
     CONF_MIN_SPEECH_DURATION,
     CONF_PREFIX_PADDING,
-    CONF_TOOL_GROUPS,
     CONF_TRANSCRIPT_RETENTION_DAYS,
     CONF_TRANSCRIPTS_IN_EVENTS,
     CONF_VAD_ACTIVATION_THRESHOLD,
-    CONF_VOICE,
     CONF_VOICE_MODE,
     CONF_WORKER,
-    CONFIRMABLE_TARGETS,
+    DEFAULT_ASSISTANT,
     DEFAULT_OPTIONS,
     DOMAIN,
     NOBODY_POLICIES,
@@ -72,7 +70,7 @@ from .const import (
     STAGE_REALTIME,
     STAGE_STT,
     STAGE_TTS,
-    TOOL_GROUPS,
+    SUBENTRY_ASSISTANT,
     VOICE_MODE_PIPELINE,
     VOICE_MODE_REALTIME,
     VOICE_MODES,
@@ -112,7 +110,6 @@ _TEXT = TextSelector()
 _URL = TextSelector(TextSelectorConfig(type=TextSelectorType.URL))
 
 SECTION_TURN_TAKING = "turn_taking"
-SECTION_TOOLS = "tools"
 SECTION_ROOMS = "rooms"
 SECTION_DASHBOARD = "dashboard"
 SECTION_PRIVACY = "privacy"
@@ -126,7 +123,7 @@ def _seconds(maximum: float, step: float = 0.05) -> NumberSelector:
     )
 
 
-# Section -> option key -> selector. Persona fields sit above the sections.
+# Section -> option key -> selector. Where the voice runs sits above the sections.
 OPTION_SECTIONS: dict[str, dict[str, Any]] = {
     SECTION_TURN_TAKING: {
         CONF_VAD_ACTIVATION_THRESHOLD: NumberSelector(
@@ -138,21 +135,6 @@ OPTION_SECTIONS: dict[str, dict[str, Any]] = {
         CONF_MIN_INTERRUPTION_DURATION: _seconds(2.0),
         CONF_MIN_ENDPOINTING_DELAY: _seconds(5.0),
         CONF_MAX_ENDPOINTING_DELAY: _seconds(10.0),
-    },
-    SECTION_TOOLS: {
-        CONF_TOOL_GROUPS: SelectSelector(
-            SelectSelectorConfig(
-                options=list(TOOL_GROUPS), multiple=True, translation_key=CONF_TOOL_GROUPS
-            )
-        ),
-        CONF_CONFIRM_DOMAINS: SelectSelector(
-            SelectSelectorConfig(
-                options=list(CONFIRMABLE_TARGETS),
-                multiple=True,
-                custom_value=True,
-                translation_key=CONF_CONFIRM_DOMAINS,
-            )
-        ),
     },
     SECTION_ROOMS: {
         CONF_AUTO_JOIN_PREFIX: TextSelector(),
@@ -234,12 +216,20 @@ def _title(data: Mapping[str, Any]) -> str:
 class ShackletonConfigFlow(ConfigFlow, domain=DOMAIN):
     """Set up Shackleton: the LiveKit server (optional), then the assistant."""
 
-    VERSION = 1
-    MINOR_VERSION = 2
+    VERSION = 2
+    MINOR_VERSION = 1
 
     def __init__(self) -> None:
         """Start with nothing chosen."""
         self._data: dict[str, Any] = {}
+
+    @classmethod
+    @callback
+    def async_get_supported_subentry_types(
+        cls, config_entry: ConfigEntry
+    ) -> dict[str, type[ConfigSubentryFlow]]:
+        """Return the assistants' flow: personas are subentries of the entry."""
+        return {SUBENTRY_ASSISTANT: AssistantFlow}
 
     @staticmethod
     @callback
@@ -447,8 +437,15 @@ class ShackletonConfigFlow(ConfigFlow, domain=DOMAIN):
             return self.async_update_and_abort(  # the update listener reloads
                 entry, unique_id=_uid(self._data), title=_title(self._data), data=self._data
             )
-        options = {**DEFAULT_OPTIONS, CONF_LANGUAGE: self.hass.config.language}
-        return self.async_create_entry(title=_title(self._data), data=self._data, options=options)
+        first = ConfigSubentryData(
+            data={**DEFAULT_ASSISTANT, CONF_LANGUAGE: self.hass.config.language},
+            subentry_type=SUBENTRY_ASSISTANT,
+            title=FIRST_ASSISTANT,
+            unique_id=None,
+        )
+        return self.async_create_entry(
+            title=_title(self._data), data=self._data, options=DEFAULT_OPTIONS, subentries=[first]
+        )
 
     def _uid_taken(self, uid: str | None, entry: ConfigEntry) -> bool:
         return uid is not None and any(
@@ -557,7 +554,10 @@ def _onto_form(errors: dict[str, str], schema: probatio.Schema) -> dict[str, str
 
 
 class ShackletonOptionsFlow(OptionsFlow):
-    """Tune the persona, turn-taking, tools and privacy."""
+    """Tune where the voice runs, turn-taking, rooms, the card and privacy.
+
+    Each assistant's persona and tools are its own (assistant_flow.py).
+    """
 
     async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Show every option; sections keep the advanced ones folded."""
@@ -581,11 +581,6 @@ class ShackletonOptionsFlow(OptionsFlow):
     def _options_form(self, current: dict[str, Any]) -> tuple[dict[Any, Any], dict[str, Any]]:
         """Return the options form's fields and the values it shows."""
         fields: dict[Any, Any] = {
-            probatio.Required(CONF_INSTRUCTIONS): TextSelector(TextSelectorConfig(multiline=True)),
-            probatio.Required(
-                CONF_LANGUAGE, default=current.get(CONF_LANGUAGE, self.hass.config.language)
-            ): LanguageSelector(),
-            probatio.Optional(CONF_VOICE): _TEXT,
             probatio.Optional(CONF_WORKER): SelectSelector(
                 SelectSelectorConfig(
                     options=list(WORKER_PLACEMENTS),
@@ -594,11 +589,7 @@ class ShackletonOptionsFlow(OptionsFlow):
                 )
             ),
         }
-        suggested: dict[str, Any] = {
-            CONF_INSTRUCTIONS: current[CONF_INSTRUCTIONS],
-            CONF_VOICE: current[CONF_VOICE],
-            CONF_WORKER: current[CONF_WORKER],
-        }
+        suggested: dict[str, Any] = {CONF_WORKER: current[CONF_WORKER]}
         for name, selectors in OPTION_SECTIONS.items():
             fields[probatio.Required(name)] = section(
                 probatio.Schema(
@@ -607,7 +598,7 @@ class ShackletonOptionsFlow(OptionsFlow):
                         for key, sel in selectors.items()
                     }
                 ),
-                {"collapsed": name != SECTION_TOOLS},
+                {"collapsed": name != SECTION_TURN_TAKING},
             )
             suggested[name] = {key: current[key] for key in selectors}
         return fields, suggested

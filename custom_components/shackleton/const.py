@@ -47,10 +47,13 @@ def base_url_key(provider: str) -> str:
     return f"{provider}_base_url"
 
 
-# Options: persona.
+# Assistants (config subentries): each a persona with its own agent and device.
+SUBENTRY_ASSISTANT: Final = "assistant"
 CONF_INSTRUCTIONS: Final = "instructions"
 CONF_LANGUAGE: Final = "language"
 CONF_VOICE: Final = "voice"
+# The assistant's language model; empty: the entry's.
+CONF_MODEL: Final = "model"
 # Options: where the voice engine runs.
 CONF_WORKER: Final = "voice_worker"
 WORKER_IN_HA: Final = "home_assistant"
@@ -166,9 +169,22 @@ DEFAULT_INSTRUCTIONS: Final = (
     "spoken sentences, without markdown. Use the tools to act on the home, and never say "
     "you did something unless a tool call did it."
 )
-DEFAULT_OPTIONS: Final[dict[str, object]] = {
+# An assistant's settings; its language defaults to the home's.
+DEFAULT_ASSISTANT: Final[dict[str, object]] = {
     CONF_INSTRUCTIONS: DEFAULT_INSTRUCTIONS,
     CONF_VOICE: "",
+    CONF_MODEL: "",
+    CONF_TOOL_GROUPS: list(TOOL_GROUPS),
+    CONF_CONFIRM_DOMAINS: [
+        "lock",
+        "alarm_control_panel",
+        "cover_garage",
+        "cover_door",
+        "cover_gate",
+    ],
+}
+ASSISTANT_KEYS: Final = frozenset({*DEFAULT_ASSISTANT, CONF_LANGUAGE})
+DEFAULT_OPTIONS: Final[dict[str, object]] = {
     CONF_WORKER: WORKER_IN_HA,
     CONF_VAD_ACTIVATION_THRESHOLD: 0.5,
     CONF_MIN_SPEECH_DURATION: 0.05,
@@ -181,14 +197,6 @@ DEFAULT_OPTIONS: Final[dict[str, object]] = {
     CONF_MIN_INTERRUPTION_DURATION: 0.08,
     CONF_MIN_ENDPOINTING_DELAY: 0.55,
     CONF_MAX_ENDPOINTING_DELAY: 3.0,
-    CONF_TOOL_GROUPS: list(TOOL_GROUPS),
-    CONF_CONFIRM_DOMAINS: [
-        "lock",
-        "alarm_control_panel",
-        "cover_garage",
-        "cover_door",
-        "cover_gate",
-    ],
     CONF_AUTO_JOIN_PREFIX: "",
     CONF_ANNOUNCE_NOBODY: NOBODY_NOTIFY,
     CONF_ANNOUNCE_QUEUE_MINUTES: 10,

@@ -20,25 +20,22 @@ from homeassistant.const import MATCH_ALL
 from homeassistant.core import Context, HomeAssistant
 from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import intent, llm
-from homeassistant.helpers.entity_platform import AddEntitiesCallback
+from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.helpers.httpx_client import get_async_client
 
+from .assistants import Assistant, assistant_device_info, assistants
 from .const import (
-    CONF_TOOL_GROUPS,
-    DEFAULT_OPTIONS,
     DOMAIN,
     LOGGER,
     MAX_TEXT_LENGTH,
-    STAGE_LLM,
 )
-from .entity import service_device_info
 from .home_bridge import async_ask_agent, make_llm_context
 from .models import ShackletonConfigEntry
 from .provider_faults import ProviderFault, classify
-from .tools.api import tool_schemas
+from .tools.api import ShackletonAPI, tool_schemas
 from .voice.home import ToolCallError
 from .voice.settings import Limits, persona
-from .voice_config import provider_settings, settings_from_entry
+from .voice_config import assistant_llm, settings_from_entry
 from .voice_support import async_get_loader
 
 if TYPE_CHECKING:
@@ -82,33 +79,39 @@ class Answer:
 
 
 async def async_setup_entry(
-    hass: HomeAssistant, entry: ShackletonConfigEntry, async_add_entities: AddEntitiesCallback
+    hass: HomeAssistant,
+    entry: ShackletonConfigEntry,
+    async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
-    """Add the conversation agent."""
-    agent = ShackletonConversationEntity(entry)
-    entry.runtime_data.agent = agent
-    async_add_entities([agent])
+    """Add each assistant's conversation agent, on the assistant's own device."""
+    for assistant in assistants(entry):
+        agent = ShackletonConversationEntity(entry, assistant)
+        entry.runtime_data.agents[assistant.subentry_id] = agent
+        async_add_entities([agent], config_subentry_id=assistant.subentry_id)
 
 
 class ShackletonConversationEntity(conversation.ConversationEntity):
-    """The Assist agent of one Shackleton entry."""
+    """The Assist agent of one Shackleton assistant."""
 
     _attr_has_entity_name = True
     _attr_name = None
     # The Assist pipeline then starts speaking before the whole answer is written.
     _attr_supports_streaming = True
 
-    def __init__(self, entry: ShackletonConfigEntry) -> None:
-        """Serve `entry`."""
+    def __init__(self, entry: ShackletonConfigEntry, assistant: Assistant) -> None:
+        """Serve `assistant` of `entry`."""
         self.entry = entry
-        self._attr_unique_id = entry.entry_id
-        self._attr_device_info = service_device_info(entry)
-        if entry.options.get(CONF_TOOL_GROUPS, DEFAULT_OPTIONS[CONF_TOOL_GROUPS]):
+        self.assistant = assistant
+        self._attr_unique_id = assistant.subentry_id
+        self._attr_device_info = assistant_device_info(assistant)
+        if assistant.tool_groups:
             self._attr_supported_features = conversation.ConversationEntityFeature.CONTROL
-        self._provider = provider_settings(dict(entry.data), STAGE_LLM)
+        # Its tools, under its tool groups and confirmation domains.
+        self._api = entry.runtime_data.api.for_assistant(assistant)
+        self._provider = assistant_llm(entry, assistant)
         # The LLM stage may be one of the home's own agents: then this one only delegates.
         self._delegate = (
-            AgentDelegate(entry, self._provider.model)
+            AgentDelegate(entry, self._provider.model, self._api)
             if self._provider.kind == "home_assistant"
             else None
         )
@@ -214,9 +217,7 @@ class ShackletonConversationEntity(conversation.ConversationEntity):
     ) -> Answer:
         answer = Answer(speech="", conversation_id=chat_log.conversation_id)
         try:
-            await _async_provide_llm_data(
-                chat_log, user_input, self.entry.runtime_data.api.id, self._persona
-            )
+            await _async_provide_llm_data(chat_log, user_input, self._api, self._persona)
         except conversation.ConverseError as err:
             answer.error = err
             answer.speech = self._apology
@@ -254,7 +255,7 @@ class ShackletonConversationEntity(conversation.ConversationEntity):
 
     @property
     def _persona(self) -> str:
-        return persona(str(self.entry.options.get("instructions", DEFAULT_OPTIONS["instructions"])))
+        return persona(self.assistant.instructions)
 
     async def _stream(
         self, client: openai.AsyncClient, messages: list[dict[str, Any]], tools: list[Any]
@@ -385,10 +386,11 @@ class ShackletonConversationEntity(conversation.ConversationEntity):
 class AgentDelegate:
     """Hands each message to another of the home's conversation agents, with our tools."""
 
-    def __init__(self, entry: ShackletonConfigEntry, agent_id: str) -> None:
+    def __init__(self, entry: ShackletonConfigEntry, agent_id: str, api: ShackletonAPI) -> None:
         """Delegate to `agent_id` (an agent's entity id, or a config entry id)."""
         self._entry = entry
         self._agent_id = agent_id
+        self._api = api
 
     async def async_answer(
         self,
@@ -409,7 +411,7 @@ class AgentDelegate:
         llm_context = make_llm_context(
             hass, user_input.language, user_input.device_id, user_input.context, own_entity_id
         )
-        api = await self._entry.runtime_data.api.async_get_api_instance(llm_context)
+        api = await self._api.async_get_api_instance(llm_context)
 
         async def run_tool(name: str, arguments: dict[str, Any]) -> Any:
             record = ToolCallRecord(name, arguments)
@@ -442,13 +444,13 @@ class AgentDelegate:
 async def _async_provide_llm_data(
     chat_log: conversation.ChatLog,
     user_input: conversation.ConversationInput,
-    api_id: str,
+    api: ShackletonAPI,
     prompt: str,
 ) -> None:
-    """Give the chat log Shackleton's API and persona."""
+    """Give the chat log Shackleton's API (the assistant's tools) and persona."""
     await chat_log.async_provide_llm_data(
         llm_context=user_input.as_llm_context(DOMAIN),
-        user_llm_hass_api=api_id,
+        user_llm_hass_api=api,
         user_llm_prompt=prompt,
         user_extra_system_prompt=user_input.extra_system_prompt,
     )

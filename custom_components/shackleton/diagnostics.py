@@ -7,6 +7,7 @@ from typing import Any
 from homeassistant.components.diagnostics import async_redact_data
 from homeassistant.core import HomeAssistant
 
+from .assistants import assistants
 from .const import REDACT_KEYS
 from .models import ShackletonConfigEntry
 
@@ -19,6 +20,21 @@ async def async_get_config_entry_diagnostics(
     return {
         "data": async_redact_data(dict(entry.data), REDACT_KEYS),
         "options": async_redact_data(dict(entry.options), REDACT_KEYS),
+        "assistants": [
+            {
+                "subentry_id": assistant.subentry_id,
+                "name": assistant.name,
+                "language": assistant.language,
+                "model": assistant.model,
+                "voice": assistant.voice,
+                "tool_groups": sorted(assistant.tool_groups),
+                "confirm_domains": sorted(assistant.confirm_domains),
+                "instructions_length": len(assistant.instructions),
+            }
+            for assistant in assistants(entry)
+        ],
+        # Rooms that chose an assistant other than the first.
+        "room_assistants": dict(data.room_assistants),
         "runtime": async_redact_data(data.runtime.as_dict(), REDACT_KEYS),
         # Room names and when they were last served; what announcements wait (not what
         # they say: that is what people are told, and may be private).

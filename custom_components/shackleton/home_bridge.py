@@ -22,9 +22,9 @@ from homeassistant.util import dt as dt_util
 import probatio
 
 from . import compat, phrases
+from .assistants import room_assistant
 from .const import (
     ASSISTANT_STATES,
-    CONF_LANGUAGE,
     CONF_TRANSCRIPTS_IN_EVENTS,
     DOMAIN,
     EVENT_ERROR,
@@ -37,7 +37,7 @@ from .const import (
 from .models import ShackletonConfigEntry
 from .repairs import async_clear_issue, async_raise_issue
 from .tools.api import tool_schemas
-from .voice.home import HomeContext, RoomTools, ToolCallError, ToolSpec, TurnReport
+from .voice.home import HomeContext, Persona, RoomTools, ToolCallError, ToolSpec, TurnReport
 
 
 def make_llm_context(
@@ -131,15 +131,14 @@ class HassHome:
             if key.endswith(("_api_key", "_secret")) and value
         ]
 
-    @property
-    def _language(self) -> str:
-        return str(self._entry.options.get(CONF_LANGUAGE) or self._hass.config.language)
+    def _language(self, room: str) -> str:
+        return room_assistant(self._entry, room).language_or(self._hass.config.language)
 
     def context(self, room: str) -> HomeContext:
-        """Return the home's name, language, time zone and time."""
+        """Return the home's name, the room's language, the time zone and time."""
         return HomeContext(
             home_name=self._hass.config.location_name,
-            language=self._language,
+            language=self._language(room),
             time_zone=str(self._hass.config.time_zone),
             now=dt_util.now(),
         )
@@ -180,15 +179,17 @@ class HassHome:
             )
 
     async def _build_api(self, room: str, device_id: str, turn: int | None) -> llm.APIInstance:
-        api = self._entry.runtime_data.api
-        agent = self._entry.runtime_data.agent
+        """Return the room's tools: its assistant's groups, guarded by its domains."""
+        assistant = room_assistant(self._entry, room)
+        agent = self._entry.runtime_data.agents.get(assistant.subentry_id)
         llm_context = make_llm_context(
             self._hass,
-            self._language,
+            assistant.language_or(self._hass.config.language),
             device_id,
             self._context(room, turn),
             agent.entity_id if agent else None,
         )
+        api = self._entry.runtime_data.api.for_assistant(assistant)
         return await api.async_get_room_instance(llm_context, room)
 
     async def _turn_api(self, room: str, turn: int) -> llm.APIInstance:
@@ -220,7 +221,14 @@ class HassHome:
         # Listing tools is no turn of anyone's: no confirmation can hang on it.
         instance = await self._build_api(room, self.serve_room(room), None)
         specs = [ToolSpec(**schema) for schema in tool_schemas(instance)]
-        return RoomTools(specs, instance.api_prompt if specs else "")
+        assistant = room_assistant(self._entry, room)
+        persona = Persona(
+            instructions=assistant.instructions,
+            language=assistant.language_or(self._hass.config.language),
+            model=assistant.model,
+            voice=assistant.voice,
+        )
+        return RoomTools(specs, instance.api_prompt if specs else "", persona)
 
     async def call_tool(
         self, room: str, name: str, arguments: dict[str, Any], *, turn: int = 0
@@ -243,7 +251,7 @@ class HassHome:
             agent_id=agent_id,
             conversation_id=self._conversations.get(room),
             context=self._context(room, turn),
-            language=self._language,
+            language=self._language(room),
             device_id=self.serve_room(room),
             run_tool=partial(self.call_tool, room, turn=turn),
         )

@@ -29,7 +29,7 @@ def async_get_tools(
     if not loaded:
         return None
     # One set of tools: with two entries, two `shackleton__note_save` would clash. The
-    # first entry added wins (the README says so); its options pick the tool groups.
+    # first entry added wins (the README says so); its first assistant's tool groups count.
     tools = loaded[0].runtime_data.api.assist_tools()
     # No prompt: the guard's answer carries its own instructions when it asks for a yes.
     return LLMTools(tools=tools) if tools else None

@@ -186,7 +186,9 @@ class ShackletonData:
     # Each room served is a device (room_devices.py).
     rooms: RoomDevices
     link: LiveKitLink | None = field(default=None)
-    # The Assist agent, once its platform is set up (what `shackleton.ask` talks to).
-    agent: ShackletonConversationEntity | None = field(default=None)
+    # Each assistant's Assist agent by subentry id, once their platform is set up.
+    agents: dict[str, ShackletonConversationEntity] = field(default_factory=dict)
+    # The assistant each room talks to (subentry id), as its select entity says.
+    room_assistants: dict[str, str] = field(default_factory=dict)
     # The options the entry runs with, to tell a live change from a reload.
     options: dict[str, Any] = field(default_factory=dict)

@@ -144,6 +144,11 @@ class RoomDevices:
                 return identifier.removeprefix(prefix)
         return None
 
+    def room_of_device_id(self, device_id: str) -> str | None:
+        """Return the room a device id stands for, or None."""
+        device = dr.async_get(self._hass).async_get(device_id)
+        return self.room_of(device) if isinstance(device, dr.DeviceEntry) else None
+
     def _data(self) -> dict[str, Any]:
         return {room: when.isoformat() for room, when in self.last_served.items()}
 

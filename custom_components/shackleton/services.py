@@ -18,6 +18,7 @@ from homeassistant.helpers import config_validation as cv
 import probatio
 
 from .announcements import Announcement
+from .assistants import default_assistant
 from .const import (
     CONF_ANNOUNCE_NOBODY,
     CONF_ANNOUNCE_QUEUE_MINUTES,
@@ -119,7 +120,8 @@ def _known_room(entry: ShackletonConfigEntry, name: str) -> str:
 
 
 def _agent(entry: ShackletonConfigEntry) -> ShackletonConversationEntity:
-    agent = entry.runtime_data.agent
+    """Return the entry's first assistant's agent (each has its own for conversation.*)."""
+    agent = entry.runtime_data.agents.get(default_assistant(entry).subentry_id)
     if agent is None or agent.entity_id is None:
         raise HomeAssistantError(
             translation_domain=DOMAIN,

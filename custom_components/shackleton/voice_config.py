@@ -7,11 +7,11 @@ out of a config entry; everything else is handed the result.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from .assistants import Assistant, default_assistant
 from .const import (
-    CONF_INSTRUCTIONS,
-    CONF_LANGUAGE,
     CONF_LIVEKIT_API_KEY,
     CONF_LIVEKIT_API_SECRET,
     CONF_LIVEKIT_URL,
@@ -22,7 +22,6 @@ from .const import (
     CONF_MIN_SPEECH_DURATION,
     CONF_PREFIX_PADDING,
     CONF_VAD_ACTIVATION_THRESHOLD,
-    CONF_VOICE,
     CONF_VOICE_MODE,
     DEFAULT_OPTIONS,
     STAGE_LLM,
@@ -66,20 +65,30 @@ def turn_taking_from_options(options: Mapping[str, Any]) -> TurnTaking:
     )
 
 
+def assistant_llm(entry: ConfigEntry[Any], assistant: Assistant) -> ProviderSettings:
+    """Return the language model an assistant answers with: its own, or the entry's."""
+    provider = provider_settings(entry.data, STAGE_LLM)
+    return replace(provider, model=assistant.model) if assistant.model else provider
+
+
 def settings_from_entry(entry: ConfigEntry[Any], default_language: str) -> VoiceSettings:
-    """Return the voice settings of an entry."""
+    """Return the voice settings of an entry: its models, and its first assistant's persona.
+
+    Each room's own assistant is applied per session (`HassHome.room_tools`).
+    """
     data = dict(entry.data)
     options = {**DEFAULT_OPTIONS, **entry.options}
+    assistant = default_assistant(entry)
     realtime = data.get(CONF_VOICE_MODE) == VOICE_MODE_REALTIME
     return VoiceSettings(
         mode="realtime" if realtime else "pipeline",
-        llm=provider_settings(data, STAGE_LLM),
+        llm=assistant_llm(entry, assistant),
         stt=None if realtime else provider_settings(data, STAGE_STT),
         tts=None if realtime else provider_settings(data, STAGE_TTS),
         realtime=provider_settings(data, STAGE_REALTIME) if realtime else None,
-        instructions=str(options[CONF_INSTRUCTIONS]),
-        language=str(options.get(CONF_LANGUAGE) or default_language),
-        voice=str(options[CONF_VOICE]),
+        instructions=assistant.instructions,
+        language=assistant.language_or(default_language),
+        voice=assistant.voice,
         turn_taking=turn_taking_from_options(options),
     )
 

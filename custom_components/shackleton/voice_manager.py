@@ -105,6 +105,14 @@ class VoiceManager:
             room, text, context
         )
 
+    async def async_refresh_room(self, room: str) -> None:
+        """Hand a room to its (newly chosen) assistant now.
+
+        In HA's process only: an external worker's room takes it at its next session.
+        """
+        if (engine := self.engine) is not None:
+            await engine.async_refresh_room(room)
+
     async def async_start_local_session(self, room: str, **io: Any) -> RoomSession:
         """Start a session on local audio (tests, the demo, notebooks)."""
         if isinstance(self.backend, InProcessVoice):

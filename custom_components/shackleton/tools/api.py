@@ -5,7 +5,7 @@ HA conversation agent whose user picks "Shackleton" get the same tools (Shacklet
 ones, prefixed, also join HA's Assist API: see ../llm.py). Devices are
 HA's own Assist tools (intents over the entities exposed to Assist); every tool is
 wrapped so that:
-- actions on sensitive entities (the options' confirmation domains) need a spoken yes:
+- actions on sensitive entities (the assistant's confirmation domains) need a spoken yes:
   the first call answers "confirmation required" with a short-lived token, and only a
   call with that token, in a later user turn, within 30 s, runs;
 - every call fires `shackleton_tool_call` (tool, arguments, outcome, duration, room,
@@ -25,10 +25,9 @@ from homeassistant.helpers import intent, llm
 from homeassistant.util.json import JsonObjectType
 import probatio
 
+from ..assistants import Assistant, default_assistant, room_assistant
 from ..compat import context_agent_id
 from ..const import (
-    CONF_CONFIRM_DOMAINS,
-    CONF_TOOL_GROUPS,
     CONF_TRANSCRIPTS_IN_EVENTS,
     DEFAULT_OPTIONS,
     DOMAIN,
@@ -233,6 +232,8 @@ class ShackletonAPI(llm.API):
 
     entry: ShackletonConfigEntry
     confirmations: Confirmations
+    # Whose tool groups and confirmation domains apply; None: found per call.
+    assistant: Assistant | None = None
 
     @classmethod
     def for_entry(cls, hass: HomeAssistant, entry: ShackletonConfigEntry) -> ShackletonAPI:
@@ -245,8 +246,27 @@ class ShackletonAPI(llm.API):
             confirmations=Confirmations(),
         )
 
+    def for_assistant(self, assistant: Assistant) -> ShackletonAPI:
+        """Return this API bound to one assistant (confirmations stay shared)."""
+        return replace(self, assistant=assistant)
+
     def _option(self, key: str) -> Any:
         return self.entry.options.get(key, DEFAULT_OPTIONS[key])
+
+    @property
+    def _assistant(self) -> Assistant:
+        return self.assistant or default_assistant(self.entry)
+
+    def _caller(self, llm_context: llm.LLMContext) -> Assistant:
+        """Return the assistant behind another agent's turn: a room's, else the first.
+
+        Shackleton's own agents and rooms bind theirs (`for_assistant`); another agent
+        using this API speaks for a room when its device is a room's (a satellite).
+        """
+        rooms = self.entry.runtime_data.rooms
+        if llm_context.device_id and (room := rooms.room_of_device_id(llm_context.device_id)):
+            return room_assistant(self.entry, room)
+        return default_assistant(self.entry)
 
     def transcripts_allowed(self) -> bool:
         """Return whether events may show what people said."""
@@ -254,13 +274,14 @@ class ShackletonAPI(llm.API):
 
     async def async_get_api_instance(self, llm_context: llm.LLMContext) -> llm.APIInstance:
         """Return the tools for a conversation agent's turn."""
-        return await self.async_get_room_instance(llm_context, None)
+        bound = self if self.assistant else self.for_assistant(self._caller(llm_context))
+        return await bound.async_get_room_instance(llm_context, None)
 
     async def async_get_room_instance(
         self, llm_context: llm.LLMContext, room: str | None
     ) -> llm.APIInstance:
         """Return the tools for a turn in a voice room (or a conversation when None)."""
-        groups = set(self._option(CONF_TOOL_GROUPS))
+        groups = self._assistant.tool_groups
         tools: list[llm.Tool] = []
         prompt = API_PROMPT
         # Assist's serializer turns HA selectors in tool schemas into JSON schema.
@@ -286,8 +307,8 @@ class ShackletonAPI(llm.API):
         )
 
     def own_tools(self, room: str | None) -> list[llm.Tool]:
-        """Return Shackleton's own tools (unguarded) in the groups the options allow."""
-        groups = set(self._option(CONF_TOOL_GROUPS))
+        """Return Shackleton's own tools (unguarded) in the groups the assistant has."""
+        groups = self._assistant.tool_groups
         tools: list[llm.Tool] = []
         if "calendars" in groups:
             tools.extend(calendar_tools(self.hass))
@@ -306,7 +327,7 @@ class ShackletonAPI(llm.API):
 
     def sensitive(self, arguments: dict[str, Any]) -> list[str]:
         """Return the names of the sensitive entities a device call would reach."""
-        confirm = set(self._option(CONF_CONFIRM_DOMAINS))
+        confirm = self._assistant.confirm_domains
         if not confirm:
             return []
         domains = arguments.get("domain")

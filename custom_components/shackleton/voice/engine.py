@@ -35,6 +35,7 @@ from .local_audio import read_wav
 from .providers import (
     AnswerLost,
     Models,
+    Variant,
     build_models,
     connect_options,
     realtime_turn_detection,
@@ -123,9 +124,24 @@ def _make_tool(session: RoomSession, spec: ToolSpec) -> llm.RawFunctionTool[Any,
 class ShackletonAgent(Agent):
     """The assistant of one room."""
 
-    def __init__(self, session: RoomSession, instructions: str, tools: list[Any]) -> None:
-        """Make the agent; `session` decides whether a turn may reach the LLM."""
-        super().__init__(instructions=instructions, tools=tools)
+    def __init__(
+        self,
+        session: RoomSession,
+        instructions: str,
+        tools: list[Any],
+        own: Variant = Variant(),  # noqa: B008 - an immutable tuple of Nones
+    ) -> None:
+        """Make the agent; `session` decides whether a turn may reach the LLM.
+
+        `own` holds the room's assistant's language model and voice where they differ
+        from the session's.
+        """
+        super().__init__(
+            instructions=instructions,
+            tools=tools,
+            llm=own.llm or NOT_GIVEN,
+            tts=own.tts or NOT_GIVEN,
+        )
         self._room_session = session
 
     async def on_user_turn_completed(
@@ -278,14 +294,24 @@ class RoomSession:
 
     async def _build_agent(self, *, conversation: bool) -> ShackletonAgent:
         home = self.engine.home
-        if conversation:
-            tools, guide = [], ""  # a conversation agent brings its own
-        else:
-            room_tools = await home.room_tools(self.room)
-            tools = [_make_tool(self, spec) for spec in room_tools.specs]
-            guide = room_tools.guide
-        instructions = build_instructions(self.engine.settings, home.context(self.room), guide)
-        return ShackletonAgent(self, instructions, tools)
+        settings, context = self.engine.settings, home.context(self.room)
+        if conversation:  # a conversation agent brings its own tools and persona
+            return ShackletonAgent(self, build_instructions(settings, context), [])
+        room_tools = await home.room_tools(self.room)
+        tools = [_make_tool(self, spec) for spec in room_tools.specs]
+        if (persona := room_tools.persona) is None:
+            own = Variant()
+        else:  # the room's assistant: its words, language, and its model and voice
+            settings = replace(settings, instructions=persona.instructions)
+            context = replace(context, language=persona.language)
+            realtime = settings.mode == "realtime"
+            own = (
+                Variant()
+                if realtime
+                else self.engine.models.for_persona(persona.model, persona.voice)
+            )
+        instructions = build_instructions(settings, context, room_tools.guide)
+        return ShackletonAgent(self, instructions, tools, own)
 
     async def _attach(
         self,
@@ -538,6 +564,12 @@ class RoomSession:
             return False
         return True
 
+    async def async_refresh_agent(self) -> None:
+        """Hand the room to its assistant as the home describes it now (a new choice)."""
+        if self.session is None or isinstance(self.engine.models.llm, ConversationAgentLLM):
+            return
+        self.session.update_agent(await self._build_agent(conversation=False))
+
     async def start_conversation(self, text: str, context: str | None) -> bool:
         """Speak first, then listen: the answer is a turn like any other.
 
@@ -729,6 +761,11 @@ class VoiceEngine:
         """Say `text` in `room`; return False when the room has no session."""
         session = self.sessions.get(room)
         return session is not None and session.announce(text, chime=chime, interrupt=interrupt)
+
+    async def async_refresh_room(self, room: str) -> None:
+        """Give a room with a session its assistant as the home describes it now."""
+        if (session := self.sessions.get(room)) is not None:
+            await session.async_refresh_agent()
 
     async def start_conversation(self, room: str, text: str, context: str | None) -> bool:
         """Open a conversation in `room`; return False when the room has no session."""

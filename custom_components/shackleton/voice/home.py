@@ -17,6 +17,17 @@ class ToolSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class Persona:
+    """The assistant a room talks to: its instructions, language, model and voice."""
+
+    instructions: str
+    language: str
+    # "": the engine's own language model / voice.
+    model: str = ""
+    voice: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class RoomTools:
     """The tools of one room, and what the model must know to use them well."""
 
@@ -25,6 +36,8 @@ class RoomTools:
     # Assistant: the LLM API's prompt (Assist's guidance, how spoken confirmations work),
     # which comes from the same API instance as the tools, hence one call for both.
     guide: str = ""
+    # Who answers in the room (the tools are theirs); None: the engine's settings.
+    persona: Persona | None = None
 
 
 class ToolCallError(Exception):

@@ -12,9 +12,9 @@ import base64
 from collections.abc import Mapping
 import dataclasses
 from enum import StrEnum
-from typing import Any, Final, Literal, TypedDict
+from typing import Any, Final, Literal, NotRequired, TypedDict
 
-from .home import RoomTools, ToolSpec, TurnReport
+from .home import Persona, RoomTools, ToolSpec, TurnReport
 from .settings import LiveKitServer, VoiceSettings, settings_from_dict
 
 # Bumped when a command or a message changes shape; a worker of another version is told.
@@ -88,11 +88,21 @@ class ToolSpecMessage(TypedDict):
     parameters: dict[str, Any]
 
 
+class PersonaMessage(TypedDict):
+    """The assistant a room talks to."""
+
+    instructions: str
+    language: str
+    model: str
+    voice: str
+
+
 class ToolsResult(TypedDict):
     """The result of `tools`."""
 
     tools: list[ToolSpecMessage]
     guide: str
+    persona: NotRequired[PersonaMessage]
 
 
 class CallToolResult(TypedDict):
@@ -170,19 +180,32 @@ class StartConversationEvent(TypedDict):
 
 
 def tools_result(tools: RoomTools) -> ToolsResult:
-    """Encode a room's tools and guide for `tools`."""
-    return {
+    """Encode a room's tools, guide and persona for `tools`."""
+    result: ToolsResult = {
         "tools": [
             {"name": spec.name, "description": spec.description, "parameters": spec.parameters}
             for spec in tools.specs
         ],
         "guide": tools.guide,
     }
+    if (persona := tools.persona) is not None:
+        result["persona"] = {
+            "instructions": persona.instructions,
+            "language": persona.language,
+            "model": persona.model,
+            "voice": persona.voice,
+        }
+    return result
 
 
 def room_tools(result: Mapping[str, Any]) -> RoomTools:
-    """Decode the result of `tools`."""
-    return RoomTools([ToolSpec(**tool) for tool in result["tools"]], str(result["guide"]))
+    """Decode the result of `tools` (an older Home Assistant sends no persona)."""
+    persona = result.get("persona")
+    return RoomTools(
+        [ToolSpec(**tool) for tool in result["tools"]],
+        str(result["guide"]),
+        None if persona is None else Persona(**persona),
+    )
 
 
 def encode_audio(data: bytes) -> str:

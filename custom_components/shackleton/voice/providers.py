@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import partial
 import time
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import aiohttp
 from livekit.agents import (
@@ -33,6 +34,13 @@ from .openai_client import DEFAULT_BASE_URLS, make_client
 from .settings import Limits, ProviderSettings, TurnTaking, VoiceSettings
 
 
+class Variant(NamedTuple):
+    """A persona's own language model and TTS; None where it shares the engine's."""
+
+    llm: llm.LLM[Any] | None = None
+    tts: tts.TTS[Any] | None = None
+
+
 @dataclass(slots=True)
 class Models:
     """The models a session uses; `realtime` replaces STT, LLM and TTS when set."""
@@ -42,6 +50,21 @@ class Models:
     tts: tts.TTS[Any] | None = None
     # Clients made here with their own HTTP pools; a host's shared pool is never closed.
     owned_clients: list[openai_sdk.AsyncClient] = field(default_factory=list)
+    # Builds a persona's own language model and voice from a model and voice name.
+    variant: Callable[[str, str], Variant] | None = None
+    _variants: dict[tuple[str, str], Variant] = field(default_factory=dict)
+
+    def for_persona(self, model: str, voice: str) -> Variant:
+        """Return the language model and TTS a persona speaks with (None: the shared one).
+
+        Built once per (model, voice) and shared by the rooms that use them.
+        """
+        if self.variant is None or not (model or voice):
+            return Variant()
+        key = (model, voice)
+        if key not in self._variants:
+            self._variants[key] = self.variant(model, voice)
+        return self._variants[key]
 
     async def warm_up(self) -> None:
         """Load local models now (in worker threads), not in the first turn."""
@@ -52,7 +75,8 @@ class Models:
 
     async def aclose(self) -> None:
         """Close the models and the clients this module created."""
-        for model in (self.stt, self.llm, self.tts):
+        variants = [model for variant in self._variants.values() for model in variant]
+        for model in (self.stt, self.llm, self.tts, *variants):
             if model is not None:
                 await model.aclose()
         for client in self.owned_clients:
@@ -136,10 +160,32 @@ def build_models(
         settings.tts.kind,
     ):
         raise ValueError("the home's own engines need the home")
-    stt_model = _stt(settings, settings.stt, client, home)
-    llm_model = _llm(settings.llm, client, home)
-    tts_model = _tts(settings, settings.tts, client, home)
-    return Models(llm=llm_model, stt=stt_model, tts=tts_model, owned_clients=owned())
+    return Models(
+        stt=_stt(settings, settings.stt, client, home),
+        llm=_llm(settings.llm, client, home),
+        tts=_tts(settings, settings.tts, client, home),
+        owned_clients=owned(),
+        variant=partial(_variant, settings, client, home),
+    )
+
+
+def _variant(
+    settings: VoiceSettings, client: Client, home: Home | None, model: str, voice: str
+) -> Variant:
+    """Return a persona's own models where it names ones the engine does not use.
+
+    Only OpenAI-compatible providers take a model or voice per request; the home's own
+    agent and engines, and the local voice, stay the engine's.
+    """
+    llm_own = model and model != settings.llm.model and settings.llm.kind != "home_assistant"
+    tts_kind = settings.tts.kind if settings.tts else "local"
+    tts_own = voice and voice != settings.voice and tts_kind not in ("local", "home_assistant")
+    return Variant(
+        _llm(replace(settings.llm, model=model), client, home) if llm_own else None,
+        _tts(replace(settings, voice=voice), settings.tts, client, home)
+        if tts_own and settings.tts
+        else None,
+    )
 
 
 Client = Callable[[ProviderSettings], openai_sdk.AsyncClient]
