@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import AsyncIterator, Iterator
+from contextlib import suppress
 import json
 import os
 from pathlib import Path
@@ -23,13 +24,13 @@ from homeassistant.exceptions import HomeAssistantError
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_capture_events
 
-from custom_components.shackleton.const import DEFAULT_OPTIONS, DOMAIN, EVENT_TOOL_CALL
+from custom_components.shackleton.const import EVENT_TOOL_CALL
 from custom_components.shackleton.home_bridge import HassHome
 from custom_components.shackleton.tools.cameras import SNAPSHOT_SECONDS
 from custom_components.shackleton.vision import MODEL_SECONDS
-from harness.fakes import ChatReply, FakeLiveKit, FakeOpenAI
+from harness.fakes import ChatReply, FakeOpenAI
 
-from .conftest import call_tool, entry_data
+from .conftest import call_tool
 from .readme_examples import async_run_example
 
 AGENT = "conversation.shackleton_127_0_0_1"
@@ -63,7 +64,9 @@ DOOR_PICTURE = png(4, 3, (200, 120, 40))
 
 async def add_camera(hass: HomeAssistant, title: str, path: Path) -> MockConfigEntry:
     """Set up HA's local_file camera `title` on the picture at `path`."""
-    entry = MockConfigEntry(domain="local_file", title=title, options={"file_path": str(path)})
+    # HA 2026.10 names the camera by its `name` option, 2026.11 by the entry's title.
+    options = {"name": title, "file_path": str(path)}
+    entry = MockConfigEntry(domain="local_file", title=title, options=options)
     entry.add_to_hass(hass)
     assert await hass.config_entries.async_setup(entry.entry_id)
     await hass.async_block_till_done()
@@ -72,7 +75,7 @@ async def add_camera(hass: HomeAssistant, title: str, path: Path) -> MockConfigE
 
 @pytest.fixture
 async def cameras(hass: HomeAssistant, tmp_path: Path) -> AsyncIterator[Path]:
-    """A front door camera exposed to Assist, and a garage camera that is not."""
+    """Set up a front door camera exposed to Assist, and a garage camera that is not."""
     door = tmp_path / "front_door.png"
     door.write_bytes(DOOR_PICTURE)
     garage = tmp_path / "garage.png"
@@ -94,7 +97,8 @@ def pictures(request: dict[str, Any]) -> list[tuple[str, bytes]]:
         for part in message["content"] if isinstance(message["content"], list) else []:
             if part["type"] == "image_url":
                 header, _, data = part["image_url"]["url"].partition(",")
-                assert header.startswith("data:") and header.endswith(";base64")
+                assert header.startswith("data:")
+                assert header.endswith(";base64")
                 found.append((header[5:].removesuffix(";base64"), base64.b64decode(data)))
     return found
 
@@ -186,15 +190,13 @@ async def test_no_exposed_camera_no_tool(
 
 @pytest.fixture
 def slow_camera_file(tmp_path: Path) -> Iterator[Path]:
-    """A FIFO nobody writes to: reading the camera's file blocks, like a hung camera."""
+    """Return a FIFO nobody writes to: reading it blocks, like a hung camera."""
     fifo = tmp_path / "hung.png"
     os.mkfifo(fifo)
     yield fifo
     # Free the executor thread still waiting to open it, so hass can stop.
-    try:
+    with suppress(OSError):  # nobody was waiting
         os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
-    except OSError:  # nobody was waiting
-        pass
 
 
 @pytest.mark.usefixtures("cameras")
@@ -255,21 +257,13 @@ async def test_a_model_fault_is_a_clear_error_within_the_bound(
 
 
 @pytest.fixture
-async def tasks_entry(
-    hass: HomeAssistant, fake_livekit: FakeLiveKit, fake_openai: FakeOpenAI
-) -> AsyncIterator[MockConfigEntry]:
-    """An entry titled as a user's first one, so its AI task entity is the README's."""
-    entry = MockConfigEntry(
-        domain=DOMAIN,
-        title="Shackleton",
-        data=entry_data(fake_livekit, fake_openai),
-        options={**DEFAULT_OPTIONS, "language": "en"},
-    )
-    entry.add_to_hass(hass)
-    assert await hass.config_entries.async_setup(entry.entry_id)
+async def tasks_entry(hass: HomeAssistant, mock_config_entry: MockConfigEntry) -> MockConfigEntry:
+    """Load the entry titled as a user's first one, so its AI task entity is the README's."""
+    mock_config_entry.add_to_hass(hass)
+    hass.config_entries.async_update_entry(mock_config_entry, title="Shackleton")
+    assert await hass.config_entries.async_setup(mock_config_entry.entry_id)
     await hass.async_block_till_done(wait_background_tasks=True)
-    yield entry
-    assert await hass.config_entries.async_unload(entry.entry_id)
+    return mock_config_entry
 
 
 @pytest.mark.usefixtures("cameras", "tasks_entry")

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 # (tools/cameras.py, SNAPSHOT_SECONDS) and the model together stay within it, so the
 # user hears what went wrong rather than silence. AI tasks keep the same bound.
 MODEL_SECONDS: Final = 3.5
-# What the picture formats the OpenAI-compatible APIs take (the rest are refused here,
+# The picture formats the OpenAI-compatible APIs take (the rest are refused here,
 # with a clear error, rather than by the provider with an obscure one).
 IMAGE_TYPES: Final = frozenset({"image/jpeg", "image/png", "image/webp", "image/gif"})
 

@@ -87,13 +87,17 @@ async def async_snapshot(hass: HomeAssistant, camera: State) -> Picture:
     # Loaded already (the camera component is set up), so nothing imports on the loop.
     from homeassistant.components.camera import async_get_image
 
+    bound = asyncio.timeout(SNAPSHOT_SECONDS)
     try:
-        async with asyncio.timeout(SNAPSHOT_SECONDS):
+        async with bound:
             # HA's own bound (whole seconds) is a backstop behind ours.
             image = await async_get_image(hass, camera.entity_id, timeout=10)
-    except TimeoutError as err:
-        raise CameraError("timeout", camera=camera.name, seconds=f"{SNAPSHOT_SECONDS:g}") from err
-    except HomeAssistantError as err:
+    except (TimeoutError, HomeAssistantError) as err:
+        # A camera may swallow our cancellation and fail instead (HA 2026.10's own
+        # `_async_get_image` does): it is still our bound that ended the wait.
+        if isinstance(err, TimeoutError) or bound.expired():
+            seconds = f"{SNAPSHOT_SECONDS:g}"
+            raise CameraError("timeout", camera=camera.name, seconds=seconds) from err
         raise CameraError("failed", camera=camera.name) from err
     if (kind := image_type(image.content_type)) is None:
         raise CameraError("format", camera=camera.name, format=image.content_type)
