@@ -353,6 +353,8 @@ class FakeOpenAI:
         fault = self._fault(request, "chat", marked.group(1) if marked else reply.fault)
         if (early := await self._fail_early(fault)) is not None:
             return early
+        if not body.get("stream"):
+            return await self._complete(request, body, reply, fault)
         created = int(time.time())
 
         def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
@@ -400,6 +402,33 @@ class FakeOpenAI:
                  "model": body.get("model", "fake"), "choices": [], "usage": usage}  # fmt: skip
         events.append(_sse(final) + b"data: [DONE]\n\n")
         return await self._send(request, events, fault, {"Content-Type": "text/event-stream"})
+
+    async def _complete(
+        self, request: web.Request, body: dict[str, Any], reply: ChatReply, fault: str | None
+    ) -> web.StreamResponse:
+        """Answer a request that asked for no stream: one JSON completion, text only."""
+        text = "" if fault == "empty" else reply.text
+        usage = {"prompt_tokens": 50, "completion_tokens": max(1, len(text.split())),
+                 "total_tokens": 51}  # fmt: skip
+        completion = {
+            "id": "chatcmpl-fake",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.get("model", "fake"),
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": usage,
+        }
+        raw = json.dumps(completion).encode()
+        if fault in ("bad_json", "bad_sse", "sse_error"):
+            raw = raw[: len(raw) // 2]  # a body that is not JSON
+        json_type = {"Content-Type": "application/json"}
+        return await self._send(request, [raw[:20], raw[20:]], fault, json_type)
 
     async def _transcriptions(self, request: web.Request) -> web.StreamResponse:
         form = await request.post()

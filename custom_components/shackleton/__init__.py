@@ -44,6 +44,7 @@ from .voice_manager import VoiceManager
 from .worker_api import async_register_worker_api
 
 PLATFORMS: list[Platform] = [
+    Platform.AI_TASK,
     Platform.BINARY_SENSOR,
     Platform.CONVERSATION,
     Platform.NOTIFY,

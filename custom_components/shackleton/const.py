@@ -109,7 +109,7 @@ TURN_TAKING_OPTIONS: Final = frozenset(
     }
 )
 
-TOOL_GROUPS: Final = ("devices", "calendars", "timers", "notes")
+TOOL_GROUPS: Final = ("devices", "calendars", "timers", "notes", "cameras")
 # Confirm-domain values that stand for one device class of a domain, not the whole domain.
 # The selector's option values double as translation keys, which allow only [a-z0-9_-]:
 # hence `cover_garage`, not `cover.garage`, the value stored before (migrate_confirm_domains).

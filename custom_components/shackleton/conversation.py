@@ -21,7 +21,6 @@ from homeassistant.core import Context, HomeAssistant
 from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import intent, llm
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
-from homeassistant.helpers.httpx_client import get_async_client
 
 from .assistants import Assistant, assistant_device_info, assistants
 from .const import (
@@ -36,7 +35,7 @@ from .tools.api import ShackletonAPI, tool_schemas
 from .voice.home import ToolCallError
 from .voice.settings import Limits, persona
 from .voice_config import assistant_llm, settings_from_entry
-from .voice_support import async_get_loader
+from .voice_support import async_text_client
 
 if TYPE_CHECKING:
     import openai
@@ -346,22 +345,8 @@ class ShackletonConversationEntity(conversation.ConversationEntity):
         """Return the model's client, importing (or installing) the SDK off the loop."""
         async with self._client_lock:
             if self._client is None:
-                support = await async_get_loader(self.hass).async_load_text()
-                if not support.available:
-                    raise HomeAssistantError(
-                        translation_domain=DOMAIN,
-                        translation_key="text_unavailable",
-                        translation_placeholders={"error": support.detail or ""},
-                    )
-                from .voice.openai_client import make_client
-
-                # HA's shared HTTP client: no certificates loaded on the loop.
-                self._client = make_client(
-                    self._provider,
-                    self._limits,
-                    # `_stream` retries itself, within the turn's deadline.
-                    get_async_client(self.hass),
-                )
+                # `_stream` retries itself, within the turn's deadline.
+                self._client = await async_text_client(self.hass, self._provider, self._limits)
             return self._client
 
     async def async_rewrite(self, text: str, language: str) -> str | None:

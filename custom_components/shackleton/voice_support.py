@@ -12,16 +12,23 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 import time
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from homeassistant.const import __version__ as ha_version
 from homeassistant.core import HomeAssistant
+from homeassistant.exceptions import HomeAssistantError
+from homeassistant.helpers.httpx_client import get_async_client
 from homeassistant.requirements import RequirementsNotFound, async_process_requirements
 from homeassistant.util.hass_dict import HassKey
 
 from .const import DOMAIN, LOGGER
 from .voice.loading import ENGINE_MODULES, HEAVY_MODULES, import_heavy, import_plugins
 from .voice_sets import voice_requirements
+
+if TYPE_CHECKING:
+    import openai
+
+    from .voice.settings import Limits, ProviderSettings
 
 # The voice stack that installs under this Home Assistant release's package constraints
 # (generated per release into voice_sets.py; the newest one's is requirements/voice.txt,
@@ -164,3 +171,24 @@ def async_get_loader(hass: HomeAssistant) -> VoiceSupportLoader:
     if (loader := hass.data.get(DATA_VOICE)) is None:
         loader = hass.data[DATA_VOICE] = VoiceSupportLoader(hass)
     return loader
+
+
+async def async_text_client(
+    hass: HomeAssistant, provider: ProviderSettings, limits: Limits
+) -> openai.AsyncClient:
+    """Return a client of `provider`'s OpenAI-compatible API, loading the SDK off the loop.
+
+    The text agent and the entry's eyes (vision.py) ask their model through it. It uses
+    HA's shared HTTP client, so no certificates load on the loop, and it does not retry:
+    each caller retries (or not) within its own bound.
+    """
+    support = await async_get_loader(hass).async_load_text()
+    if not support.available:
+        raise HomeAssistantError(
+            translation_domain=DOMAIN,
+            translation_key="text_unavailable",
+            translation_placeholders={"error": support.detail or ""},
+        )
+    from .voice.openai_client import make_client
+
+    return make_client(provider, limits, get_async_client(hass))

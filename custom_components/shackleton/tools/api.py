@@ -37,6 +37,7 @@ from ..const import (
 )
 from ..models import ShackletonConfigEntry
 from .calendars import calendar_tools
+from .cameras import camera_tools
 from .notes import note_tools
 from .reminders import reminder_tools
 
@@ -316,6 +317,8 @@ class ShackletonAPI(llm.API):
             tools.extend(note_tools(self.entry.runtime_data.notes))
         if "timers" in groups:
             tools.extend(reminder_tools(self.entry.runtime_data.reminders, room))
+        if "cameras" in groups:
+            tools.extend(camera_tools(self.hass, self.entry))
         return tools
 
     def assist_tools(self) -> list[llm.Tool]:
