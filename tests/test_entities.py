@@ -28,7 +28,15 @@ async def test_entities(
     disabled = [e.entity_id for e in entities if e.disabled_by is not None]
     assert disabled == ["sensor.shackleton_127_0_0_1_last_turn_latency"]
     domains = {entity.domain for entity in entities}
-    assert domains == {"binary_sensor", "conversation", "notify", "sensor", "switch", "todo"}
+    assert domains == {
+        "assist_satellite",
+        "binary_sensor",
+        "conversation",
+        "notify",
+        "sensor",
+        "switch",
+        "todo",
+    }
     for entity in sorted(entities, key=lambda e: e.entity_id):
         assert entity == snapshot(name=f"{entity.entity_id}-entry")
         assert hass.states.get(entity.entity_id) == snapshot(name=f"{entity.entity_id}-state")

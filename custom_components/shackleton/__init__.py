@@ -40,6 +40,7 @@ from .voice_manager import VoiceManager
 from .worker_api import async_register_worker_api
 
 PLATFORMS: list[Platform] = [
+    Platform.ASSIST_SATELLITE,
     Platform.BINARY_SENSOR,
     Platform.CONVERSATION,
     Platform.NOTIFY,
