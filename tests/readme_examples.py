@@ -13,7 +13,8 @@ import re
 from typing import Any
 
 from homeassistant.core import HomeAssistant, SupportsResponse
-from homeassistant.helpers.script import Script
+from homeassistant.helpers import config_validation as cv
+from homeassistant.helpers.script import Script, async_validate_actions_config
 import yaml
 
 README = Path(__file__).parents[1] / "README.md"
@@ -39,6 +40,8 @@ async def async_run_example(
         return await hass.services.async_call(
             domain, service, call, blocking=True, return_response=responds
         )
-    script = Script(hass, steps, f"README example {name}", "shackleton")
+    # Validated as Home Assistant validates a script: shorthands become full configs.
+    sequence = await async_validate_actions_config(hass, cv.SCRIPT_SCHEMA(steps))
+    script = Script(hass, sequence, f"README example {name}", "shackleton")
     result = await script.async_run(variables, context=None)
     return None if result is None else result.service_response

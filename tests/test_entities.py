@@ -29,8 +29,8 @@ async def test_entities(
     assert disabled == ["sensor.shackleton_127_0_0_1_last_turn_latency"]
     domains = {entity.domain for entity in entities}
     assert domains == {
-        "ai_task", "binary_sensor", "conversation", "notify", "select", "sensor", "switch",
-        "todo",
+        "ai_task", "assist_satellite", "binary_sensor", "conversation", "notify", "select",
+        "sensor", "switch", "todo",
     }  # fmt: skip
     for entity in sorted(entities, key=lambda e: e.entity_id):
         assert entity == snapshot(name=f"{entity.entity_id}-entry")

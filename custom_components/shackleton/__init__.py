@@ -45,6 +45,7 @@ from .worker_api import async_register_worker_api
 
 PLATFORMS: list[Platform] = [
     Platform.AI_TASK,
+    Platform.ASSIST_SATELLITE,
     Platform.BINARY_SENSOR,
     Platform.CONVERSATION,
     Platform.NOTIFY,

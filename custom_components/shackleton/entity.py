@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+import time
+from typing import Any
 
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.device_registry import DeviceEntryType, DeviceInfo
@@ -10,7 +12,8 @@ from homeassistant.helpers.dispatcher import async_dispatcher_connect
 from homeassistant.helpers.entity import Entity, EntityDescription
 from homeassistant.helpers.entity_platform import AddEntitiesCallback
 
-from .const import DOMAIN
+from .announcements import Announcement
+from .const import CONF_ANNOUNCE_NOBODY, CONF_ANNOUNCE_QUEUE_MINUTES, DEFAULT_OPTIONS, DOMAIN
 from .models import ShackletonConfigEntry
 from .room_devices import room_identifier, signal_room_added
 
@@ -67,6 +70,18 @@ class RoomEntity(Entity):
         """Follow the runtime's changes."""
         await super().async_added_to_hass()
         self.async_on_remove(self.runtime.async_add_listener(self.async_write_ha_state))
+
+    def async_say(self, text: str, *, chime: bool = False) -> list[dict[str, Any]]:
+        """Say `text` in the room; nobody there: the entry's no-listener option applies."""
+        options = {**DEFAULT_OPTIONS, **self.entry.options}
+        announcement = Announcement(
+            text=text,
+            chime=chime,
+            expires_at=time.monotonic() + 60 * float(options[CONF_ANNOUNCE_QUEUE_MINUTES]),
+        )
+        return self.entry.runtime_data.voice.async_announce(
+            [self.room], announcement, str(options[CONF_ANNOUNCE_NOBODY])
+        )
 
 
 def async_add_room_entities(

@@ -60,8 +60,17 @@ class VoiceBackend(ABC):
         """Say an announcement in `room` now; False when nobody is there."""
 
     @abstractmethod
-    async def async_start_conversation(self, room: str, text: str, context: str | None) -> bool:
+    async def async_start_conversation(
+        self, room: str, text: str, context: str | None, *, chime: bool = False
+    ) -> bool:
         """Speak first in `room` and listen; False when nobody is there."""
+
+    @abstractmethod
+    async def async_ask(self, room: str, text: str, *, chime: bool, seconds: float) -> str | None:
+        """Ask `text` in `room`; return the answer heard within `seconds`, else None.
+
+        Raises `NobodyListening` (voice/home.py) when nobody is in the room.
+        """
 
     @abstractmethod
     def async_join_room(self, room: str) -> None:

@@ -16,6 +16,7 @@ from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from .announcements import Announcement
 from .const import DOMAIN, ISSUE_VOICE_START_FAILED, ISSUE_VOICE_UNAVAILABLE, LOGGER
 from .repairs import async_clear_issue
+from .voice.home import NobodyListening
 from .voice.settings import Backoff
 from .voice_backend import VoiceBackend, VoiceHost
 from .worker_api import WorkerHub, agent_name, worker_settings
@@ -94,9 +95,19 @@ class ExternalVoice(VoiceBackend):
         """Have the room's worker say an announcement; False when no worker serves it."""
         return self.hub is not None and self.hub.announce(announcement, room, interrupt=interrupt)
 
-    async def async_start_conversation(self, room: str, text: str, context: str | None) -> bool:
+    async def async_start_conversation(
+        self, room: str, text: str, context: str | None, *, chime: bool = False
+    ) -> bool:
         """Have the room's worker speak first and listen; False when none serves it."""
-        return self.hub is not None and await self.hub.async_start_conversation(room, text, context)
+        return self.hub is not None and await self.hub.async_start_conversation(
+            room, text, context, chime=chime
+        )
+
+    async def async_ask(self, room: str, text: str, *, chime: bool, seconds: float) -> str | None:
+        """Have the room's worker ask `text`; return the answer heard within `seconds`."""
+        if self.hub is None:
+            raise NobodyListening(room)
+        return await self.hub.async_ask(room, text, chime=chime, seconds=seconds)
 
     def async_apply_options(self, options: dict[str, Any]) -> bool:
         """Send changed turn-taking options to the workers, which apply them live."""

@@ -19,6 +19,7 @@ from .announcements import Announcement
 from .const import DOMAIN, ISSUE_VOICE_START_FAILED, ISSUE_VOICE_UNAVAILABLE, LOGGER
 from .home_bridge import HassHome
 from .repairs import async_clear_issue, async_raise_issue
+from .voice.home import NobodyListening
 from .voice_backend import VoiceBackend, VoiceHost
 from .voice_config import settings_from_entry, turn_taking_from_options, uses_local_models
 from .voice_support import VoiceSupport, async_get_loader
@@ -70,9 +71,19 @@ class InProcessVoice(VoiceBackend):
             room, announcement.text, chime=announcement.chime, interrupt=interrupt
         )
 
-    async def async_start_conversation(self, room: str, text: str, context: str | None) -> bool:
+    async def async_start_conversation(
+        self, room: str, text: str, context: str | None, *, chime: bool = False
+    ) -> bool:
         """Speak first in `room` and listen; False when nobody is there."""
-        return self.engine is not None and await self.engine.start_conversation(room, text, context)
+        return self.engine is not None and await self.engine.start_conversation(
+            room, text, context, chime=chime
+        )
+
+    async def async_ask(self, room: str, text: str, *, chime: bool, seconds: float) -> str | None:
+        """Ask `text` in `room`; return the answer heard within `seconds`, else None."""
+        if self.engine is None:
+            raise NobodyListening(room)
+        return await self.engine.ask(room, text, chime=chime, seconds=seconds)
 
     def async_apply_options(self, options: dict[str, Any]) -> bool:
         """Apply changed turn-taking options to every session; False: reload instead."""

@@ -10,6 +10,7 @@ from homeassistant.core import Event, HomeAssistant, callback
 from .announcements import Announcement, Announcer
 from .const import CONF_WORKER, WORKER_EXTERNAL
 from .models import ShackletonConfigEntry, ShackletonRuntime
+from .voice.home import NobodyListening
 from .voice_backend import VoiceHost
 from .voice_external import ExternalVoice
 from .voice_in_process import InProcessVoice
@@ -99,10 +100,12 @@ class VoiceManager:
         """Return the announcements waiting for someone to join."""
         return self.announcer.queued
 
-    async def async_start_conversation(self, room: str, text: str, context: str | None) -> bool:
+    async def async_start_conversation(
+        self, room: str, text: str, context: str | None, *, chime: bool = False
+    ) -> bool:
         """Speak first in `room` and listen; False when nobody is there."""
         return self._runtime.voice_enabled and await self.backend.async_start_conversation(
-            room, text, context
+            room, text, context, chime=chime
         )
 
     async def async_refresh_room(self, room: str) -> None:
@@ -112,6 +115,15 @@ class VoiceManager:
         """
         if (engine := self.engine) is not None:
             await engine.async_refresh_room(room)
+
+    async def async_ask(self, room: str, text: str, *, chime: bool, seconds: float) -> str | None:
+        """Ask `text` in `room`; return the answer heard within `seconds`, else None.
+
+        Raises `NobodyListening` (voice/home.py) when nobody can hear the question.
+        """
+        if not self._runtime.voice_enabled:
+            raise NobodyListening(room)
+        return await self.backend.async_ask(room, text, chime=chime, seconds=seconds)
 
     async def async_start_local_session(self, room: str, **io: Any) -> RoomSession:
         """Start a session on local audio (tests, the demo, notebooks)."""

@@ -47,7 +47,7 @@ import probatio
 from .const import CONF_WORKER, DOMAIN, LOGGER, WORKER_EXTERNAL
 from .home_bridge import HassHome
 from .voice import protocol
-from .voice.home import ToolCallError
+from .voice.home import QUESTION_PLAYOUT_SECONDS, NobodyListening, ToolCallError
 from .voice.protocol import PROTOCOL, Command, Event, ReportKind, agent_name
 from .voice_config import livekit_server, settings_from_entry
 
@@ -112,7 +112,8 @@ class WorkerHub:
         self.rooms: dict[str, WorkerLink] = {}
         # Sent but not yet acknowledged: put back in the queue if their worker goes.
         self._unacked: dict[str, tuple[WorkerLink, Announcement]] = {}
-        self._replies: dict[str, tuple[WorkerLink, asyncio.Future[bool]]] = {}
+        # A request's reply: whether someone heard it, and what they answered (`ask`).
+        self._replies: dict[str, tuple[WorkerLink, asyncio.Future[tuple[bool, str | None]]]] = {}
         self._home: HassHome | None = None
         _HUBS[entry.entry_id] = self
 
@@ -147,7 +148,7 @@ class WorkerHub:
                 self._requeue(announcement)
         for owner, future in list(self._replies.values()):
             if owner is link and not future.done():
-                future.set_result(False)
+                future.set_result((False, None))
         self._on_workers(len(self.links))
 
     @callback
@@ -205,38 +206,71 @@ class WorkerHub:
         link.send(event)
         return True
 
-    async def async_start_conversation(self, room: str, text: str, context: str | None) -> bool:
+    async def async_start_conversation(
+        self, room: str, text: str, context: str | None, *, chime: bool = False
+    ) -> bool:
         """Have the worker serving `room` speak first; False when nobody heard it."""
-        link = self.rooms.get(room)
-        if link is None:
-            return False
-        key = f"conversation:{time.monotonic_ns()}"
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._replies[key] = (link, future)
         event: protocol.StartConversationEvent = {
             "type": Event.START_CONVERSATION,
-            "id": key,
+            "id": f"conversation:{time.monotonic_ns()}",
             "room": room,
             "text": text,
             "context": context,
+            "chime": chime,
         }
+        heard, _answer = await self._async_request(room, event, REPLY_TIMEOUT)
+        return heard
+
+    async def async_ask(self, room: str, text: str, *, chime: bool, seconds: float) -> str | None:
+        """Have the worker serving `room` ask `text`; return the answer, None if none came.
+
+        Raises `NobodyListening` when no worker serves the room, or nobody is in it.
+        """
+        event: protocol.AskEvent = {
+            "type": Event.ASK,
+            "id": f"ask:{time.monotonic_ns()}",
+            "room": room,
+            "text": text,
+            "chime": chime,
+            "seconds": seconds,
+        }
+        # The worker waits for the question to be said, then `seconds` for the answer.
+        bound = QUESTION_PLAYOUT_SECONDS + seconds + REPLY_TIMEOUT
+        heard, answer = await self._async_request(room, event, bound)
+        if not heard:
+            raise NobodyListening(room)
+        return answer
+
+    async def _async_request(
+        self,
+        room: str,
+        event: protocol.StartConversationEvent | protocol.AskEvent,
+        seconds: float,
+    ) -> tuple[bool, str | None]:
+        """Send a request to the worker serving `room`; return its reply (not heard: False)."""
+        link = self.rooms.get(room)
+        if link is None:
+            return False, None
+        key = event["id"]
+        future: asyncio.Future[tuple[bool, str | None]] = asyncio.get_running_loop().create_future()
+        self._replies[key] = (link, future)
         link.send(event)
         try:
-            return await asyncio.wait_for(future, REPLY_TIMEOUT)
+            return await asyncio.wait_for(future, seconds)
         except TimeoutError:
             LOGGER.warning("%s: the voice worker did not answer in time", self.entry.title)
-            return False
+            return False, None
         finally:
             self._replies.pop(key, None)
 
     @callback
-    def async_ack(self, key: str, *, ok: bool) -> None:
-        """Record whether an announcement or a conversation reached someone."""
+    def async_ack(self, key: str, *, ok: bool, answer: str | None = None) -> None:
+        """Record whether an announcement or a request reached someone, and any answer."""
         if (unacked := self._unacked.pop(key, None)) is not None:
             if not ok:  # the session ended before it could be said: wait for the next one
                 self._requeue(unacked[1])
         elif (reply := self._replies.get(key)) is not None and not reply[1].done():
-            reply[1].set_result(ok)
+            reply[1].set_result((ok, answer))
 
 
 @callback
@@ -554,11 +588,16 @@ async def ws_report(msg: dict[str, Any], home: HassHome, link: WorkerLink) -> No
 
 @_worker_command(
     Command.ACK,
-    {probatio.Required("request"): str, probatio.Required("ok"): bool},
+    {
+        probatio.Required("request"): str,
+        probatio.Required("ok"): bool,
+        # What the room answered an `ask` (None: nobody answered in time).
+        probatio.Optional("answer"): probatio.Any(str, None),
+    },
 )
 async def ws_ack(msg: dict[str, Any], home: HassHome, link: WorkerLink) -> None:
-    """Record whether an announcement or a conversation reached someone."""
-    link.hub.async_ack(msg["request"], ok=msg["ok"])
+    """Record whether an announcement or a request reached someone, and any answer."""
+    link.hub.async_ack(msg["request"], ok=msg["ok"], answer=msg.get("answer"))
 
 
 @callback

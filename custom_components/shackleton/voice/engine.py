@@ -15,7 +15,7 @@ from livekit import rtc
 from livekit.agents import Agent, AgentSession, llm, stt as stt_mod, vad as vad_mod
 from livekit.agents.llm import StopResponse, ToolError, function_tool
 from livekit.agents.types import NOT_GIVEN
-from livekit.agents.voice import io
+from livekit.agents.voice import SpeechHandle, io
 from livekit.agents.voice.agent_session import SessionConnectOptions
 from livekit.agents.voice.events import (
     AgentStateChangedEvent,
@@ -30,7 +30,15 @@ import numpy as np
 
 from .agent_llm import ConversationAgentLLM
 from .client import INTERRUPT_RPC, TOOL_TOPIC, tool_summary
-from .home import Home, HomeContext, ToolCallError, ToolSpec
+from .home import (
+    QUESTION_PLAYOUT_SECONDS,
+    Home,
+    HomeContext,
+    NobodyListening,
+    QuestionPending,
+    ToolCallError,
+    ToolSpec,
+)
 from .local_audio import read_wav
 from .providers import (
     AnswerLost,
@@ -151,7 +159,11 @@ class ShackletonAgent(Agent):
 
         A room's conversation never ends, so its history is kept to the last
         HISTORY_ITEMS items: a day of turns must not grow every prompt (and the bill).
+        A turn that answers a question the home asked (`RoomSession.ask`) is the
+        home's, not the model's: it is handed over and gets no reply.
         """
+        if self._room_session.take_answer(new_message.text_content):
+            raise StopResponse
         if self._room_session.breaker.is_open():
             self._room_session.refuse_turn()
             raise StopResponse
@@ -163,8 +175,12 @@ class ShackletonAgent(Agent):
     async def llm_node(
         self, chat_ctx: llm.ChatContext, tools: list[Any], model_settings: Any
     ) -> AsyncIterator[Any]:
-        """Call the model unless the breaker is open (preemptive calls included)."""
-        if not self._room_session.breaker.allow():
+        """Call the model unless the breaker is open (preemptive calls included).
+
+        Nor while the room is answering the home's question: a preemptive call on
+        the answer's words would be paid for and thrown away.
+        """
+        if self._room_session.awaiting_answer or not self._room_session.breaker.allow():
             return
         async for chunk in Agent.default.llm_node(self, chat_ctx, tools, model_settings):
             yield chunk
@@ -194,6 +210,8 @@ class RoomSession:
         self._stt_adapter: stt_mod.StreamAdapter | None = None
         self._vad: SharedVAD | None = None
         self._rtc_room: rtc.Room | None = None
+        # The home asked a question (`ask`): the room's next utterance answers it.
+        self._answer: asyncio.Future[str] | None = None
 
     @property
     def turn(self) -> int:
@@ -540,9 +558,13 @@ class RoomSession:
         waits for it. Either way the user can talk over it. The text joins the chat
         context, so "what did you just say?" works.
         """
+        return self._speak(text, chime=chime, interrupt=interrupt) is not None
+
+    def _speak(self, text: str, *, chime: bool, interrupt: bool) -> SpeechHandle | None:
+        """Say `text` (after the chime); return its speech, or None when nobody listens."""
         session = self.session
         if session is None or self.recovery.restarting:
-            return False
+            return None
         try:
             if interrupt:
                 self._spawn(session.interrupt(force=True))
@@ -553,16 +575,14 @@ class RoomSession:
                 )  # fmt: skip
             if self.engine.settings.mode == "realtime":
                 # A speech-to-speech model has no separate voice: it reads the text out.
-                session.generate_reply(
+                return session.generate_reply(
                     instructions=f"Say this to the room, word for word: {text}",
                     allow_interruptions=True,
                 )
-            else:
-                session.say(text, allow_interruptions=True, add_to_chat_ctx=True)
+            return session.say(text, allow_interruptions=True, add_to_chat_ctx=True)
         except RuntimeError as err:  # a session closing or starting
             _LOGGER.debug("Room %s: cannot announce: %s", self.room, err)
-            return False
-        return True
+            return None
 
     async def async_refresh_agent(self) -> None:
         """Hand the room to its assistant as the home describes it now (a new choice)."""
@@ -570,7 +590,9 @@ class RoomSession:
             return
         self.session.update_agent(await self._build_agent(conversation=False))
 
-    async def start_conversation(self, text: str, context: str | None) -> bool:
+    async def start_conversation(
+        self, text: str, context: str | None, *, chime: bool = False
+    ) -> bool:
         """Speak first, then listen: the answer is a turn like any other.
 
         `context` (why the assistant is asking) goes into the chat context for the
@@ -584,7 +606,52 @@ class RoomSession:
             chat_ctx = agent.chat_ctx.copy()
             chat_ctx.add_message(role="system", content=f"Why you are asking: {context}")
             await agent.update_chat_ctx(chat_ctx)
-        return self.announce(text)
+        return self.announce(text, chime=chime)
+
+    @property
+    def awaiting_answer(self) -> bool:
+        """Return whether the room's next utterance answers the home's question."""
+        return self._answer is not None and not self._answer.done()
+
+    def take_answer(self, text: str | None) -> bool:
+        """Hand an utterance to the question waiting for it; False when none waits."""
+        if not self.awaiting_answer or not text or self._answer is None:
+            return False
+        self._answer.set_result(text)
+        return True
+
+    async def ask(self, text: str, *, chime: bool, seconds: float) -> str | None:
+        """Ask `text`; return what the room answers, heard but not answered by the model.
+
+        The wait is `seconds` from the end of the question (an answer that talks over
+        it counts too); None when nobody answered by then. Raises `NobodyListening`
+        when the room has no session, `QuestionPending` while another question waits.
+        """
+        if self.awaiting_answer:
+            raise QuestionPending(self.room)
+        answer: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._answer = answer
+        try:
+            speech = self._speak(text, chime=chime, interrupt=False)
+            if speech is None:
+                raise NobodyListening(self.room)
+            playout = asyncio.ensure_future(speech.wait_for_playout())
+            either: set[asyncio.Future[Any]] = {answer, playout}
+            try:
+                # A question that never ends playing (its speech stuck) is bounded too.
+                await asyncio.wait(
+                    either,
+                    timeout=QUESTION_PLAYOUT_SECONDS,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+            finally:
+                playout.cancel()
+            async with asyncio.timeout(seconds):
+                return await answer
+        except TimeoutError:
+            return None
+        finally:
+            self._answer = None
 
     def apologise(self, why: str) -> None:
         """Say the apology from pre-rendered audio: the failing provider is not needed."""
@@ -767,10 +834,19 @@ class VoiceEngine:
         if (session := self.sessions.get(room)) is not None:
             await session.async_refresh_agent()
 
-    async def start_conversation(self, room: str, text: str, context: str | None) -> bool:
+    async def start_conversation(
+        self, room: str, text: str, context: str | None, *, chime: bool = False
+    ) -> bool:
         """Open a conversation in `room`; return False when the room has no session."""
         session = self.sessions.get(room)
-        return session is not None and await session.start_conversation(text, context)
+        return session is not None and await session.start_conversation(text, context, chime=chime)
+
+    async def ask(self, room: str, text: str, *, chime: bool, seconds: float) -> str | None:
+        """Ask `text` in `room` and return the answer; see `RoomSession.ask`."""
+        session = self.sessions.get(room)
+        if session is None:
+            raise NobodyListening(room)
+        return await session.ask(text, chime=chime, seconds=seconds)
 
     def chime_audio(self) -> AsyncIterator[rtc.AudioFrame]:
         """Return the pre-announcement chime as a fresh stream."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +42,19 @@ class RoomTools:
 
 class ToolCallError(Exception):
     """A tool refused or failed; the message is for the model to recover from."""
+
+
+# The longest a question the home asks a room may take to say; the wait for its
+# answer starts after.
+QUESTION_PLAYOUT_SECONDS: Final = 60.0
+
+
+class NobodyListening(Exception):
+    """The home asked a room a question, and the room has no session to ask it in."""
+
+
+class QuestionPending(Exception):
+    """The home asked a room a question while another one waits for its answer."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -48,6 +48,7 @@ class Event(StrEnum):
     LEAVE = "leave"
     ANNOUNCE = "announce"
     START_CONVERSATION = "start_conversation"
+    ASK = "ask"
 
 
 class ReportKind(StrEnum):
@@ -177,6 +178,23 @@ class StartConversationEvent(TypedDict):
     room: str
     text: str
     context: str | None
+    chime: bool
+
+
+class AskEvent(TypedDict):
+    """Ask a question in a room; the worker acks `id` with the answer heard.
+
+    The ack's `ok` is False when nobody is in the room; its `answer` is None when
+    nobody answered within `seconds` of the question's end. The utterance that
+    answers goes to Home Assistant only, not to the model.
+    """
+
+    type: Literal[Event.ASK]
+    id: str
+    room: str
+    text: str
+    chime: bool
+    seconds: float
 
 
 def tools_result(tools: RoomTools) -> ToolsResult:

@@ -24,6 +24,7 @@ from typing import Any, Final
 
 from .engine import RoomSession, VoiceEngine, vad_options
 from .ha_link import HomeAway, HomeLink, HomeRefused, LinkConfig, RemoteHome
+from .home import NobodyListening, QuestionPending
 from .protocol import Command, Event, WorkerSettings
 
 _LOGGER = logging.getLogger(__name__)
@@ -194,6 +195,8 @@ class VoiceWorker:
             self._spawn(self._ack(event["id"], spoken))
         elif kind == Event.START_CONVERSATION:
             self._spawn(self._start_conversation(event))
+        elif kind == Event.ASK:
+            self._spawn(self._ask(event))
         elif kind == Event.LEAVE:
             self._spawn(self.async_end(event["room"]))
 
@@ -224,18 +227,35 @@ class VoiceWorker:
             )
         await old.aclose()
 
-    async def _ack(self, request: str, ok: bool) -> None:
+    async def _ack(self, request: str, ok: bool, **answer: str | None) -> None:
         # Unacknowledged, Home Assistant queues it again when this link drops: said
         # twice at worst, never lost.
         with contextlib.suppress(HomeAway, HomeRefused):
-            await self.link.request(Command.ACK, request=request, ok=ok)
+            await self.link.request(Command.ACK, request=request, ok=ok, **answer)
 
     async def _start_conversation(self, event: dict[str, Any]) -> None:
         engine = self.engine
         ok = engine is not None and await engine.start_conversation(
-            event["room"], event["text"], event.get("context")
+            event["room"], event["text"], event.get("context"), chime=bool(event.get("chime"))
         )
         await self._ack(event["id"], ok)
+
+    async def _ask(self, event: dict[str, Any]) -> None:
+        """Ask Home Assistant's question in the room; ack with the answer heard (or None)."""
+        if (engine := self.engine) is None:
+            await self._ack(event["id"], False)
+            return
+        try:
+            answer = await engine.ask(
+                event["room"],
+                event["text"],
+                chime=bool(event.get("chime")),
+                seconds=float(event["seconds"]),
+            )
+        except (NobodyListening, QuestionPending):
+            await self._ack(event["id"], False)
+            return
+        await self._ack(event["id"], True, answer=answer)
 
     async def aclose(self) -> None:
         """End every session (telling Home Assistant), then disconnect."""
