@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 
 import aiohttp
 
-from .home import HomeContext, RoomTools, ToolCallError, TurnReport
+from .home import HomeContext, RoomTools, ToolCallError, TurnReport, Usage
 from .protocol import (
     FATAL_CODES,
     PREFIX,
@@ -36,6 +36,7 @@ from .protocol import (
     encode_audio,
     room_tools,
     turn_fields,
+    usage_fields,
 )
 from .settings import Backoff
 
@@ -445,6 +446,10 @@ class RemoteHome:
             message=message,
             recoverable=recoverable,
         )
+
+    def report_usage(self, usage: Usage) -> None:
+        """Send what the providers did: HA counts it on the entry's usage sensors."""
+        self.link.report(kind=ReportKind.USAGE, room="", usage=usage_fields(usage))
 
     def report_session(self, room: str, *, active: bool) -> None:
         """Say that a room's session started or ended (announcements follow sessions)."""
