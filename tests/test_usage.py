@@ -49,6 +49,7 @@ from custom_components.shackleton.const import (
 )
 from custom_components.shackleton.usage import COUNTERS, Counter
 from custom_components.shackleton.voice import protocol
+from custom_components.shackleton.voice.ha_link import HomeLink, LinkConfig, RemoteHome
 from custom_components.shackleton.voice.home import Usage
 from custom_components.shackleton.voice.local_audio import (
     LocalAudioInput,
@@ -635,3 +636,24 @@ async def test_broken_usage_is_logged_and_skipped(
     assert _value(hass, "openai_llm_input_tokens_month") == 120
     assert _value(hass, "openai_llm_output_tokens_month") == 7
     assert await hass.config_entries.async_unload(loaded_entry.entry_id)
+
+
+async def test_worker_adds_up_usage_while_home_assistant_is_away() -> None:
+    """Reports wait while HA is away (a bounded queue): usage adds up in one of them."""
+    link = HomeLink(
+        LinkConfig(url="http://127.0.0.1:9", token="t", entry_id=ENTRY_ID),
+        on_event=lambda event: None,
+        on_connection=lambda connected: None,
+    )
+    home = RemoteHome(link)
+    home.report_usage(Usage(llm_input_tokens=5, stt_seconds=1.5))
+    home.report_usage(Usage(llm_input_tokens=7, tts_characters=3))
+    home.report_state("kitchen", "speaking")
+    home.report_usage(Usage(llm_output_tokens=2))
+    waiting = list(link._waiting)
+    assert [report["kind"] for report in waiting] == ["usage", "state", "usage"]
+    assert protocol.usage_report(waiting[0]["usage"]) == Usage(
+        llm_input_tokens=12, stt_seconds=1.5, tts_characters=3
+    )
+    assert protocol.usage_report(waiting[2]["usage"]) == Usage(llm_output_tokens=2)
+    await link.aclose()

@@ -295,6 +295,15 @@ class HomeLink:
 
     def report(self, **fields: Any) -> None:
         """Send a report; while HA is away it waits (bounded) and goes out on reconnect."""
+        last = self._waiting[-1] if self._waiting else None
+        if fields.get("kind") == ReportKind.USAGE and last and last.get("kind") == ReportKind.USAGE:
+            # Usage comes several times a turn: while HA is away it adds up in one report
+            # rather than pushing the rooms' states and turns out of the bounded queue.
+            last["usage"] = {
+                name: last["usage"].get(name, 0) + fields["usage"].get(name, 0)
+                for name in {*last["usage"], *fields["usage"]}
+            }
+            return
         self._waiting.append(fields)
         if self.connected:
             self._flush()
