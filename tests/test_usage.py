@@ -657,3 +657,28 @@ async def test_worker_adds_up_usage_while_home_assistant_is_away() -> None:
     )
     assert protocol.usage_report(waiting[2]["usage"]) == Usage(llm_output_tokens=2)
     await link.aclose()
+
+
+async def test_two_rooms_count_each_request_once(
+    hass: HomeAssistant, room: Room, fake_openai: FakeOpenAI, loaded_entry: MockConfigEntry
+) -> None:
+    """Rooms share the models: a request made for one room is counted once, not per room.
+
+    Each AgentSession listens to the shared models, so a session's own usage would
+    count the kitchen's request in the hall's session as well.
+    """
+    mic, speaker = LocalAudioInput(), LocalAudioOutput()
+    await loaded_entry.runtime_data.voice.async_start_local_session(
+        "hall", audio_input=mic, audio_output=speaker
+    )
+    fake_openai.transcripts = ["What time is it?"]
+    fake_openai.chat_script = [ChatReply("It is noon.")]
+    await room.say("whats_the_time")
+    await room.reply()
+    assert len(fake_openai.chat_usage) == 1
+    expected = _chat_figures(fake_openai) | {"openai_tts_characters_month": len("It is noon.")}
+    await _settle(hass, expected)
+    await asyncio.sleep(0.5)  # nothing more comes in late
+    assert {key: _value(hass, key) for key in expected} == expected
+    assert not speaker.segments  # the hall heard nothing
+    mic.close()
