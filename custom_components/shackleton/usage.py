@@ -107,7 +107,8 @@ def _parse(data: Any) -> tuple[dict[str, str], dict[str, dict[str, float]]]:
     periods = {p: check(saved["periods"].get(p), str, f"usage.periods.{p}") for p in PERIODS}
     counts = {
         p: {
-            str(name): float(check(value, float, f"usage.counts.{p}.{name}"))
+            # Tokens stay whole numbers across a restart.
+            str(name): check(value, float, f"usage.counts.{p}.{name}")
             for name, value in check(saved["counts"].get(p, {}), dict, f"usage.counts.{p}").items()
         }
         for p in PERIODS
