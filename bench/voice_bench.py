@@ -21,7 +21,13 @@ from typing import Any
 from livekit.plugins import silero
 
 from custom_components.shackleton.voice.engine import VoiceEngine, vad_options
-from custom_components.shackleton.voice.home import HomeContext, RoomTools, ToolSpec, TurnReport
+from custom_components.shackleton.voice.home import (
+    HomeContext,
+    RoomTools,
+    ToolSpec,
+    TurnReport,
+    Usage,
+)
 from custom_components.shackleton.voice.loading import import_heavy
 from custom_components.shackleton.voice.local_audio import (
     LocalAudioInput,
@@ -66,6 +72,9 @@ class BenchHome:
     def report_error(self, room: str, source: str, message: str, *, recoverable: bool) -> None:
         """Print errors: a benchmark with errors is not a benchmark."""
         print(f"error in {room}: {source}: {message}", file=sys.stderr)
+
+    def report_usage(self, usage: Usage) -> None:
+        """Ignore usage: the bench measures time."""
 
 
 def pct(values: list[float], q: int) -> float:

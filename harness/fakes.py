@@ -206,6 +206,9 @@ class FakeOpenAI:
     chat_script: list[ChatReply] = field(default_factory=list)
     default_reply: str = "Okay."
     chat_requests: list[dict[str, Any]] = field(default_factory=list)
+    # The `usage` of each streamed answer, sent only when the request asked for it
+    # (`stream_options.include_usage`), as OpenAI does.
+    chat_usage: list[dict[str, int]] = field(default_factory=list)
     # Speech to text: transcripts in order, then `default_transcript`.
     transcripts: list[str] = field(default_factory=list)
     default_transcript: str = ""
@@ -397,10 +400,17 @@ class FakeOpenAI:
             }
             events.append(chunk({"tool_calls": [call]}))
         events.append(chunk({}, "tool_calls" if calls else "stop"))
-        usage = {"prompt_tokens": 50, "completion_tokens": max(1, len(words)), "total_tokens": 51}
-        final = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": created,
-                 "model": body.get("model", "fake"), "choices": [], "usage": usage}  # fmt: skip
-        events.append(_sse(final) + b"data: [DONE]\n\n")
+        if (body.get("stream_options") or {}).get("include_usage"):
+            # Figures that follow the request (about 4 characters a token), not constants.
+            prompt = max(1, len(json.dumps(body["messages"])) // 4)
+            completion = max(1, len(words) + 8 * len(calls))
+            usage = {"prompt_tokens": prompt, "completion_tokens": completion,
+                     "total_tokens": prompt + completion}  # fmt: skip
+            self.chat_usage.append(usage)
+            final = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": created,
+                     "model": body.get("model", "fake"), "choices": [], "usage": usage}  # fmt: skip
+            events.append(_sse(final))
+        events.append(b"data: [DONE]\n\n")
         return await self._send(request, events, fault, {"Content-Type": "text/event-stream"})
 
     async def _complete(
@@ -408,8 +418,12 @@ class FakeOpenAI:
     ) -> web.StreamResponse:
         """Answer a request that asked for no stream: one JSON completion, text only."""
         text = "" if fault == "empty" else reply.text
-        usage = {"prompt_tokens": 50, "completion_tokens": max(1, len(text.split())),
-                 "total_tokens": 51}  # fmt: skip
+        # As in a stream's usage: figures that follow the request, not constants.
+        prompt = max(1, len(json.dumps(body["messages"])) // 4)
+        words = max(1, len(text.split()))
+        usage = {"prompt_tokens": prompt, "completion_tokens": words,
+                 "total_tokens": prompt + words}  # fmt: skip
+        self.chat_usage.append(usage)
         completion = {
             "id": "chatcmpl-fake",
             "object": "chat.completion",
@@ -573,6 +587,8 @@ class _RealtimeConversation:
         self.silence_ms = 0.0
         self.after_tool: RealtimeTurn | None = None
         self.broke_arguments = False
+        # Seconds of audio heard since the last response: what its usage bills as input.
+        self.unbilled_seconds = 0.0
 
     def new_id(self, kind: str) -> str:
         self.counter += 1
@@ -606,6 +622,7 @@ class _RealtimeConversation:
         """Server VAD: loud audio starts speech; enough quiet afterwards ends the turn."""
         chunk_ms = len(pcm) / 24
         self.fake.audio_seconds += chunk_ms / 1000
+        self.unbilled_seconds += chunk_ms / 1000
         self.position_ms += chunk_ms
         rms = float(np.sqrt(np.mean(pcm.astype(np.float64) ** 2))) if pcm.size else 0.0
         loud = rms >= self.fake.speech_rms
@@ -681,9 +698,8 @@ class _RealtimeConversation:
         }
         await self.send("response.created", response=response)
         where = {"response_id": response_id, "output_index": 0}
-        usage = {"input_tokens": 40, "output_tokens": 20, "total_tokens": 60}
         if fault == "empty":
-            done = response | {"status": "completed", "output": [], "usage": usage}
+            done = response | {"status": "completed", "output": [], "usage": self.usage(False)}
             await self.send("response.done", response=done)
             return
         if fault == "bad_tool_args" and not self.broke_arguments and turn.tool_call is None:
@@ -698,8 +714,30 @@ class _RealtimeConversation:
             item = await self.speak(where, turn.reply, fault)
             if item is None:
                 return
+        usage = self.usage(self.after_tool is None)  # a tool call says nothing
         done = response | {"status": "completed", "output": [item], "usage": usage}
         await self.send("response.done", response=done)
+
+    def usage(self, spoken: bool) -> dict[str, Any]:
+        """Return a response's usage in OpenAI's shape: audio billed as OpenAI does it.
+
+        Input audio is 10 tokens a second of what was heard since the last response,
+        output audio 20 tokens a second of the reply.
+        """
+        heard, self.unbilled_seconds = round(self.unbilled_seconds * 10), 0.0
+        said = round(self.fake.reply_seconds * 20) if spoken else 0
+        text_in, text_out = 12 + 3 * len(self.items), 8
+        return {
+            "input_tokens": heard + text_in,
+            "output_tokens": said + text_out,
+            "total_tokens": heard + text_in + said + text_out,
+            "input_token_details": {
+                "audio_tokens": heard,
+                "text_tokens": text_in,
+                "cached_tokens": 0,
+            },
+            "output_token_details": {"audio_tokens": said, "text_tokens": text_out},
+        }
 
     async def call_tool(
         self, where: dict[str, Any], name: str, arguments: Any, *, broken: bool = False

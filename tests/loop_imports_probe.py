@@ -80,6 +80,9 @@ class QuietHome:
     def report_error(self, room: str, source: str, message: str, *, recoverable: bool) -> None:
         """Ignore."""
 
+    def report_usage(self, usage: Any) -> None:
+        """Ignore."""
+
 
 async def main() -> None:
     """Load like HA, then arm the audit hook for engine start-up and one turn."""

@@ -21,10 +21,11 @@ from homeassistant.components import conversation
 from homeassistant.components.homeassistant.exposed_entities import async_expose_entity
 from homeassistant.core import Context, HomeAssistant
 from homeassistant.exceptions import HomeAssistantError
+from homeassistant.helpers import entity_registry as er
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_capture_events
 
-from custom_components.shackleton.const import EVENT_TOOL_CALL
+from custom_components.shackleton.const import DOMAIN, EVENT_TOOL_CALL
 from custom_components.shackleton.home_bridge import HassHome
 from custom_components.shackleton.tools.cameras import SNAPSHOT_SECONDS
 from custom_components.shackleton.vision import MODEL_SECONDS
@@ -266,11 +267,14 @@ async def tasks_entry(hass: HomeAssistant, mock_config_entry: MockConfigEntry) -
     return mock_config_entry
 
 
-@pytest.mark.usefixtures("cameras", "tasks_entry")
+@pytest.mark.usefixtures("cameras")
 async def test_generate_data_with_a_camera_and_a_structure(
-    hass: HomeAssistant, fake_openai: FakeOpenAI
+    hass: HomeAssistant, fake_openai: FakeOpenAI, tasks_entry: MockConfigEntry
 ) -> None:
-    """The README's AI task: the still reaches the model, the JSON comes back as data."""
+    """The README's AI task: the still reaches the model, the JSON comes back as data.
+
+    Its tokens count on the entry's usage sensors, as the text agent's do.
+    """
     fake_openai.chat_script = [ChatReply('{"person": "a courier", "parcel": true}')]
     response = await async_run_example(hass, "camera-ai-task")
     assert response["data"] == {"person": "a courier", "parcel": True}
@@ -283,6 +287,12 @@ async def test_generate_data_with_a_camera_and_a_structure(
     assert set(schema["properties"]) == {"person", "parcel"}
     assert schema["properties"]["parcel"]["type"] == "boolean"
     assert set(schema["required"]) == {"person", "parcel"}
+    [billed] = fake_openai.chat_usage
+    for key, figure in (("input", "prompt_tokens"), ("output", "completion_tokens")):
+        unique_id = f"{tasks_entry.entry_id}_openai_llm_{key}_tokens_month"
+        sensor = er.async_get(hass).async_get_entity_id("sensor", DOMAIN, unique_id)
+        assert sensor is not None
+        assert float(hass.states.get(sensor).state) == billed[figure]
     RESPONSE_FILE.parent.mkdir(exist_ok=True)
     RESPONSE_FILE.write_text(json.dumps(response, indent=2) + "\n")
 

@@ -15,7 +15,7 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.shackleton.models import ShackletonRuntime
 from custom_components.shackleton.voice.engine import VoiceEngine, build_instructions
-from custom_components.shackleton.voice.home import HomeContext, RoomTools, TurnReport
+from custom_components.shackleton.voice.home import HomeContext, RoomTools, TurnReport, Usage
 from custom_components.shackleton.voice.local_audio import LocalAudioInput, LocalAudioOutput
 from custom_components.shackleton.voice.providers import build_models
 from custom_components.shackleton.voice.settings import ProviderSettings, VoiceSettings
@@ -28,6 +28,7 @@ class RecordingHome:
 
     tools_fail: bool = False
     turns: list[TurnReport] = field(default_factory=list)
+    usage: list[Usage] = field(default_factory=list)
 
     def context(self, room: str) -> HomeContext:
         """Return a context with a known user."""
@@ -56,6 +57,10 @@ class RecordingHome:
 
     def report_error(self, room: str, source: str, message: str, *, recoverable: bool) -> None:
         """Ignore errors."""
+
+    def report_usage(self, usage: Usage) -> None:
+        """Keep what the providers did."""
+        self.usage.append(usage)
 
 
 def _settings(fake: FakeOpenAI, **changes: Any) -> VoiceSettings:

@@ -7,6 +7,7 @@ from homeassistant.core import HomeAssistant, State
 from homeassistant.helpers import device_registry as dr, entity_registry as er
 from pytest_homeassistant_custom_component.common import MockConfigEntry, mock_restore_cache
 from syrupy.assertion import SnapshotAssertion
+from syrupy.filters import props
 
 from .conftest import ASSISTANT_ID, on_recorded_release
 
@@ -26,7 +27,19 @@ async def test_entities(
     await hass.async_block_till_done()
     entities = er.async_entries_for_config_entry(entity_registry, loaded_entry.entry_id)
     disabled = [e.entity_id for e in entities if e.disabled_by is not None]
-    assert disabled == ["sensor.shackleton_127_0_0_1_last_turn_latency"]
+    # The day's usage counters too: the month's statistics have the days (test_usage.py).
+    usage_today = [
+        f"sensor.shackleton_127_0_0_1_openai_{name}_today"
+        for name in (
+            "language_model_input_tokens",
+            "language_model_output_tokens",
+            "speech_to_text_audio",
+            "text_to_speech_characters",
+        )
+    ]
+    assert sorted(disabled) == sorted(
+        ["sensor.shackleton_127_0_0_1_last_turn_latency", *usage_today]
+    )
     domains = {entity.domain for entity in entities}
     assert domains == {
         "ai_task", "assist_satellite", "binary_sensor", "conversation", "notify", "select",
@@ -34,7 +47,10 @@ async def test_entities(
     }  # fmt: skip
     for entity in sorted(entities, key=lambda e: e.entity_id):
         assert entity == snapshot(name=f"{entity.entity_id}-entry")
-        assert hass.states.get(entity.entity_id) == snapshot(name=f"{entity.entity_id}-state")
+        # The usage totals' last_reset is this month's start: checked in test_usage.py.
+        assert hass.states.get(entity.entity_id) == snapshot(
+            name=f"{entity.entity_id}-state", exclude=props("last_reset")
+        )
 
 
 async def test_service_device(

@@ -40,6 +40,7 @@ from custom_components.shackleton.voice.home import (
     ToolCallError,
     ToolSpec,
     TurnReport,
+    Usage,
 )
 
 DATA = Path(__file__).parent.parent / "notebooks" / "data"
@@ -198,6 +199,9 @@ class RehearsalHome:
     def report_error(self, room: str, source: str, message: str, *, recoverable: bool) -> None:
         """Keep faults for the results."""
         self.errors.append(f"{source}: {message}")
+
+    def report_usage(self, usage: Usage) -> None:
+        """Nothing to count."""
 
 
 # The offline models ---------------------------------------------------------------

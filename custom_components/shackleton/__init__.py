@@ -39,6 +39,7 @@ from .storage import async_remove_store
 from .tools.api import ShackletonAPI
 from .tools.notes import NoteStore, async_get_embedder
 from .tools.reminders import ReminderStore
+from .usage import UsageMeter, usage_store
 from .voice_config import livekit_server
 from .voice_manager import VoiceManager
 from .worker_api import async_register_worker_api
@@ -96,6 +97,8 @@ async def async_setup_entry(hass: HomeAssistant, entry: ShackletonConfigEntry) -
     entry.async_on_unload(reminders.async_stop)
     rooms = RoomDevices(hass, entry, lambda room: room in voice.active_rooms)
     await rooms.async_load()
+    usage = UsageMeter(hass, entry)
+    await usage.async_load()
     entry.runtime_data = ShackletonData(
         runtime=runtime,
         voice=voice,
@@ -103,6 +106,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: ShackletonConfigEntry) -
         notes=notes,
         reminders=reminders,
         rooms=rooms,
+        usage=usage,
         link=link,
         options=dict(entry.options),
     )
@@ -175,12 +179,13 @@ async def async_unload_entry(hass: HomeAssistant, entry: ShackletonConfigEntry) 
 
 
 async def async_remove_entry(hass: HomeAssistant, entry: ShackletonConfigEntry) -> None:
-    """Remove what the entry left behind outside itself: repairs, notes and reminders."""
+    """Remove what the entry left behind outside itself: repairs, notes, reminders, usage."""
     async_clear_all(hass, entry.entry_id)
     await NoteStore(hass, entry.entry_id, async_get_embedder(hass)).async_remove()
     await ReminderStore(hass, entry.entry_id, lambda room, text: False).async_remove()
     await RoomDevices(hass, entry, lambda room: False).async_remove_store()
     await async_remove_store(queue_store(hass, entry.entry_id))
+    await async_remove_store(usage_store(hass, entry.entry_id))
 
 
 async def async_remove_config_entry_device(

@@ -48,6 +48,7 @@ class ShackletonTaskEntity(ai_task.AITaskEntity):
     def __init__(self, entry: ShackletonConfigEntry, provider: ProviderSettings) -> None:
         """Serve `entry` with `provider`'s model."""
         self._provider = provider
+        self._usage = entry.runtime_data.usage
         self._attr_unique_id = f"{entry.entry_id}_ai_task"
         self._attr_device_info = service_device_info(entry)
 
@@ -65,7 +66,13 @@ class ShackletonTaskEntity(ai_task.AITaskEntity):
         response_format = (
             None if task.structure is None else _response_format(task.name, task.structure)
         )
-        text = await async_ask(self.hass, self._provider, messages, response_format=response_format)
+        text = await async_ask(
+            self.hass,
+            self._provider,
+            messages,
+            response_format=response_format,
+            count=self._usage.async_add,
+        )
         chat_log.async_add_assistant_content_without_tools(
             conversation.AssistantContent(agent_id=self.entity_id, content=text)
         )

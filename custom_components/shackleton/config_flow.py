@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+import math
 import os
 from typing import Any, Final
 
@@ -66,6 +67,8 @@ from .const import (
     DOMAIN,
     NOBODY_POLICIES,
     PIPELINE_STAGES,
+    PRICE_MAX,
+    PRICE_OPTIONS,
     STAGE_LLM,
     STAGE_REALTIME,
     STAGE_STT,
@@ -175,6 +178,47 @@ OPTION_SECTIONS: dict[str, dict[str, Any]] = {
         CONF_TRANSCRIPTS_IN_EVENTS: BooleanSelector(),
     },
 }
+
+# --- Costs: a section of its own, the prices behind the estimated cost sensors ----------
+SECTION_COSTS = "costs"
+# No min/max in the selector: a bad price gets the form's translated error, not a
+# schema error (`_checked_prices`).
+_PRICE = NumberSelector(NumberSelectorConfig(step="any", mode=NumberSelectorMode.BOX))
+
+
+def _price_section(current: Mapping[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """Return the costs section and the prices it shows (unset ones stay empty)."""
+    schema = probatio.Schema({probatio.Optional(key): _PRICE for key in PRICE_OPTIONS})
+    shown = {key: current[key] for key in PRICE_OPTIONS if current.get(key) is not None}
+    return section(schema, {"collapsed": not shown}), shown
+
+
+def _checked_prices(answer: Mapping[str, Any]) -> tuple[dict[str, float | None], str | None]:
+    """Return every price option (None: cleared, no cost), and an error if one is bad."""
+    prices: dict[str, float | None] = {}
+    error: str | None = None
+    for key in PRICE_OPTIONS:
+        prices[key] = value = answer.get(key)
+        if value is None:
+            continue
+        try:
+            price = float(value)
+        except (TypeError, ValueError):
+            price = math.nan
+        if math.isfinite(price) and 0 <= price <= PRICE_MAX:
+            prices[key] = price
+        else:
+            error = "invalid_price"  # shown again as typed, to be mended
+    return prices, error
+
+
+def _with_prices(options: dict[str, Any], prices: Mapping[str, float | None]) -> dict[str, Any]:
+    """Return the options with the prices set, and the cleared ones left out."""
+    kept = {key: value for key, value in options.items() if key not in PRICE_OPTIONS}
+    return kept | {key: value for key, value in prices.items() if value is not None}
+
+
+# ------------------------------------------------------------------------------------
 
 # Options that may be left blank (the form then leaves them out).
 BLANKABLE: Final = (CONF_AUTO_JOIN_PREFIX, CONF_LIVEKIT_BROWSER_URL)
@@ -564,17 +608,23 @@ class ShackletonOptionsFlow(OptionsFlow):
         errors: dict[str, str] = {}
         current = {**DEFAULT_OPTIONS, **self.config_entry.options}
         if user_input is not None:
-            flat, errors = _checked_options(user_input)
+            prices, price_error = _checked_prices(user_input.get(SECTION_COSTS, {}))
+            flat, errors = _checked_options(
+                {k: v for k, v in user_input.items() if k != SECTION_COSTS}
+            )
+            if price_error and not errors:
+                errors["base"] = price_error
+            current = _with_prices({**current, **flat}, prices)
             if not errors:
-                return self.async_create_entry(data={**current, **flat})
-            current = {**current, **flat}
+                return self.async_create_entry(data=current)
         fields, suggested = self._options_form(current)
         return self.async_show_form(
             step_id="init",
             data_schema=self.add_suggested_values_to_schema(probatio.Schema(fields), suggested),
             errors=errors,
             description_placeholders={
-                "webhook_path": webhook.async_generate_path(webhook_id(self.config_entry.entry_id))
+                "webhook_path": webhook.async_generate_path(webhook_id(self.config_entry.entry_id)),
+                "currency": self.hass.config.currency,
             },
         )
 
@@ -601,6 +651,9 @@ class ShackletonOptionsFlow(OptionsFlow):
                 {"collapsed": name != SECTION_TURN_TAKING},
             )
             suggested[name] = {key: current[key] for key in selectors}
+        # A default: an answer without the section (an older frontend, a script) is no error.
+        costs, suggested[SECTION_COSTS] = _price_section(current)
+        fields[probatio.Required(SECTION_COSTS, default={})] = costs
         return fields, suggested
 
 

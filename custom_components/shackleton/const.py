@@ -96,6 +96,25 @@ CARD_TOKEN_RATE_WINDOW: Final = 60.0
 CONF_TRANSCRIPT_RETENTION_DAYS: Final = "transcript_retention_days"
 CONF_TRANSCRIPTS_IN_EVENTS: Final = "transcripts_in_events"
 
+# Options: costs (usage.py). Each is a price in the home's currency per so many units
+# (1M tokens or characters, a minute of audio); unset, that counter adds no cost.
+CONF_PRICE_LLM_INPUT: Final = "price_llm_input_tokens"
+CONF_PRICE_LLM_OUTPUT: Final = "price_llm_output_tokens"
+CONF_PRICE_STT_MINUTE: Final = "price_stt_minute"
+CONF_PRICE_TTS_CHARACTERS: Final = "price_tts_characters"
+CONF_PRICE_REALTIME_AUDIO_INPUT: Final = "price_realtime_audio_input_tokens"
+CONF_PRICE_REALTIME_AUDIO_OUTPUT: Final = "price_realtime_audio_output_tokens"
+PRICE_OPTIONS: Final = (
+    CONF_PRICE_LLM_INPUT,
+    CONF_PRICE_LLM_OUTPUT,
+    CONF_PRICE_STT_MINUTE,
+    CONF_PRICE_TTS_CHARACTERS,
+    CONF_PRICE_REALTIME_AUDIO_INPUT,
+    CONF_PRICE_REALTIME_AUDIO_OUTPUT,
+)
+# Above this, a price per unit is a typo (a million tokens at 10 000 is no tariff).
+PRICE_MAX: Final = 10_000.0
+
 # Options the voice engine applies to new turns without a reload.
 TURN_TAKING_OPTIONS: Final = frozenset(
     {

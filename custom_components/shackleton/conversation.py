@@ -32,6 +32,7 @@ from .home_bridge import async_ask_agent, make_llm_context
 from .models import ShackletonConfigEntry
 from .provider_faults import ProviderFault, classify
 from .tools.api import ShackletonAPI, tool_schemas
+from .usage import chat_usage
 from .voice.home import ToolCallError
 from .voice.settings import Limits, persona
 from .voice_config import assistant_llm, settings_from_entry
@@ -39,6 +40,7 @@ from .voice_support import async_text_client
 
 if TYPE_CHECKING:
     import openai
+    from openai.types.chat import ChatCompletionStreamOptionsParam
 
 PARALLEL_UPDATES = 0
 # Model calls in one message: enough for "turn off the lights and lock up", not a loop.
@@ -287,6 +289,7 @@ class ShackletonConversationEntity(conversation.ConversationEntity):
                     break
                 except Exception as err:  # mid-stream, what fails is not the SDK's own
                     raise fault(err) from err
+                self._count_usage(chunk)
                 if content:
                     yield {"content": content}
         finally:
@@ -317,6 +320,8 @@ class ShackletonConversationEntity(conversation.ConversationEntity):
         limits = self._limits
         loop = asyncio.get_running_loop()
         attempt = 0
+        # The last chunk then carries the request's tokens (the usage sensors count them).
+        usage: ChatCompletionStreamOptionsParam = {"include_usage": True}
         while True:
             try:
                 async with asyncio.timeout_at(deadline):
@@ -324,6 +329,7 @@ class ShackletonConversationEntity(conversation.ConversationEntity):
                         model=self._provider.model,
                         messages=messages,  # type: ignore[arg-type]
                         stream=True,
+                        stream_options=usage,
                         tools=tools or sys.modules["openai"].NOT_GIVEN,
                     )
             except Exception as err:  # every way a request fails is a fault
@@ -340,6 +346,11 @@ class ShackletonConversationEntity(conversation.ConversationEntity):
                 LOGGER.debug("%s: retrying in %.2f s after %r", self.entry.title, wait, err)
                 await asyncio.sleep(wait)
                 attempt += 1
+
+    def _count_usage(self, chunk: Any) -> None:
+        """Count a chunk's `usage` (the last one's) on the usage sensors; never raise."""
+        if (counted := chat_usage(getattr(chunk, "usage", None))) is not None:
+            self.entry.runtime_data.usage.async_add(counted)
 
     async def _async_client(self) -> openai.AsyncClient:
         """Return the model's client, importing (or installing) the SDK off the loop."""

@@ -37,7 +37,15 @@ from .const import (
 from .models import ShackletonConfigEntry
 from .repairs import async_clear_issue, async_raise_issue
 from .tools.api import tool_schemas
-from .voice.home import HomeContext, Persona, RoomTools, ToolCallError, ToolSpec, TurnReport
+from .voice.home import (
+    HomeContext,
+    Persona,
+    RoomTools,
+    ToolCallError,
+    ToolSpec,
+    TurnReport,
+    Usage,
+)
 
 
 def make_llm_context(
@@ -367,6 +375,11 @@ class HassHome:
                 ir.IssueSeverity.ERROR,
                 {"title": self._entry.title, "error": message},
             )
+
+    @callback
+    def report_usage(self, usage: Usage) -> None:
+        """Count what the providers did on the entry's usage sensors."""
+        self._entry.runtime_data.usage.async_add(usage)
 
     def _scrub(self, text: str) -> str:
         for secret in self._secrets:

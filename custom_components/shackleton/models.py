@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from .tools.api import ShackletonAPI
     from .tools.notes import NoteStore
     from .tools.reminders import ReminderStore
+    from .usage import UsageMeter
     from .voice_manager import VoiceManager
 
 # The busiest room decides what the assistant state sensor shows.
@@ -185,6 +186,8 @@ class ShackletonData:
     reminders: ReminderStore
     # Each room served is a device (room_devices.py).
     rooms: RoomDevices
+    # What the providers did today and this month (usage.py; the usage sensors).
+    usage: UsageMeter
     link: LiveKitLink | None = field(default=None)
     # Each assistant's Assist agent by subentry id, once their platform is set up.
     agents: dict[str, ShackletonConversationEntity] = field(default_factory=dict)

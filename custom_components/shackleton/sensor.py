@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from homeassistant.components.sensor import (
     SensorDeviceClass,
@@ -12,12 +13,15 @@ from homeassistant.components.sensor import (
     SensorStateClass,
 )
 from homeassistant.const import EntityCategory, UnitOfTime
-from homeassistant.core import HomeAssistant
+from homeassistant.core import HomeAssistant, callback
+from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.entity_platform import AddEntitiesCallback
 
 from .const import ASSISTANT_STATES
-from .entity import RoomEntity, ShackletonEntity, async_add_room_entities
+from .entity import RoomEntity, ShackletonEntity, async_add_room_entities, service_device_info
 from .models import ShackletonConfigEntry, ShackletonRuntime
+from .provider_catalog import PROVIDERS
+from .usage import COUNTERS, PERIOD_DAY, PERIODS, PROVIDER_NAMES, Counter, UsageMeter
 
 PARALLEL_UPDATES = 0
 
@@ -103,6 +107,9 @@ async def async_setup_entry(
         async_add_entities,
         lambda room: [RoomSensor(entry, room, description) for description in ROOM_SENSORS],
     )
+    usage = usage_sensors(entry)
+    async_remove_stale_usage(hass, entry, {sensor.unique_id for sensor in usage})
+    async_add_entities(usage)
 
 
 class ShackletonSensor(ShackletonEntity, SensorEntity):
@@ -135,3 +142,125 @@ class RoomSensor(RoomEntity, SensorEntity):
     def native_value(self) -> str | int | float | None:
         """Return the current value."""
         return self.entity_description.value_fn(self.runtime, self.room)
+
+
+# --- Usage and cost (usage.py) ------------------------------------------------------
+
+# Counter -> device class and unit; None: the unit is translated (tokens, characters).
+_USAGE_UNITS: dict[str, tuple[SensorDeviceClass | None, str | None]] = {
+    "stt_seconds": (SensorDeviceClass.DURATION, UnitOfTime.SECONDS),
+}
+
+
+def usage_sensors(entry: ShackletonConfigEntry) -> list[SensorEntity]:
+    """Return a sensor per counter in use and period, and the cost sensors if priced."""
+    meter = entry.runtime_data.usage
+    sensors: list[SensorEntity] = [
+        UsageSensor(entry, counter, provider, period)
+        for counter, provider in meter.counters.items()
+        for period in PERIODS
+    ]
+    if meter.prices():
+        sensors += [CostSensor(entry, period) for period in PERIODS]
+    return sensors
+
+
+@callback
+def async_remove_stale_usage(
+    hass: HomeAssistant, entry: ShackletonConfigEntry, kept: set[str | None]
+) -> None:
+    """Remove the usage and cost sensors the entry no longer has.
+
+    A cleared price, or a stage moved to another provider, would otherwise leave a
+    sensor "unavailable" for good.
+    """
+    registry = er.async_get(hass)
+    possible = {
+        f"{entry.entry_id}_{provider}_{counter.key}_{period}"
+        for provider in PROVIDERS
+        for counter in COUNTERS
+        for period in PERIODS
+    } | {f"{entry.entry_id}_estimated_cost_{period}" for period in PERIODS}
+    for entity in er.async_entries_for_config_entry(registry, entry.entry_id):
+        if entity.domain == "sensor" and entity.unique_id in possible - kept:
+            registry.async_remove(entity.entity_id)
+
+
+class _PeriodSensor(SensorEntity):
+    """A total of the current day or month, restarted with a new `last_reset`.
+
+    `total` with `last_reset`: HA's statistics (sensor/recorder.py) start a new cycle
+    when `last_reset` changes, and sum the cycles, so the month's sensor gives hourly,
+    daily and monthly figures in a statistics card.
+    """
+
+    _attr_has_entity_name = True
+    _attr_should_poll = False
+    _attr_state_class = SensorStateClass.TOTAL
+
+    def __init__(self, entry: ShackletonConfigEntry, period: str) -> None:
+        """Bind the sensor to its entry's usage meter and service device."""
+        self.meter: UsageMeter = entry.runtime_data.usage
+        self.period = period
+        self._attr_device_info = service_device_info(entry)
+        # Enough with the month's totals (its statistics have the days); the day's
+        # counters are there for those who want them on a dashboard.
+        self._attr_entity_registry_enabled_default = period != PERIOD_DAY
+
+    @property
+    def last_reset(self) -> datetime:
+        """Return when the day or month began."""
+        return self.meter.last_reset(self.period)
+
+    async def async_added_to_hass(self) -> None:
+        """Follow the meter's changes."""
+        await super().async_added_to_hass()
+        self.async_on_remove(self.meter.async_add_listener(self.async_write_ha_state))
+
+
+class UsageSensor(_PeriodSensor):
+    """What one provider did for one stage today or this month."""
+
+    def __init__(
+        self, entry: ShackletonConfigEntry, counter: Counter, provider: str, period: str
+    ) -> None:
+        """Show `counter` of `provider` for `period`."""
+        super().__init__(entry, period)
+        self.counter = counter
+        self._attr_unique_id = f"{entry.entry_id}_{provider}_{counter.key}_{period}"
+        self._attr_translation_key = f"{counter.key}_{period}"
+        self._attr_translation_placeholders = {"provider": PROVIDER_NAMES.get(provider, provider)}
+        self._attr_device_class, self._attr_native_unit_of_measurement = _USAGE_UNITS.get(
+            counter.key, (None, None)
+        )
+        self._attr_suggested_display_precision = 0
+
+    @property
+    def native_value(self) -> float:
+        """Return the total so far (seconds to the millisecond)."""
+        return round(self.meter.count(self.counter, self.period), 3)
+
+
+class CostSensor(_PeriodSensor):
+    """The estimated cost of the day or month: each priced counter times its price."""
+
+    _attr_device_class = SensorDeviceClass.MONETARY
+    _attr_suggested_display_precision = 2
+
+    def __init__(self, entry: ShackletonConfigEntry, period: str) -> None:
+        """Show the cost for `period`, in the home's currency."""
+        super().__init__(entry, period)
+        self._attr_unique_id = f"{entry.entry_id}_estimated_cost_{period}"
+        self._attr_translation_key = f"estimated_cost_{period}"
+        # The day's cost is the figure people look at; the entities are few.
+        self._attr_entity_registry_enabled_default = True
+
+    async def async_added_to_hass(self) -> None:
+        """Take the home's currency (it can change; a reload takes the new one)."""
+        self._attr_native_unit_of_measurement = self.hass.config.currency
+        await super().async_added_to_hass()
+
+    @property
+    def native_value(self) -> float:
+        """Return the estimated cost, to a millionth (a few tokens cost less than a cent)."""
+        return round(self.meter.cost(self.period), 6)

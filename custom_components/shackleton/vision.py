@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+from collections.abc import Callable
 from dataclasses import dataclass
 import sys
 from typing import TYPE_CHECKING, Any, Final
@@ -20,12 +21,14 @@ from homeassistant.core import HomeAssistant
 
 from .const import STAGE_LLM
 from .provider_faults import ProviderFault, classify
+from .usage import chat_usage
 from .voice.settings import Limits, ProviderSettings
 from .voice_config import provider_settings
 from .voice_support import async_text_client
 
 if TYPE_CHECKING:
     from .models import ShackletonConfigEntry
+    from .voice.home import Usage
 
 # A camera question is one tool call of a spoken turn, and the room's watchdog gives the
 # turn up `Limits.turn_deadline` (6 s) after the call began: the snapshot
@@ -74,8 +77,12 @@ async def async_ask(
     messages: list[dict[str, Any]],
     *,
     response_format: dict[str, Any] | None = None,
+    count: Callable[[Usage], None] | None = None,
 ) -> str:
-    """Return the model's answer to `messages`, within MODEL_SECONDS, or raise ProviderFault."""
+    """Return the model's answer to `messages`, within MODEL_SECONDS, or raise ProviderFault.
+
+    `count` gets the tokens the request used (the entry's usage sensors).
+    """
     client = await async_text_client(hass, provider, Limits())
     host = str(client.base_url.host)
     try:
@@ -88,6 +95,8 @@ async def async_ask(
             answer = completion.choices[0].message.content if completion.choices else None
     except Exception as err:  # every way a request fails is a fault
         raise classify(err, host=host, seconds=MODEL_SECONDS) from err
+    if count is not None and (counted := chat_usage(completion.usage)) is not None:
+        count(counted)
     if not answer or not answer.strip():
         raise ProviderFault("empty")
     return answer.strip()

@@ -568,6 +568,7 @@ async def ws_synthesize(
         probatio.Optional("source"): str,
         probatio.Optional("message"): str,
         probatio.Optional("recoverable"): bool,
+        probatio.Optional("usage"): dict,
     },
 )
 async def ws_report(msg: dict[str, Any], home: HassHome, link: WorkerLink) -> None:
@@ -580,9 +581,11 @@ async def ws_report(msg: dict[str, Any], home: HassHome, link: WorkerLink) -> No
             home.report_state(room, msg["state"])
         elif kind == ReportKind.TURN:
             home.report_turn(protocol.turn_report(room, msg["turn"]))
+        elif kind == ReportKind.USAGE:
+            home.report_usage(protocol.usage_report(msg["usage"]))
         else:
             home.report_error(room, msg["source"], msg["message"], recoverable=msg["recoverable"])
-    except (KeyError, TypeError) as err:
+    except (KeyError, TypeError, ValueError) as err:
         raise _BadMessage(f"incomplete {kind} report: {err}") from err
 
 

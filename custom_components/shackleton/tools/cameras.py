@@ -10,6 +10,7 @@ so nothing tells the model that an unexposed camera exists.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from homeassistant.components.homeassistant.exposed_entities import async_should_expose
@@ -26,6 +27,7 @@ from .base import ShackletonTool
 
 if TYPE_CHECKING:
     from ..models import ShackletonConfigEntry
+    from ..voice.home import Usage
     from ..voice.settings import ProviderSettings
 
 ASSISTANT = "conversation"
@@ -111,9 +113,15 @@ class CameraLookTool(ShackletonTool):
     title = "Look through a camera"
     annotations = LOOKS
 
-    def __init__(self, provider: ProviderSettings, cameras: list[str]) -> None:
-        """Ask `provider`'s model; `cameras` are the exposed cameras' names."""
+    def __init__(
+        self, provider: ProviderSettings, cameras: list[str], count: Callable[[Usage], None]
+    ) -> None:
+        """Ask `provider`'s model; `cameras` are the exposed cameras' names.
+
+        `count` counts the model's tokens on the entry's usage sensors.
+        """
         self._provider = provider
+        self._count = count
         self.description = (
             "Take a picture now with one of the home's cameras and ask what it shows: "
             "who is at the door, whether the garage door is open, whether a parcel came. "
@@ -141,7 +149,7 @@ class CameraLookTool(ShackletonTool):
                 "content": [{"type": "text", "text": args["question"]}, picture.as_part()],
             },
         ]
-        answer = await async_ask(hass, self._provider, messages)
+        answer = await async_ask(hass, self._provider, messages, count=self._count)
         return {"camera": camera.name, "taken": taken, "answer": answer}
 
 
@@ -151,4 +159,5 @@ def camera_tools(hass: HomeAssistant, entry: ShackletonConfigEntry) -> list[llm.
     provider = vision_provider(entry)
     if not cameras or provider is None:
         return []
-    return [CameraLookTool(provider, [camera.name for camera in cameras])]
+    names = [camera.name for camera in cameras]
+    return [CameraLookTool(provider, names, entry.runtime_data.usage.async_add)]

@@ -38,6 +38,7 @@ from .home import (
     QuestionPending,
     ToolCallError,
     ToolSpec,
+    Usage,
 )
 from .local_audio import read_wav
 from .providers import (
@@ -52,6 +53,7 @@ from .recovery import Breaker, Recovery
 from .settings import TurnTaking, VoiceSettings, persona
 from .shared_vad import SharedVAD
 from .turns import TurnTracker
+from .usage import ModelUsage, RealtimeUsage
 
 _LOGGER = logging.getLogger(__name__)
 # The conversation items a room remembers (about ten exchanges with their tool calls).
@@ -212,6 +214,7 @@ class RoomSession:
         self._rtc_room: rtc.Room | None = None
         # The home asked a question (`ask`): the room's next utterance answers it.
         self._answer: asyncio.Future[str] | None = None
+        self._realtime_usage = RealtimeUsage(engine.report_usage)
 
     @property
     def turn(self) -> int:
@@ -295,6 +298,7 @@ class RoomSession:
             user_away_timeout=None,
         )
         self.session = session
+        self._realtime_usage.restart()
         for event, handler in self._handlers():
             session.on(event, handler)
         if audio_input is not None:
@@ -356,7 +360,7 @@ class RoomSession:
         )
 
     def _handlers(self) -> list[tuple[Any, Callable[..., None]]]:
-        return [
+        handlers: list[tuple[Any, Callable[..., None]]] = [
             ("agent_state_changed", self._on_agent_state),
             ("user_state_changed", self._on_user_state),
             ("conversation_item_added", self._on_item),
@@ -364,6 +368,10 @@ class RoomSession:
             ("error", self._on_error),
             ("close", self._on_close),
         ]
+        if self.engine.settings.mode == "realtime":
+            # The room's own realtime session: its totals are this room's alone (usage.py).
+            handlers.append(("session_usage_updated", self._realtime_usage.on_usage))
+        return handlers
 
     # --- LiveKit's events: the turns --------------------------------------------------
 
@@ -753,6 +761,8 @@ class VoiceEngine:
         self.sessions: dict[str, RoomSession] = {}
         self._apology: list[rtc.AudioFrame] = []
         self._chime = _frames(chime_pcm(CHIME_RATE), CHIME_RATE)
+        self._model_usage = ModelUsage(self.report_usage)
+        self._model_usage.watch(models.stt, models.llm, models.tts)
 
     @classmethod
     async def async_create(
@@ -884,8 +894,16 @@ class VoiceEngine:
                     }
                 )
 
+    def report_usage(self, usage: Usage) -> None:
+        """Hand what a provider did to the home; counting never fails a turn."""
+        try:
+            self.home.report_usage(usage)
+        except Exception:  # noqa: BLE001 - a home that cannot count still gets its answer
+            _LOGGER.warning("The home could not count %s", usage, exc_info=True)
+
     async def aclose(self) -> None:
         """End every session and close the models' clients."""
         for room in list(self.sessions):
             await self.async_end_session(room)
+        self._model_usage.close()
         await self.models.aclose()

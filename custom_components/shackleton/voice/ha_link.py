@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 
 import aiohttp
 
-from .home import HomeContext, RoomTools, ToolCallError, TurnReport
+from .home import HomeContext, RoomTools, ToolCallError, TurnReport, Usage
 from .protocol import (
     FATAL_CODES,
     PREFIX,
@@ -36,6 +36,7 @@ from .protocol import (
     encode_audio,
     room_tools,
     turn_fields,
+    usage_fields,
 )
 from .settings import Backoff
 
@@ -294,6 +295,15 @@ class HomeLink:
 
     def report(self, **fields: Any) -> None:
         """Send a report; while HA is away it waits (bounded) and goes out on reconnect."""
+        last = self._waiting[-1] if self._waiting else None
+        if fields.get("kind") == ReportKind.USAGE and last and last.get("kind") == ReportKind.USAGE:
+            # Usage comes several times a turn: while HA is away it adds up in one report
+            # rather than pushing the rooms' states and turns out of the bounded queue.
+            last["usage"] = {
+                name: last["usage"].get(name, 0) + fields["usage"].get(name, 0)
+                for name in {*last["usage"], *fields["usage"]}
+            }
+            return
         self._waiting.append(fields)
         if self.connected:
             self._flush()
@@ -445,6 +455,10 @@ class RemoteHome:
             message=message,
             recoverable=recoverable,
         )
+
+    def report_usage(self, usage: Usage) -> None:
+        """Send what the providers did: HA counts it on the entry's usage sensors."""
+        self.link.report(kind=ReportKind.USAGE, room="", usage=usage_fields(usage))
 
     def report_session(self, room: str, *, active: bool) -> None:
         """Say that a room's session started or ended (announcements follow sessions)."""

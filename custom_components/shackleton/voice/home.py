@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any, Final, Protocol
 
@@ -85,6 +85,26 @@ class TurnReport:
     error: str | None = None
 
 
+@dataclass(slots=True)
+class Usage:
+    """Billable work the providers did since the last report (a delta, never a total).
+
+    Counted from what each provider itself reported (LiveKit's usage metrics, the chat
+    completion's `usage`); a stage that did not run reports 0.
+    """
+
+    llm_input_tokens: int = 0
+    llm_output_tokens: int = 0
+    stt_seconds: float = 0.0
+    tts_characters: int = 0
+    realtime_audio_input_tokens: int = 0
+    realtime_audio_output_tokens: int = 0
+
+    def __bool__(self) -> bool:
+        """Return whether there is anything to count."""
+        return any(getattr(self, usage.name) for usage in fields(self))
+
+
 class Home(Protocol):
     """What the engine needs from the home: tools, context, and somewhere to report."""
 
@@ -133,3 +153,6 @@ class Home(Protocol):
 
     def report_error(self, room: str, source: str, message: str, *, recoverable: bool) -> None:
         """Record a provider or session fault."""
+
+    def report_usage(self, usage: Usage) -> None:
+        """Count what the providers did (the entry's, not a room's: models are shared)."""

@@ -12,9 +12,10 @@ import base64
 from collections.abc import Mapping
 import dataclasses
 from enum import StrEnum
+import math
 from typing import Any, Final, Literal, NotRequired, TypedDict
 
-from .home import Persona, RoomTools, ToolSpec, TurnReport
+from .home import Persona, RoomTools, ToolSpec, TurnReport, Usage
 from .settings import LiveKitServer, VoiceSettings, settings_from_dict
 
 # Bumped when a command or a message changes shape; a worker of another version is told.
@@ -58,6 +59,7 @@ class ReportKind(StrEnum):
     STATE = "state"
     TURN = "turn"
     ERROR = "error"
+    USAGE = "usage"  # what the providers did: the entry's, so its room is ""
 
 
 # Error codes. The first three are Home Assistant's own WebSocket codes (a test keeps
@@ -249,6 +251,31 @@ def turn_fields(report: TurnReport) -> dict[str, Any]:
 def turn_report(room: str, fields: Mapping[str, Any]) -> TurnReport:
     """Decode a `turn` report; fields this side does not know (a newer worker's) are dropped."""
     return TurnReport(room=room, **{k: v for k, v in fields.items() if k in _TURN_FIELDS})
+
+
+_USAGE_FIELDS: Final = frozenset(field.name for field in dataclasses.fields(Usage))
+
+
+def usage_fields(usage: Usage) -> dict[str, Any]:
+    """Encode a `usage` report."""
+    return dataclasses.asdict(usage)
+
+
+def usage_report(fields: Mapping[str, Any]) -> Usage:
+    """Decode a `usage` report; ValueError for a count that is not a number >= 0.
+
+    Fields this side does not know (a newer worker's) are dropped.
+    """
+    known = {k: v for k, v in fields.items() if k in _USAGE_FIELDS}
+    for name, value in known.items():
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+            or value < 0
+        ):
+            raise ValueError(f"usage {name} is not a count: {value!r}")
+    return Usage(**known)
 
 
 def settings_message(
