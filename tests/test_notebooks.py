@@ -146,7 +146,7 @@ async def test_prompt_notebook_runs_the_suite_offline(tmp_path: Path) -> None:
     env = {"OPENAI_API_KEY": "", "SHACKLETON_FIGURES": str(tmp_path / "figures")}
     texts = _texts(await _execute("prompt_tuning.ipynb", tmp_path, env))
     everything = "\n".join(texts)
-    assert "10 cases, 6 entities, 20 tools" in everything
+    assert "10 cases, 6 entities, 21 tools" in everything
     assert "offline: 20 runs" in everything
     # HA's sentence templates get every home request right but the note; the keyword
     # baseline only the plainest; both refuse the pod bay doors and the pizza.

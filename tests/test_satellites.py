@@ -39,7 +39,7 @@ from harness.fakes import ChatReply, FakeLiveKit, FakeOpenAI
 from . import test_worker_process
 from .conftest import AUDIO, Room, entry_data, wait_for
 from .readme_examples import async_run_example, readme_example
-from .test_worker_process import WORKER_MODULE, Home, Process, worker_env
+from .test_worker_process import Home, start_local_worker
 
 SATELLITE = "assist_satellite.shackleton_kitchen"
 RESPONSE_FILE = Path(__file__).parents[1] / ".scratch" / "ask_question_response.json"
@@ -397,17 +397,8 @@ async def test_an_external_worker_asks_too(home: Home, fake_openai: FakeOpenAI) 
     fake_openai.tts_seconds_per_char = 0.01
     facts = await home.start()
     admin = facts["users"]["admin"]["token"]
-    worker = await Process.start(
-        "-m",
-        WORKER_MODULE,
-        "local",
-        "--room",
-        "kitchen",
-        env=worker_env(home, admin, facts["entry_id"]),
-    )
+    worker = await start_local_worker(home, admin, facts["entry_id"])
     try:
-        await worker.event("ready", 120)
-        await worker.send({"silence": 0.5})
         state = await home.call(admin, "GET", f"/api/states/{SATELLITE}")
         assert state["state"] == "listening"  # the worker's session is the room's
         asking = asyncio.ensure_future(

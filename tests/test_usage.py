@@ -68,7 +68,7 @@ from harness.fakes import (
 from .conftest import LIGHT, Room, entry_data, wait_for
 from .readme_examples import readme_example
 from .test_worker_api import Worker
-from .test_worker_process import WORKER_MODULE, Home as HomeProcess, Process, worker_env
+from .test_worker_process import Home as HomeProcess, start_local_worker
 
 AUDIO = Path(__file__).parent / "fixtures" / "audio"
 ENTRY_ID = "01JSHACKLETONUSAGE00000000"
@@ -346,17 +346,8 @@ async def test_external_worker_process_usage_reaches_the_sensors(
     home = HomeProcess(tmp_path / "ha", fake_openai.base_url)
     facts = await home.start()
     admin = facts["users"]["admin"]["token"]
-    worker = await Process.start(
-        "-m",
-        WORKER_MODULE,
-        "local",
-        "--room",
-        "kitchen",
-        env=worker_env(home, admin, facts["entry_id"]),
-    )
+    worker = await start_local_worker(home, admin, facts["entry_id"])
     try:
-        await worker.event("ready", 120)
-        await worker.send({"silence": 0.5})
         await worker.send({"play": str(AUDIO / "turn_on_kitchen_light.wav")})
         await worker.event("spoke")
         expected = {

@@ -177,6 +177,20 @@ def worker_env(home: Home, token: str, entry_id: str) -> dict[str, str]:
     }
 
 
+async def start_local_worker(home: Home, token: str, entry_id: str) -> Process:
+    """Start a worker serving a kitchen on local audio; return it ready, after 0.5 s of quiet."""
+    worker = await Process.start(
+        "-m", WORKER_MODULE, "local", "--room", "kitchen", env=worker_env(home, token, entry_id)
+    )
+    try:
+        await worker.event("ready", 120)
+        await worker.send({"silence": 0.5})
+    except BaseException:
+        await worker.stop()
+        raise
+    return worker
+
+
 async def test_worker_process_serves_the_home(home: Home, fake_openai: FakeOpenAI) -> None:
     """A spoken request, an announcement, and Home Assistant killed and restarted."""
     fake_openai.transcripts = ["Turn on the kitchen light."]
@@ -187,17 +201,8 @@ async def test_worker_process_serves_the_home(home: Home, fake_openai: FakeOpenA
     fake_openai.tts_seconds_per_char = 0.01
     facts = await home.start()
     admin = facts["users"]["admin"]["token"]
-    worker = await Process.start(
-        "-m",
-        WORKER_MODULE,
-        "local",
-        "--room",
-        "kitchen",
-        env=worker_env(home, admin, facts["entry_id"]),
-    )
+    worker = await start_local_worker(home, admin, facts["entry_id"])
     try:
-        await worker.event("ready", 120)
-        await worker.send({"silence": 0.5})
         await worker.send({"play": str(AUDIO / "turn_on_kitchen_light.wav")})
         await worker.event("spoke")
         light = await home.call(admin, "GET", f"/api/states/{LIGHT}")

@@ -36,11 +36,36 @@ TURN_WINDOW = 200
 type ShackletonConfigEntry = ConfigEntry[ShackletonData]
 
 
-class ShackletonRuntime:
+class Observable:
+    """Pushes every change to its listeners: the entities that show it."""
+
+    def __init__(self) -> None:
+        """Start with nobody listening."""
+        self._listeners: list[Callable[[], None]] = []
+
+    @callback
+    def async_add_listener(self, listener: Callable[[], None]) -> CALLBACK_TYPE:
+        """Call `listener` after every change; return the function that stops it."""
+        self._listeners.append(listener)
+
+        @callback
+        def remove() -> None:
+            self._listeners.remove(listener)
+
+        return remove
+
+    @callback
+    def _notify(self) -> None:
+        for listener in list(self._listeners):
+            listener()
+
+
+class ShackletonRuntime(Observable):
     """The live state the entities show; every change is pushed to listeners."""
 
     def __init__(self, *, livekit_configured: bool) -> None:
         """Start offline: nothing is known about the server yet."""
+        super().__init__()
         self.livekit_configured = livekit_configured
         self.livekit_connected = False
         self.livekit_error: str | None = None
@@ -55,7 +80,6 @@ class ShackletonRuntime:
         self._e2e: deque[float] = deque(maxlen=TURN_WINDOW)
         self._turns = 0
         self._failed_turns = 0
-        self._listeners: list[Callable[[], None]] = []
 
     @property
     def active_sessions(self) -> int:
@@ -76,17 +100,6 @@ class ShackletonRuntime:
         return max(
             self.room_states.values(), key=lambda s: _STATE_RANK.get(s, 0), default=STATE_IDLE
         )
-
-    @callback
-    def async_add_listener(self, listener: Callable[[], None]) -> CALLBACK_TYPE:
-        """Call `listener` after every change; return the function that stops it."""
-        self._listeners.append(listener)
-
-        @callback
-        def remove() -> None:
-            self._listeners.remove(listener)
-
-        return remove
 
     @callback
     def async_set_livekit(self, *, connected: bool, error: str | None) -> None:
@@ -166,11 +179,6 @@ class ShackletonRuntime:
             "rooms": dict(self.room_states),
             "turn_figures": self.turn_figures(),
         }
-
-    @callback
-    def _notify(self) -> None:
-        for listener in list(self._listeners):
-            listener()
 
 
 @dataclass(slots=True)

@@ -9,13 +9,12 @@ new `last_reset`, which is how HA's long-term statistics see a new cycle of a `t
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 import math
 from typing import Any, Final
 
-from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
+from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.event import async_track_time_change
 from homeassistant.helpers.storage import Store
 from homeassistant.util import dt as dt_util
@@ -35,7 +34,7 @@ from .const import (
     STAGE_STT,
     STAGE_TTS,
 )
-from .models import ShackletonConfigEntry
+from .models import Observable, ShackletonConfigEntry
 from .provider_catalog import PROVIDERS
 from .storage import async_load_checked, check, checked
 from .voice.home import Usage
@@ -132,18 +131,18 @@ def chat_usage(usage: Any) -> Usage | None:
         return None
 
 
-class UsageMeter:
+class UsageMeter(Observable):
     """An entry's usage totals per provider and counter, for today and this month."""
 
     def __init__(self, hass: HomeAssistant, entry: ShackletonConfigEntry) -> None:
         """Count for the entry's paid stages; `async_load` brings the saved totals."""
+        super().__init__()
         self._hass = hass
         self._entry = entry
         self.counters = counters_in_use(entry)
         self._store = usage_store(hass, entry.entry_id)
         self._periods = period_keys(dt_util.now())
         self._counts: dict[str, dict[str, float]] = {period: {} for period in PERIODS}
-        self._listeners: list[Callable[[], None]] = []
 
     async def async_load(self) -> None:
         """Load the saved totals (kept if still in their period), then follow the clock."""
@@ -161,17 +160,6 @@ class UsageMeter:
 
     def _data(self) -> dict[str, Any]:
         return {"periods": dict(self._periods), "counts": self._counts}
-
-    @callback
-    def async_add_listener(self, listener: Callable[[], None]) -> CALLBACK_TYPE:
-        """Call `listener` after every change; return the function that stops it."""
-        self._listeners.append(listener)
-
-        @callback
-        def remove() -> None:
-            self._listeners.remove(listener)
-
-        return remove
 
     @callback
     def _on_midnight(self, now: datetime) -> None:
@@ -234,8 +222,3 @@ class UsageMeter:
             self.count(counter, period) / counter.price_per * price
             for counter, price in self.prices().items()
         )
-
-    @callback
-    def _notify(self) -> None:
-        for listener in list(self._listeners):
-            listener()
