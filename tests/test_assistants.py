@@ -30,7 +30,7 @@ from custom_components.shackleton.home_bridge import make_llm_context
 from custom_components.shackleton.voice.local_audio import LocalAudioInput, LocalAudioOutput
 from harness.fakes import ChatReply, FakeLiveKit, FakeOpenAI
 
-from .conftest import Room, entry_data
+from .conftest import Room, entry_data, wait_for
 from .readme_examples import async_run_example
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -43,6 +43,14 @@ KIDS = {
     "confirm_domains": [],
 }
 NOTE_TOOLS = {"note_save", "note_search", "note_list", "note_delete"}
+
+
+def _used(hass: HomeAssistant, entry: MockConfigEntry, key: str) -> float:
+    """Return this month's count of an OpenAI usage sensor of `entry`."""
+    unique_id = f"{entry.entry_id}_openai_{key}_month"
+    sensor = er.async_get(hass).async_get_entity_id("sensor", DOMAIN, unique_id)
+    assert sensor is not None, key
+    return float(hass.states.get(sensor).state)
 
 
 def _tools(request: dict[str, Any]) -> set[str]:
@@ -151,6 +159,12 @@ async def test_a_room_talks_to_the_assistant_it_chose(
     # The first reply in the entry's voice, the second in the Kids' own.
     assert fake_openai.tts_voices[0] != "nova"
     assert fake_openai.tts_voices[-1] == "nova"
+    # The Kids' own model and voice count on the entry's usage sensors like the rest.
+    billed = {
+        "llm_input_tokens": sum(usage["prompt_tokens"] for usage in fake_openai.chat_usage),
+        "tts_characters": sum(len(text) for text in fake_openai.tts_inputs),
+    }
+    await wait_for(lambda: {key: _used(hass, home, key) for key in billed} == billed)
 
 
 async def test_the_room_choice_survives_a_restart_and_a_deleted_assistant(

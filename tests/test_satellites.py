@@ -22,6 +22,7 @@ from homeassistant.config_entries import ConfigEntryState
 from homeassistant.const import STATE_UNAVAILABLE
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
+from homeassistant.helpers import intent
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
@@ -347,13 +348,26 @@ async def test_nobody_in_the_room(
 async def test_nobody_in_the_room_notifies(
     hass: HomeAssistant, open_kitchen: OpenKitchen, fake_openai: FakeOpenAI
 ) -> None:
-    """With the notify option, an announcement nobody hears becomes a notification."""
+    """With the notify option, an announcement nobody hears becomes a notification.
+
+    HA's broadcast intent then reaches every empty room: still one notification.
+    """
     kitchen = await open_kitchen(**{CONF_ANNOUNCE_NOBODY: NOBODY_NOTIFY})
     await _leave(hass, kitchen)
     await async_run_example(hass, "satellite-announce")
     notifications = persistent_notification._async_get_or_create_notifications(hass)
     assert [n["message"] for n in notifications.values()] == ["Dinner is ready."]
     assert fake_openai.tts_inputs == []
+
+    kitchen.entry.runtime_data.rooms.async_served("den")
+    await hass.async_block_till_done()
+    response = await intent.async_handle(
+        hass, "test", intent.INTENT_BROADCAST, {"message": {"value": "Dinner is ready."}}
+    )
+    await hass.async_block_till_done()
+    reached = {target.id for target in response.success_results}
+    assert reached == {SATELLITE, "assist_satellite.shackleton_den"}
+    assert [n["message"] for n in notifications.values()] == ["Dinner is ready."]
 
 
 async def test_media_is_refused(hass: HomeAssistant, open_kitchen: OpenKitchen) -> None:

@@ -22,7 +22,7 @@ import probatio
 from .const import DOMAIN
 from .entity import service_device_info
 from .models import ShackletonConfigEntry
-from .vision import Picture, async_ask, image_type, vision_provider
+from .vision import TASK_SECONDS, Picture, async_ask, image_type, vision_provider
 from .voice.settings import ProviderSettings
 
 PARALLEL_UPDATES = 0
@@ -72,6 +72,7 @@ class ShackletonTaskEntity(ai_task.AITaskEntity):
             messages,
             response_format=response_format,
             count=self._usage.async_add,
+            seconds=TASK_SECONDS,
         )
         chat_log.async_add_assistant_content_without_tools(
             conversation.AssistantContent(agent_id=self.entity_id, content=text)

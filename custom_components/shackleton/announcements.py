@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 import dataclasses
+import hashlib
 import time
 from typing import Any, Final
 
@@ -39,6 +40,11 @@ class Announcement:
     expires_at: float = 0.0  # time.monotonic()
     room: str | None = None
     id: str = dataclasses.field(default_factory=ulid_now)
+
+
+def _digest(text: str) -> str:
+    """Return a short name for a message (not a secret: it names a notification)."""
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 # Say an announcement in a room now; False when nobody there can hear it.
@@ -124,7 +130,9 @@ class Announcer:
                 self._hass,
                 announcement.text,
                 title=self._title,
-                notification_id=f"{DOMAIN}_announcement_{announcement.id}",
+                # By its words: the same message to several empty rooms at once (HA's
+                # broadcast reaches every room's satellite) is one notification.
+                notification_id=f"{DOMAIN}_announcement_{_digest(announcement.text)}",
             )
         else:
             LOGGER.warning(

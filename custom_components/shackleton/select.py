@@ -64,9 +64,12 @@ class RoomAssistantSelect(RoomEntity, SelectEntity, RestoreEntity):
     async def async_select_option(self, option: str) -> None:
         """Hand the room to another assistant, at once if someone is talking there.
 
-        HA's select action has checked `option` against `options` already.
+        HA's select action has checked `option` against `options` already; with every
+        assistant deleted the one option is the stand-in, already the room's.
         """
-        [chosen] = [a for a in assistants(self.entry) if a.name == option][:1]
-        self.entry.runtime_data.room_assistants[self.room] = chosen.subentry_id
+        chosen = [a for a in assistants(self.entry) if a.name == option]
+        if not chosen:
+            return
+        self.entry.runtime_data.room_assistants[self.room] = chosen[0].subentry_id
         self.async_write_ha_state()
         await self.entry.runtime_data.voice.async_refresh_room(self.room)

@@ -143,6 +143,7 @@ class UsageMeter(Observable):
         self._store = usage_store(hass, entry.entry_id)
         self._periods = period_keys(dt_util.now())
         self._counts: dict[str, dict[str, float]] = {period: {} for period in PERIODS}
+        self._closed = False
 
     async def async_load(self) -> None:
         """Load the saved totals (kept if still in their period), then follow the clock."""
@@ -156,6 +157,8 @@ class UsageMeter(Observable):
         self._entry.async_on_unload(self._async_save_now)
 
     async def _async_save_now(self) -> None:
+        # Unloaded: what comes late (a stream still closing) must not save over the next.
+        self._closed = True
         await self._store.async_save(self._data())
 
     def _data(self) -> dict[str, Any]:
@@ -180,6 +183,8 @@ class UsageMeter(Observable):
     @callback
     def async_add(self, usage: Usage) -> None:
         """Count what a provider did; a figure that is no count is logged and skipped."""
+        if self._closed:
+            return
         self._roll(dt_util.now())
         added = False
         for counter, provider in self.counters.items():

@@ -33,8 +33,11 @@ if TYPE_CHECKING:
 # A camera question is one tool call of a spoken turn, and the room's watchdog gives the
 # turn up `Limits.turn_deadline` (6 s) after the call began: the snapshot
 # (tools/cameras.py, SNAPSHOT_SECONDS) and the model together stay within it, so the
-# user hears what went wrong rather than silence. AI tasks keep the same bound.
+# user hears what went wrong rather than silence.
 MODEL_SECONDS: Final = 3.5
+# An AI task has no spoken turn to keep, and pictures with a structured answer take a
+# vision model longer (a local one most): a hung one is still given up.
+TASK_SECONDS: Final = 30.0
 # The picture formats the OpenAI-compatible APIs take (the rest are refused here,
 # with a clear error, rather than by the provider with an obscure one).
 IMAGE_TYPES: Final = frozenset({"image/jpeg", "image/png", "image/webp", "image/gif"})
@@ -78,15 +81,16 @@ async def async_ask(
     *,
     response_format: dict[str, Any] | None = None,
     count: Callable[[Usage], None] | None = None,
+    seconds: float = MODEL_SECONDS,
 ) -> str:
-    """Return the model's answer to `messages`, within MODEL_SECONDS, or raise ProviderFault.
+    """Return the model's answer to `messages`, within `seconds`, or raise ProviderFault.
 
     `count` gets the tokens the request used (the entry's usage sensors).
     """
     client = await async_text_client(hass, provider, Limits())
     host = str(client.base_url.host)
     try:
-        async with asyncio.timeout(MODEL_SECONDS):
+        async with asyncio.timeout(seconds):
             completion = await client.chat.completions.create(
                 model=provider.model,
                 messages=messages,  # type: ignore[arg-type]
@@ -94,7 +98,7 @@ async def async_ask(
             )
             answer = completion.choices[0].message.content if completion.choices else None
     except Exception as err:  # every way a request fails is a fault
-        raise classify(err, host=host, seconds=MODEL_SECONDS) from err
+        raise classify(err, host=host, seconds=seconds) from err
     if count is not None and (counted := chat_usage(completion.usage)) is not None:
         count(counted)
     if not answer or not answer.strip():

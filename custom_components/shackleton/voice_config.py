@@ -72,9 +72,13 @@ def assistant_llm(entry: ConfigEntry[Any], assistant: Assistant) -> ProviderSett
 
 
 def settings_from_entry(entry: ConfigEntry[Any], default_language: str) -> VoiceSettings:
-    """Return the voice settings of an entry: its models, and its first assistant's persona.
+    """Return the voice settings of an entry: its models, with its first assistant's words.
 
-    Each room's own assistant is applied per session (`HassHome.room_tools`).
+    The engine's model and voice are the entry's (the provider's default voice), so that
+    an assistant leaving them blank gets those; each room's assistant then brings its
+    own per session (`HassHome.room_tools`). Speech-to-text listens in the first
+    assistant's language, and a realtime model, one voice for every room, speaks in
+    the first assistant's voice.
     """
     data = dict(entry.data)
     options = {**DEFAULT_OPTIONS, **entry.options}
@@ -82,13 +86,13 @@ def settings_from_entry(entry: ConfigEntry[Any], default_language: str) -> Voice
     realtime = data.get(CONF_VOICE_MODE) == VOICE_MODE_REALTIME
     return VoiceSettings(
         mode="realtime" if realtime else "pipeline",
-        llm=assistant_llm(entry, assistant),
+        llm=provider_settings(data, STAGE_LLM),
         stt=None if realtime else provider_settings(data, STAGE_STT),
         tts=None if realtime else provider_settings(data, STAGE_TTS),
         realtime=provider_settings(data, STAGE_REALTIME) if realtime else None,
         instructions=assistant.instructions,
         language=assistant.language_or(default_language),
-        voice=assistant.voice,
+        voice=assistant.voice if realtime else "",
         turn_taking=turn_taking_from_options(options),
     )
 

@@ -47,7 +47,7 @@ import probatio
 from .const import CONF_WORKER, DOMAIN, LOGGER, WORKER_EXTERNAL
 from .home_bridge import HassHome
 from .voice import protocol
-from .voice.home import QUESTION_PLAYOUT_SECONDS, NobodyListening, ToolCallError
+from .voice.home import QUESTION_PLAYOUT_SECONDS, NobodyListening, QuestionPending, ToolCallError
 from .voice.protocol import PROTOCOL, Command, Event, ReportKind, agent_name
 from .voice_config import livekit_server, settings_from_entry
 
@@ -264,13 +264,21 @@ class WorkerHub:
             self._replies.pop(key, None)
 
     @callback
-    def async_ack(self, key: str, *, ok: bool, answer: str | None = None) -> None:
-        """Record whether an announcement or a request reached someone, and any answer."""
+    def async_ack(
+        self, key: str, *, ok: bool, answer: str | None = None, busy: bool = False
+    ) -> None:
+        """Record whether an announcement or a request reached someone, and any answer.
+
+        `busy`: the room waits for the answer to another question (`ask`).
+        """
         if (unacked := self._unacked.pop(key, None)) is not None:
             if not ok:  # the session ended before it could be said: wait for the next one
                 self._requeue(unacked[1])
         elif (reply := self._replies.get(key)) is not None and not reply[1].done():
-            reply[1].set_result((ok, answer))
+            if busy:
+                reply[1].set_exception(QuestionPending(key))
+            else:
+                reply[1].set_result((ok, answer))
 
 
 @callback
@@ -596,11 +604,13 @@ async def ws_report(msg: dict[str, Any], home: HassHome, link: WorkerLink) -> No
         probatio.Required("ok"): bool,
         # What the room answered an `ask` (None: nobody answered in time).
         probatio.Optional("answer"): probatio.Any(str, None),
+        # The room already waits for another question's answer.
+        probatio.Optional("busy", default=False): bool,
     },
 )
 async def ws_ack(msg: dict[str, Any], home: HassHome, link: WorkerLink) -> None:
     """Record whether an announcement or a request reached someone, and any answer."""
-    link.hub.async_ack(msg["request"], ok=msg["ok"], answer=msg.get("answer"))
+    link.hub.async_ack(msg["request"], ok=msg["ok"], answer=msg.get("answer"), busy=msg["busy"])
 
 
 @callback

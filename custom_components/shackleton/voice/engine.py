@@ -332,6 +332,7 @@ class RoomSession:
                 if realtime
                 else self.engine.models.for_persona(persona.model, persona.voice)
             )
+            self.engine.watch_usage(own)
         instructions = build_instructions(settings, context, room_tools.guide)
         return ShackletonAgent(self, instructions, tools, own)
 
@@ -659,7 +660,8 @@ class RoomSession:
         except TimeoutError:
             return None
         finally:
-            self._answer = None
+            if self._answer is answer:  # a newer question keeps its own wait
+                self._answer = None
 
     def apologise(self, why: str) -> None:
         """Say the apology from pre-rendered audio: the failing provider is not needed."""
@@ -763,6 +765,10 @@ class VoiceEngine:
         self._chime = _frames(chime_pcm(CHIME_RATE), CHIME_RATE)
         self._model_usage = ModelUsage(self.report_usage)
         self._model_usage.watch(models.stt, models.llm, models.tts)
+
+    def watch_usage(self, variant: Variant) -> None:
+        """Count a persona's own language model and voice like the shared ones."""
+        self._model_usage.watch(variant.llm, variant.tts)
 
     @classmethod
     async def async_create(

@@ -19,7 +19,7 @@ from .home import Persona, RoomTools, ToolSpec, TurnReport, Usage
 from .settings import LiveKitServer, VoiceSettings, settings_from_dict
 
 # Bumped when a command or a message changes shape; a worker of another version is told.
-PROTOCOL: Final = 1
+PROTOCOL: Final = 2
 PREFIX: Final = "shackleton/worker"
 
 

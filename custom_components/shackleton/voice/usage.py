@@ -50,7 +50,8 @@ class ModelUsage:
     def watch(self, *models: object) -> None:
         """Listen to the models' own metrics; a realtime model has none (see RealtimeUsage)."""
         for model in models:
-            if isinstance(model, llm.LLM | stt.STT | tts.TTS):
+            # A model watched already (a persona's, shared by its rooms) counts once.
+            if isinstance(model, llm.LLM | stt.STT | tts.TTS) and model not in self._watched:
                 model.on("metrics_collected", self._on_metrics)
                 self._watched.append(model)
 

@@ -227,7 +227,7 @@ class VoiceWorker:
             )
         await old.aclose()
 
-    async def _ack(self, request: str, ok: bool, **answer: str | None) -> None:
+    async def _ack(self, request: str, ok: bool, **answer: str | bool | None) -> None:
         # Unacknowledged, Home Assistant queues it again when this link drops: said
         # twice at worst, never lost.
         with contextlib.suppress(HomeAway, HomeRefused):
@@ -252,8 +252,11 @@ class VoiceWorker:
                 chime=bool(event.get("chime")),
                 seconds=float(event["seconds"]),
             )
-        except (NobodyListening, QuestionPending):
+        except NobodyListening:
             await self._ack(event["id"], False)
+            return
+        except QuestionPending:  # the room is busy: HA says so, not "nobody there"
+            await self._ack(event["id"], False, busy=True)
             return
         await self._ack(event["id"], True, answer=answer)
 
