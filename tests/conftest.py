@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import importlib
 import logging
 from pathlib import Path
+import signal
 import time
 from typing import Any
 
@@ -86,6 +87,33 @@ def no_deprecated_api(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
     records = [*caplog.get_records("setup"), *caplog.get_records("call")]
     reports = deprecation_reports(records)
     assert not reports, "Shackleton used a deprecated Home Assistant API:\n" + "\n".join(reports)
+
+
+class TerminatedError(RuntimeError):
+    """The test process got a SIGTERM (see `sigterm_fails_the_test`)."""
+
+
+@pytest.fixture(autouse=True, scope="session")
+def sigterm_fails_the_test() -> Iterator[None]:
+    """Turn the first SIGTERM into the running test's failure, not the end of the run.
+
+    LiveKit's native library ends its own process with a SIGTERM when it panics
+    (`livekit/rtc/_ffi_client.py`, after printing "FFI Panic: ..." to stderr). Killed,
+    the run says nothing of which test or why; failed, the test shows its captured
+    stderr. A second SIGTERM ends the run as usual.
+    """
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def handler(signum: int, _frame: object) -> None:
+        signal.signal(signal.SIGTERM, previous)
+        raise TerminatedError(
+            "SIGTERM: LiveKit's native library sends it when it panics "
+            "(see 'FFI Panic' in the captured stderr)"
+        )
+
+    signal.signal(signal.SIGTERM, handler)
+    yield
+    signal.signal(signal.SIGTERM, previous)
 
 
 @pytest.fixture(autouse=True)
