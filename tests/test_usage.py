@@ -65,7 +65,7 @@ from harness.fakes import (
     start_app,
 )
 
-from .conftest import LIGHT, Room, entry_data, wait_for
+from .conftest import LIGHT, Room, entry_data, first_assistant, wait_for
 from .readme_examples import readme_example
 from .test_worker_api import Worker
 from .test_worker_process import Home as HomeProcess, start_local_worker
@@ -83,19 +83,26 @@ PRICES = {
 STT_TOLERANCE = 0.01
 
 
-@pytest.fixture
-def mock_config_entry(
-    hass: HomeAssistant, fake_livekit: FakeLiveKit, fake_openai: FakeOpenAI
+def _entry(
+    data: dict[str, Any], *, title: str = "Shackleton", options: dict[str, Any] | None = None
 ) -> MockConfigEntry:
-    """Return the conftest's pipeline entry, with prices for every stage it uses."""
+    """Return an entry (its first assistant in English) with `options` over the defaults."""
     return MockConfigEntry(
         domain=DOMAIN,
-        title="Shackleton (127.0.0.1)",
-        unique_id=f"{fake_livekit.url}|devkey",
-        data=entry_data(fake_livekit, fake_openai),
-        options={**DEFAULT_OPTIONS, "language": "en", **PRICES},
+        title=title,
+        data=data,
+        options={**DEFAULT_OPTIONS, **(options or {})},
         entry_id=ENTRY_ID,
+        version=2,
+        minor_version=1,
+        subentries_data=[first_assistant()],
     )
+
+
+@pytest.fixture
+def mock_config_entry(mock_config_entry: MockConfigEntry) -> MockConfigEntry:
+    """Return the conftest's pipeline entry, with prices for every stage it uses."""
+    return _entry(dict(mock_config_entry.data), title=mock_config_entry.title, options=PRICES)
 
 
 def _entity_id(hass: HomeAssistant, key: str, entry_id: str = ENTRY_ID) -> str:
@@ -228,10 +235,8 @@ async def test_realtime_audio_tokens_match_response_usage(
     hass: HomeAssistant, kitchen_light: None, fake_realtime: FakeRealtime
 ) -> None:
     """A realtime turn with a tool call: audio tokens in and out as `response.done` billed."""
-    entry = MockConfigEntry(
-        domain=DOMAIN,
-        title="Shackleton",
-        data={
+    entry = _entry(
+        {
             CONF_VOICE_MODE: "realtime",
             "llm_provider": "openai",
             "openai_api_key": "sk-test",
@@ -239,13 +244,7 @@ async def test_realtime_audio_tokens_match_response_usage(
             "llm_model": "gpt-4.1-mini",
             "realtime_model": "gpt-realtime",
         },
-        options={
-            **DEFAULT_OPTIONS,
-            "language": "en",
-            CONF_PRICE_REALTIME_AUDIO_INPUT: 32.0,
-            CONF_PRICE_REALTIME_AUDIO_OUTPUT: 64.0,
-        },
-        entry_id=ENTRY_ID,
+        options={CONF_PRICE_REALTIME_AUDIO_INPUT: 32.0, CONF_PRICE_REALTIME_AUDIO_OUTPUT: 64.0},
     )
     entry.add_to_hass(hass)
     assert await hass.config_entries.async_setup(entry.entry_id)
@@ -293,12 +292,10 @@ async def worker_entry(
     hass: HomeAssistant, fake_livekit: FakeLiveKit, fake_openai: FakeOpenAI
 ) -> MockConfigEntry:
     """Set up a priced pipeline entry whose voice runs in an external worker."""
-    entry = MockConfigEntry(
-        domain=DOMAIN,
+    entry = _entry(
+        entry_data(fake_livekit, fake_openai),
         title="Shackleton (worker)",
-        data=entry_data(fake_livekit, fake_openai),
-        options={**DEFAULT_OPTIONS, "language": "en", CONF_WORKER: WORKER_EXTERNAL, **PRICES},
-        entry_id=ENTRY_ID,
+        options={CONF_WORKER: WORKER_EXTERNAL, **PRICES},
     )
     entry.add_to_hass(hass)
     assert await hass.config_entries.async_setup(entry.entry_id)
@@ -405,13 +402,7 @@ async def test_day_and_month_restart_at_local_midnight(
 ) -> None:
     """The day's totals restart at midnight and the month's go on; on the 1st, both do."""
     freezer.move_to(_local(2026, 12, 6, 23, 59, 50))
-    entry = MockConfigEntry(
-        domain=DOMAIN,
-        title="Shackleton",
-        data=entry_data(None, fake_openai),
-        options={**DEFAULT_OPTIONS, "language": "en", **PRICES},
-        entry_id=ENTRY_ID,
-    )
+    entry = _entry(entry_data(None, fake_openai), options=PRICES)
     entry.add_to_hass(hass)
     await _load(hass, entry)
     registry = er.async_get(hass)
@@ -463,13 +454,7 @@ async def test_totals_survive_a_restart_within_their_period(
 ) -> None:
     """Saved totals come back on the same day; a day later only the month's do."""
     freezer.move_to(_local(2026, 12, 6, 12, 0, 0))
-    entry = MockConfigEntry(
-        domain=DOMAIN,
-        title="Shackleton",
-        data=entry_data(None, fake_openai),
-        options={**DEFAULT_OPTIONS, "language": "en"},
-        entry_id=ENTRY_ID,
-    )
+    entry = _entry(entry_data(None, fake_openai))
     entry.add_to_hass(hass)
     await _load(hass, entry)
     await _ask(hass, entry, "What time is it?")
@@ -508,13 +493,7 @@ async def test_unreadable_saved_totals_start_afresh(
         "key": f"{DOMAIN}.{ENTRY_ID}.usage",
         "data": {"periods": {"day": "yesterday", "month": "2026-12"}, "counts": {}},
     }
-    entry = MockConfigEntry(
-        domain=DOMAIN,
-        title="Shackleton",
-        data=entry_data(None, fake_openai),
-        options={**DEFAULT_OPTIONS, "language": "en"},
-        entry_id=ENTRY_ID,
-    )
+    entry = _entry(entry_data(None, fake_openai))
     entry.add_to_hass(hass)
     await _load(hass, entry)
     assert entry.state is ConfigEntryState.LOADED
@@ -524,13 +503,7 @@ async def test_unreadable_saved_totals_start_afresh(
 
 async def test_prices_in_the_options_flow(hass: HomeAssistant, fake_openai: FakeOpenAI) -> None:
     """Bad prices get a translated error; good ones add the cost sensors; cleared, none."""
-    entry = MockConfigEntry(
-        domain=DOMAIN,
-        title="Shackleton",
-        data=entry_data(None, fake_openai),
-        options={**DEFAULT_OPTIONS, "language": "en"},
-        entry_id=ENTRY_ID,
-    )
+    entry = _entry(entry_data(None, fake_openai))
     entry.add_to_hass(hass)
     await _load(hass, entry)
     registry = er.async_get(hass)
@@ -581,14 +554,8 @@ def _options_answer(entry: MockConfigEntry) -> dict[str, Any]:
 
 async def test_readme_budget_automation(hass: HomeAssistant, fake_openai: FakeOpenAI) -> None:
     """The README's automation notifies once the day's estimated cost passes its limit."""
-    entry = MockConfigEntry(
-        domain=DOMAIN,
-        title="Shackleton",
-        data=entry_data(None, fake_openai),
-        # A steep price, so that one question passes the example's limit of 1.
-        options={**DEFAULT_OPTIONS, "language": "en", CONF_PRICE_LLM_INPUT: 10_000.0},
-        entry_id=ENTRY_ID,
-    )
+    # A steep price, so that one question passes the example's limit of 1.
+    entry = _entry(entry_data(None, fake_openai), options={CONF_PRICE_LLM_INPUT: 10_000.0})
     entry.add_to_hass(hass)
     await _load(hass, entry)
     assert await async_setup_component(hass, "persistent_notification", {})
