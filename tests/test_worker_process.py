@@ -35,6 +35,7 @@ from harness.ha_process import REPO, arguments, free_port, read_facts
 WORKER_MODULE = "custom_components.shackleton.voice"
 AUDIO = REPO / "tests" / "fixtures" / "audio"
 LIGHT = "light.kitchen_light"
+KITCHEN_SATELLITE = "assist_satellite.shackleton_kitchen"
 
 
 @dataclass
@@ -178,13 +179,22 @@ def worker_env(home: Home, token: str, entry_id: str) -> dict[str, str]:
 
 
 async def start_local_worker(home: Home, token: str, entry_id: str) -> Process:
-    """Start a worker serving a kitchen on local audio; return it ready, after 0.5 s of quiet."""
+    """Start a worker serving a kitchen on local audio, after 0.5 s of quiet.
+
+    Return it once Home Assistant shows the room listening: the worker says `ready` when
+    its session starts, and its report reaches Home Assistant over the link a moment later.
+    """
     worker = await Process.start(
         "-m", WORKER_MODULE, "local", "--room", "kitchen", env=worker_env(home, token, entry_id)
     )
     try:
         await worker.event("ready", 120)
         await worker.send({"silence": 0.5})
+        deadline = asyncio.get_running_loop().time() + 30
+        path = f"/api/states/{KITCHEN_SATELLITE}"
+        while (await home.call(token, "GET", path))["state"] != "listening":
+            assert asyncio.get_running_loop().time() < deadline, "the room never listened"
+            await asyncio.sleep(0.1)
     except BaseException:
         await worker.stop()
         raise
