@@ -122,6 +122,30 @@ def auto_enable_custom_integrations(enable_custom_integrations: None) -> None:
 
 
 @pytest.fixture(autouse=True)
+async def closed_async_generators(hass: HomeAssistant) -> AsyncIterator[None]:
+    """Let the loop finish closing the async generators a test dropped (within 2 s).
+
+    openai's stream breaks out of its SSE generators at `[DONE]` (`AsyncStream.__stream__`
+    in `openai/_streaming.py`) and leaves them to the loop's finalizer, whose `aclose`
+    tasks each drop the next generator in the chain. A test that ends right after a
+    streamed reply would otherwise leave them to HA's own check for lingering tasks.
+    """
+    yield
+    for _ in range(200):
+        # A dropped generator's task is made one loop iteration after it is dropped.
+        for _ in range(3):
+            await asyncio.sleep(0)
+        closing = [
+            task
+            for task in asyncio.all_tasks()
+            if not task.done() and type(task.get_coro()).__name__ == "async_generator_athrow"
+        ]
+        if not closing:
+            break
+        await asyncio.sleep(0.01)
+
+
+@pytest.fixture(autouse=True)
 async def core_integration(hass: HomeAssistant) -> None:
     """Set up HA's core integration, as every real instance has (exposure lives there)."""
     assert await async_setup_component(hass, "homeassistant", {})

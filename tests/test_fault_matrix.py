@@ -84,20 +84,31 @@ class Leftovers:
         return cls(asyncio.all_tasks(), {thread.ident or 0 for thread in threading.enumerate()})
 
     async def check(self, hass: HomeAssistant, fakes: list[FakeOpenAI]) -> None:
-        """Assert no task, thread or connection in use outlives the row."""
+        """Assert no task, thread or connection in use outlives the row (10 s to end)."""
         for fake in fakes:
             fake.released.set()  # the fakes' hung handlers end (the drip's within 1 s)
         await hass.async_block_till_done(wait_background_tasks=True)
-        await asyncio.sleep(1.2)
+        deadline = time.monotonic() + 10
+        left = self._left(hass)
+        while any(left) and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+            left = self._left(hass)
+        tasks, threads, busy = left
+        assert not tasks, f"tasks left running: {tasks}"
+        assert not threads, f"threads left running: {threads}"
+        assert not busy, f"connections still in use: {busy}"
+
+    def _left(self, hass: HomeAssistant) -> tuple[list[Any], list[str], list[Any]]:
+        """Return the tasks, threads and pooled connections still busy since the baseline."""
         tasks = [
             task
             for task in asyncio.all_tasks() - self.tasks
             if not task.done()
             # The fake servers' connection handlers (the client's idle keep-alives).
-            and not task.get_coro().__qualname__.startswith("RequestHandler")  # type: ignore[union-attr]
+            # (A garbage-collected async generator's `aclose` has no name: it is waited for.)
+            and not getattr(task.get_coro(), "__qualname__", "").startswith("RequestHandler")
             and task is not asyncio.current_task()
         ]
-        assert not tasks, f"tasks left running: {tasks}"
         threads = [
             thread.name
             for thread in threading.enumerate()
@@ -105,10 +116,9 @@ class Leftovers:
             # HA's executor keeps its workers; they are idle, not ours.
             and not thread.name.startswith(("SyncWorker", "ImportExecutor"))
         ]
-        assert not threads, f"threads left running: {threads}"
         pool = get_async_client(hass)._transport._pool  # type: ignore[attr-defined]
         busy = [connection for connection in pool.connections if not connection.is_idle()]
-        assert not busy, f"connections still in use: {busy}"
+        return tasks, threads, busy
 
 
 async def _timed(call: Awaitable[str | Cell]) -> Cell:
@@ -291,7 +301,7 @@ async def test_retry_after_is_honoured_or_fails_fast(
     text = _marked("Hello", "429")
     fake_openai.retry_after = "30"
     cell = await _timed(_ask(hass, main, text))
-    assert (cell.outcome, cell.seconds < 1.0) == ("error", True)
+    assert (cell.outcome, cell.seconds < 3.0) == ("error", True)  # not after its 30 s
     assert fake_openai.faulted.count(("chat", "429")) == 1  # no retry that cannot fit
     # Passing rate limit: the second try, after the 1 s asked for, is answered.
     fake_openai.retry_after = "1"

@@ -170,8 +170,9 @@ async def test_barge_in_over_webrtc(
     assert fake_openai.tts_inputs[0].startswith("It is twelve o'clock")
     assert person.silent_after(started, hold=0.3) == stopped
     # Heard for about 1.5 s of a 9 s answer, then quiet within the VAD's onset and the
-    # network: the interruption reached the participant, not only the agent's state.
-    assert stopped - barged_at < 1.0, stopped - barged_at
+    # network (324 / 355 ms p50 / p95 in bench/; this bound leaves CI its headroom): the
+    # interruption reached the participant, not only the agent's state.
+    assert stopped - barged_at < 1.5, stopped - barged_at
     assert stopped - started < 4.0
     await wait_for(lambda: "Okay." in fake_openai.tts_inputs, 15)
 

@@ -265,7 +265,7 @@ async def test_ask_question_without_an_answer_ends_with_has_no_answer(
             "assist_satellite",
             "no_answer",
         )
-    assert 0.9 < waited < 2.5  # the bound, counted from the end of the question
+    assert 0.9 < waited < 4.0  # the 1 s bound, counted from the end of the question
     assert fake_openai.chat_requests == []
 
 
@@ -315,7 +315,7 @@ async def test_nobody_in_the_room(
             blocking=True,
             return_response=True,
         )
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 3.0  # at once, not after the 60 s for the question
     assert err.value.translation_key == "satellite_nobody_listening"
     # Home Assistant drops the final full stop of a translated error.
     assert (
